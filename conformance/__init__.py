@@ -1,0 +1,1 @@
+"""Part of xenstream-conformance; see docs/architecture.md."""

@@ -1,0 +1,77 @@
+"""The registry of stream formats.
+
+Each format module exposes a ``CODEC`` (:class:`Codec`) that the CLI, the
+strategies and the conformance runner look up by the format's name, so that a
+format is added in one place.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from .checker import Checker
+from .errors import UsageError
+from .source import Source
+
+#: Format name -> module that defines its ``CODEC``.
+FORMAT_MODULES: dict[str, str] = {
+    "libxc": "xenstream.reference.libxc",
+    "libxl": "xenstream.reference.libxl",
+    "xl": "xenstream.reference.xl",
+    "xenstore": "xenstream.reference.xenstore",
+    "legacy": "xenstream.reference.legacy",
+}
+
+
+@dataclass(frozen=True)
+class Codec:
+    name: str
+    description: str
+    #: Streaming validation: reads ``Source`` to its end, reporting through the
+    #: checker; raises StreamError (already recorded) when it cannot go on.
+    validate: Callable[[Source, Checker], None]
+    #: bytes (or a Source) -> typed stream value; raises StreamError.
+    decode: Callable[..., Any]
+    #: typed stream value -> bytes
+    encode: Callable[[Any], bytes]
+    #: Source, Checker -> items for ``xenstream dump`` (JSON-able dicts)
+    dump: Callable[[Source, Checker], Iterator[dict]]
+    #: items -> lines of text; None means the generic renderer
+    render_text: Callable[[Iterator[dict]], Iterator[str]] | None = None
+
+
+def import_optional(module: str):
+    """Import ``module``, or return None when it (or its package) does not exist yet."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not (module == exc.name or module.startswith(exc.name + ".")):
+            raise
+        return None
+
+
+def available() -> list[str]:
+    return [name for name, module in FORMAT_MODULES.items() if import_optional(module)]
+
+
+def get_codec(name: str) -> Codec:
+    module = FORMAT_MODULES.get(name)
+    if module is None:
+        raise UsageError(f"unknown format {name!r}; known: {', '.join(FORMAT_MODULES)}")
+    loaded = import_optional(module)
+    if loaded is None:
+        raise UsageError(f"format {name!r} is not implemented yet")
+    return loaded.CODEC
+
+
+def validate(src: Source, fmt: str, checker: Checker) -> Checker:
+    """Run ``fmt``'s validator over ``src``; the checker holds the verdict."""
+    from .errors import StreamError
+
+    try:
+        get_codec(fmt).validate(src, checker)
+    except StreamError:
+        pass  # recorded by the checker
+    return checker

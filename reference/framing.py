@@ -1,0 +1,64 @@
+"""The record framing that libxc, libxl and xenstore streams share.
+
+All three specs frame records the same way: a 32-bit ``type``, a 32-bit body
+length, the body, then zero padding to the next multiple of 8 octets (libxc
+"Records", libxl "Record Overview", xenstore "Records").  The header is in the
+stream's byte order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .checker import Checker
+from .layout import Endian, Layout
+from .source import Source
+
+RECORD_HEADER = Layout("record header", "II", "type", "body_length")
+ALIGN = 8
+ZERO_PAD = bytes(ALIGN)
+
+
+def padding_length(body_length: int) -> int:
+    """Octets of padding after a body of ``body_length`` octets."""
+    return -body_length & (ALIGN - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordHeader:
+    type: int
+    body_length: int
+    offset: int  # of the record header in the input
+
+    @property
+    def body_offset(self) -> int:
+        return self.offset + RECORD_HEADER.size
+
+    @property
+    def padding_offset(self) -> int:
+        return self.body_offset + self.body_length
+
+
+def read_record_header(src: Source, endian: Endian) -> RecordHeader:
+    offset = src.offset
+    rtype, length = RECORD_HEADER.of(endian).unpack(src.read_exact(RECORD_HEADER.size, "record header"))
+    return RecordHeader(rtype, length, offset)
+
+
+def check_padding(src: Source, header: RecordHeader, checker: Checker, rule_id: str) -> None:
+    """Read the padding after a body and report non-zero octets under ``rule_id``."""
+    n = padding_length(header.body_length)
+    if not n:
+        return
+    offset = src.offset
+    pad = src.read_exact(n, "record padding")
+    if pad != ZERO_PAD[:n]:
+        first = next(i for i, b in enumerate(pad) if b)
+        checker.report(rule_id, offset + first,
+                       f"padding octet {first} is 0x{pad[first]:02x}, not zero")
+
+
+def encode_record(rtype: int, body: bytes, endian: Endian, *, padding: bytes | None = None) -> bytes:
+    """A whole record: header, body, padding (zeros unless ``padding`` is given)."""
+    pad = ZERO_PAD[:padding_length(len(body))] if padding is None else padding
+    return RECORD_HEADER.pack(endian, rtype, len(body)) + body + pad

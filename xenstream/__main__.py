@@ -1,0 +1,3 @@
+from xenstream.cli import main
+
+raise SystemExit(main())

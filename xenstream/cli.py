@@ -1,0 +1,62 @@
+"""The ``xenstream`` command.
+
+A thin dispatcher: each subcommand lives in the module that owns its concept
+and provides ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from xenstream.reference.errors import UsageError
+from xenstream.reference.formats import import_optional
+
+#: subcommand -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "verify": ("xenstream.reference.verify_cmd", "check a stream against every rule of its format"),
+    "dump": ("xenstream.reference.dump_cmd", "print a decoded stream"),
+    "rules": ("xenstream.reference.rules_cmd", "list the rule catalogue"),
+    "convert-legacy": ("xenstream.reference.legacy_convert", "convert a legacy (pre-v2) stream to v2"),
+    "sample": ("xenstream.strategies.sample_cmd", "write example streams from the strategies"),
+    "corpus": ("xenstream.corpus.cmd", "build or check the regression corpus"),
+    "report": ("xenstream.conformance.report_cmd", "merge conformance reports into one table"),
+}
+
+EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    parser = argparse.ArgumentParser(prog="xenstream", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules: dict[str, object] = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = import_optional(module_name)
+        if module is None:
+            continue  # not built yet
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        module.add_arguments(p)
+        modules[name] = module
+    return parser, modules
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, modules = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help(sys.stderr)
+        return EXIT_ERROR
+    try:
+        return modules[args.command].run(args)
+    except UsageError as exc:
+        print(f"xenstream {args.command}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except BrokenPipeError:
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+    except Exception:  # a bug in this project, never the stream's fault
+        print(f"xenstream {args.command}: internal error, please report:", file=sys.stderr)
+        traceback.print_exc()
+        return EXIT_ERROR
