@@ -133,6 +133,13 @@ class Source:
             got += len(chunk)
         return b"".join(parts)
 
+    def peek(self, n: int) -> bytes:
+        """Up to ``n`` (at most :data:`MAX_READ`) octets ahead, without consuming them;
+        fewer only at the end of the input.  For formats that must look ahead to
+        tell their variants apart (legacy images)."""
+        self._refill(min(n, MAX_READ))
+        return self._buf[self._pos:self._pos + n]
+
     def read_upto(self, n: int) -> bytes:
         """Up to ``n`` octets; fewer only at the end of the input."""
         self._refill(min(n, MAX_READ))
