@@ -1,0 +1,102 @@
+"""``xenstream report DIR...``: compare conformance runs side by side.
+
+Each DIR is a ``--report`` folder of ``pytest conformance`` (or its
+``results.json``).  The table has one column per run and one row per rule
+family (``--by family``, the default), format (``--by format``) or case
+(``--by case``, like JSONTestSuite's full results), so that several
+implementations, or one implementation before and after a fix, can be read
+at a glance.  Cells of families and formats say ``passed/judged`` and count
+crashes; cells of cases give the outcome and the observed verdict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from .results import CaseResult, Run
+
+#: Marks used in ``--by case`` cells.
+MARKS = {"pass": "ok", "fail": "FAIL", "xfail": "known", "xpass": "XPASS",
+         "reported": "·", "skipped": "skip"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dirs", nargs="+", metavar="DIR",
+                        help="report folders (pytest conformance --report DIR) or results.json files")
+    parser.add_argument("--by", choices=("family", "format", "case"), default="family",
+                        help="rows of the table (default: family)")
+    parser.add_argument("--only-differences", action="store_true",
+                        help="leave out rows where every run has the same outcome")
+    parser.add_argument("-o", "--output", metavar="FILE", help="write the table here, not stdout")
+
+
+def _label(run: Run, folder: str, used: set[str]) -> str:
+    label = run.implementation
+    if run.kind != "verifier" or run.role != "strict":
+        label += f" ({run.kind}, {run.role})"
+    if label in used:
+        label = f"{label} [{Path(folder).name}]"
+    used.add(label)
+    return label
+
+
+def _cell(cases: list[CaseResult]) -> str:
+    if not cases:
+        return ""
+    judged = [c for c in cases if c.outcome not in ("reported", "skipped")]
+    passed = sum(c.outcome == "pass" for c in judged)
+    crashes = sum(c.kind == "crash" for c in cases)
+    text = f"{passed}/{len(judged)}"
+    if crashes:
+        text += f", {crashes} crash"
+    reported = len(cases) - len(judged)
+    if reported:
+        text += f", {reported} rep"
+    return text
+
+
+def table(runs: list[tuple[str, Run]], by: str = "family", only_differences: bool = False) -> str:
+    used: set[str] = set()
+    labels = [_label(run, folder, used) for folder, run in runs]
+    rows: dict[str, list[list[CaseResult]]] = defaultdict(lambda: [[] for _ in runs])
+    for i, (_, run) in enumerate(runs):
+        for c in run.cases:
+            key = {"family": c.family, "format": c.format, "case": c.id}[by]
+            rows[key][i].append(c)
+    out = [f"| {by} | " + " | ".join(labels) + " |",
+           "|---|" + "---|" * len(labels)]
+    for key in sorted(rows):
+        cells = rows[key]
+        if by == "case":
+            texts = [(f"{MARKS.get(c[0].outcome, c[0].outcome)} {c[0].observed}" if c else "")
+                     for c in cells]
+            outcomes = {c[0].outcome if c else None for c in cells}
+        else:
+            texts = [_cell(c) for c in cells]
+            outcomes = set(texts)
+        if only_differences and len(outcomes) <= 1:
+            continue
+        out.append(f"| `{key}` | " + " | ".join(t.replace("|", "\\|") for t in texts) + " |")
+    totals = [_cell(run.cases) for _, run in runs]
+    out.append("| **all** | " + " | ".join(totals) + " |")
+    return "\n".join(out) + "\n"
+
+
+def run(args: argparse.Namespace) -> int:
+    from xenstream.reference.errors import UsageError
+
+    runs = []
+    for folder in args.dirs:
+        try:
+            runs.append((folder, Run.load(folder)))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{folder}: not a conformance report ({exc})") from None
+    text = "# Conformance comparison\n\n" + table(runs, args.by, args.only_differences)
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
