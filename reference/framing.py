@@ -62,3 +62,25 @@ def encode_record(rtype: int, body: bytes, endian: Endian, *, padding: bytes | N
     """A whole record: header, body, padding (zeros unless ``padding`` is given)."""
     pad = ZERO_PAD[:padding_length(len(body))] if padding is None else padding
     return RECORD_HEADER.pack(endian, rtype, len(body)) + body + pad
+
+
+@dataclass(frozen=True)
+class UnknownRecord:
+    """A record of a type the reader does not know; optional when bit 31 is set."""
+
+    record_type: int
+    body: bytes = b""
+    layer: str = ""
+
+    OPTIONAL_BIT = 0x80000000
+
+    @property
+    def type(self) -> int:
+        return self.record_type
+
+    @property
+    def optional(self) -> bool:
+        return bool(self.record_type & self.OPTIONAL_BIT)
+
+    def encode_body(self, endian: Endian) -> bytes:
+        return self.body

@@ -1,0 +1,1152 @@
+"""libxc Domain Image Format, versions 2 and 3 (libxc-migration-stream.pandoc, revision 3).
+
+Layouts, typed values, rules, and one parser per record type that both
+validates (streaming, bounded memory) and decodes (typed values).  The libxl
+stream embeds a libxc stream after its LIBXC_CONTEXT record and resumes it
+after a CHECKPOINT, so the parser is an object that can stop at a CHECKPOINT
+and be resumed (:class:`LibxcReader`).
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass, field
+from typing import ClassVar, Iterator
+
+from .checker import Checker
+from .errors import StreamError
+from .formats import Codec
+from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, encode_record
+from .layout import Endian, Layout
+from .rules import Role, Severity, define
+from .source import Source, Truncated
+
+LAYER = "libxc"
+
+# --------------------------------------------------------------------------
+# Layouts (section names as in the spec)
+# --------------------------------------------------------------------------
+
+#: "Image Header": marker, id, version, options, 48 reserved bits (as 16 + 32); always big-endian.
+IMAGE_HEADER = Layout("image header", "QIIHHI", "marker", "id", "version", "options",
+                      "reserved_hi", "reserved_lo")
+#: "Domain Header": type, page_shift, reserved, xen_major, xen_minor.
+DOMAIN_HEADER = Layout("domain header", "IHHII", "type", "page_shift", "reserved",
+                       "xen_major", "xen_minor")
+#: "PAGE_DATA": count, reserved; followed by count pfn entries.
+PAGE_DATA_HEADER = Layout("PAGE_DATA header", "II", "count", "reserved")
+PFN_ENTRY = Layout("pfn entry", "Q", "pfn")
+#: "X86_PV_INFO": guest_width, pt_levels, 48 reserved bits.
+X86_PV_INFO = Layout("X86_PV_INFO", "BBHI", "guest_width", "pt_levels", "reserved_hi", "reserved_lo")
+#: "X86_PV_P2M_FRAMES": p2m_start_pfn, p2m_end_pfn; followed by 64-bit p2m_pfn entries.
+X86_PV_P2M_FRAMES_HEADER = Layout("X86_PV_P2M_FRAMES header", "II", "p2m_start_pfn", "p2m_end_pfn")
+#: "X86_PV_VCPU_BASIC, EXTENDED, XSAVE, MSRS": vcpu_id, reserved; followed by context.
+X86_PV_VCPU_HEADER = Layout("X86_PV_VCPU header", "II", "vcpu_id", "reserved")
+#: "X86_TSC_INFO": mode, khz, nsec, incarnation, reserved.
+X86_TSC_INFO = Layout("X86_TSC_INFO", "IIQII", "mode", "khz", "nsec", "incarnation", "reserved")
+#: "HVM_PARAMS": count, reserved; followed by count (index, value) pairs.
+HVM_PARAMS_HEADER = Layout("HVM_PARAMS header", "II", "count", "reserved")
+HVM_PARAMS_ENTRY = Layout("HVM_PARAMS entry", "QQ", "index", "value")
+#: "X86_CPUID_POLICY": array of xen_cpuid_leaf_t (leaf, subleaf, a, b, c, d).
+CPUID_LEAF = Layout("xen_cpuid_leaf_t", "IIIIII", "leaf", "subleaf", "a", "b", "c", "d")
+#: "X86_MSR_POLICY": array of xen_msr_entry_t (idx, flags, val).
+MSR_ENTRY = Layout("xen_msr_entry_t", "IIQ", "idx", "flags", "val")
+
+MARKER = 0xFFFFFFFFFFFFFFFF
+IDENT = 0x58454E46  # "XENF"
+VERSIONS = (2, 3)
+OPTIONS_RESERVED_MASK = 0xFFFE
+OPTIONAL_BIT = 0x80000000
+X86_PAGE_SHIFT = 12
+
+PFN_MASK = (1 << 52) - 1
+PFN_RESERVED_MASK = ((1 << 60) - 1) & ~PFN_MASK
+PFN_TYPE_SHIFT = 60
+
+
+class DomainType(enum.IntEnum):
+    X86_PV = 1
+    X86_HVM = 2
+
+
+class RecordType(enum.IntEnum):
+    END = 0x00
+    PAGE_DATA = 0x01
+    X86_PV_INFO = 0x02
+    X86_PV_P2M_FRAMES = 0x03
+    X86_PV_VCPU_BASIC = 0x04
+    X86_PV_VCPU_EXTENDED = 0x05
+    X86_PV_VCPU_XSAVE = 0x06
+    SHARED_INFO = 0x07
+    X86_TSC_INFO = 0x08
+    HVM_CONTEXT = 0x09
+    HVM_PARAMS = 0x0A
+    TOOLSTACK = 0x0B
+    X86_PV_VCPU_MSRS = 0x0C
+    VERIFY = 0x0D
+    CHECKPOINT = 0x0E
+    CHECKPOINT_DIRTY_PFN_LIST = 0x0F
+    STATIC_DATA_END = 0x10
+    X86_CPUID_POLICY = 0x11
+    X86_MSR_POLICY = 0x12
+
+
+class PageType(enum.IntEnum):
+    """XEN_DOMCTL_PFINFO_* page types (PAGE_DATA, bits 63-60)."""
+
+    NOTAB = 0x0
+    L1TAB = 0x1
+    L2TAB = 0x2
+    L3TAB = 0x3
+    L4TAB = 0x4
+    L1TAB_PIN = 0x9
+    L2TAB_PIN = 0xA
+    L3TAB_PIN = 0xB
+    L4TAB_PIN = 0xC
+    BROKEN = 0xD
+    XALLOC = 0xE
+    XTAB = 0xF
+
+
+#: Page types (0..15) that carry page_data; 5-8 are reserved.
+HAS_DATA = tuple(t <= 4 or 9 <= t <= 12 for t in range(16))
+RESERVED_PAGE_TYPES = frozenset({5, 6, 7, 8})
+
+#: Records introduced in version 3 ("v3 compat with v2").
+V3_ONLY = frozenset({RecordType.STATIC_DATA_END, RecordType.X86_CPUID_POLICY, RecordType.X86_MSR_POLICY})
+PV_ONLY = frozenset({RecordType.X86_PV_INFO, RecordType.X86_PV_P2M_FRAMES, RecordType.X86_PV_VCPU_BASIC,
+                     RecordType.X86_PV_VCPU_EXTENDED, RecordType.X86_PV_VCPU_XSAVE,
+                     RecordType.X86_PV_VCPU_MSRS, RecordType.SHARED_INFO})
+HVM_ONLY = frozenset({RecordType.HVM_CONTEXT, RecordType.HVM_PARAMS})
+VCPU_RECORDS = frozenset({RecordType.X86_PV_VCPU_BASIC, RecordType.X86_PV_VCPU_EXTENDED,
+                          RecordType.X86_PV_VCPU_XSAVE, RecordType.X86_PV_VCPU_MSRS})
+#: Static configuration records, listed before STATIC_DATA_END in "Layout".
+STATIC_RECORDS = frozenset({RecordType.X86_PV_INFO, RecordType.X86_CPUID_POLICY, RecordType.X86_MSR_POLICY})
+#: Memory and register content, which v3 requires to follow STATIC_DATA_END.
+CONTENT_RECORDS = frozenset({RecordType.PAGE_DATA, RecordType.X86_PV_P2M_FRAMES, RecordType.SHARED_INFO,
+                             RecordType.X86_TSC_INFO, RecordType.HVM_CONTEXT, RecordType.HVM_PARAMS}
+                            | VCPU_RECORDS)
+
+# --------------------------------------------------------------------------
+# Rules
+# --------------------------------------------------------------------------
+
+R, W, E = Severity.REJECT, Severity.WRITER, Severity.EITHER
+
+
+def _rule(rid: str, sev: Severity, section: str, summary: str) -> str:
+    define(rid, sev, "libxc", section, summary)
+    return rid
+
+
+STREAM_TRUNCATED = _rule("libxc.stream.truncated", R, "Records",
+                         "the stream does not end inside a header, record header, body or padding")
+END_MISSING = _rule("libxc.stream.end_missing", R, "END",
+                    "the records section is terminated by an END record")
+TRAILING_DATA = _rule("libxc.stream.trailing_data", W, "END",
+                      "END is the final record: nothing follows it in a stand-alone libxc stream")
+MARKER_RULE = _rule("libxc.image_header.marker", R, "Image Header",
+                    "marker is 0xFFFFFFFFFFFFFFFF (a legacy image has zero bits in its first 8 octets)")
+ID_RULE = _rule("libxc.image_header.id", R, "Image Header", "id is 0x58454E46 (\"XENF\")")
+VERSION_RULE = _rule("libxc.image_header.version", R, "Image Header",
+                     "version is 2 or 3 (tools restore version V and V-1; V is 3)")
+OPTIONS_RESERVED = _rule("libxc.image_header.options_reserved", W, "Image Header",
+                         "options bits 1-15 are reserved: zero on save, ignored on restore")
+IMAGE_RESERVED = _rule("libxc.image_header.reserved", W, "Image Header",
+                       "the 48-bit reserved field is zero on save, ignored on restore")
+ENDIAN_X86 = _rule("libxc.image_header.endianness_x86", E, "Image Header",
+                   "x86 hosts write little-endian images; the spec defines big-endian images but "
+                   "does not say whether a reader must accept one for an x86 guest")
+DOMAIN_TYPE = _rule("libxc.domain_header.type", R, "Domain Header",
+                    "type is 0x0001 (x86 PV) or 0x0002 (x86 HVM); other values are reserved")
+DOMAIN_RESERVED = _rule("libxc.domain_header.reserved", W, "Domain Header",
+                        "the reserved field is zero on save, ignored on restore")
+PAGE_SHIFT = _rule("libxc.domain_header.page_shift", E, "Domain Header",
+                   "x86 guests have 4 KiB pages (page_shift 12); the spec does not forbid another value")
+PADDING = _rule("libxc.record.padding", W, "Records",
+                "record padding is zero on save, ignored on restore")
+UNKNOWN_MANDATORY = _rule("libxc.record.unknown_mandatory", R, "Records",
+                          "a record type without bit 31 that the reader does not know fails the restore")
+RECORD_VERSION = _rule("libxc.record.version", R, "v3 compat with v2",
+                       "STATIC_DATA_END, X86_CPUID_POLICY and X86_MSR_POLICY appear only in version 3 streams")
+GUEST_TYPE = _rule("libxc.record.guest_type", R, "Layout",
+                   "X86_PV_* and SHARED_INFO records appear only for x86 PV guests, HVM_CONTEXT and "
+                   "HVM_PARAMS only for x86 HVM guests")
+EMPTY_CONTENT = _rule("libxc.record.empty_content", W, "Errata",
+                      "data records with no content are elided by the writer; a reader tolerates and "
+                      "ignores them")
+END_LENGTH = _rule("libxc.end.length", R, "END", "END has body_length 0")
+PD_SHORT = _rule("libxc.page_data.length_short", R, "PAGE_DATA",
+                 "the body holds the count/reserved header and count pfn entries")
+PD_COUNT = _rule("libxc.page_data.count_nonzero", R, "PAGE_DATA", "count is strictly greater than 0")
+PD_RESERVED = _rule("libxc.page_data.reserved", W, "PAGE_DATA",
+                    "the reserved field after count is zero on save, ignored on restore")
+PD_PFN_RESERVED = _rule("libxc.page_data.pfn_reserved", W, "PAGE_DATA",
+                        "pfn bits 59-52 are reserved: zero on save, ignored on restore")
+PD_PAGE_TYPE = _rule("libxc.page_data.page_type", R, "PAGE_DATA",
+                     "page types 0x5-0x8 are reserved; restoring an unrecognised page type fails")
+PD_PAGE_COUNT = _rule("libxc.page_data.page_count", R, "PAGE_DATA",
+                      "the body holds page_size octets for each pfn whose type carries data "
+                      "(all but BROKEN, XALLOC, XTAB), and nothing more")
+PVI_LENGTH = _rule("libxc.x86_pv_info.length", R, "X86_PV_INFO", "X86_PV_INFO has an 8-octet body")
+PVI_WIDTH = _rule("libxc.x86_pv_info.guest_width", R, "X86_PV_INFO", "guest_width is 4 or 8")
+PVI_LEVELS = _rule("libxc.x86_pv_info.pt_levels", R, "X86_PV_INFO", "pt_levels is 3 or 4")
+PVI_RESERVED = _rule("libxc.x86_pv_info.reserved", W, "X86_PV_INFO",
+                     "the reserved field is zero on save, ignored on restore")
+P2M_LENGTH = _rule("libxc.x86_pv_p2m_frames.length", R, "X86_PV_P2M_FRAMES",
+                   "the body is the 8-octet start/end header followed by whole 64-bit p2m_pfn entries")
+P2M_RANGE = _rule("libxc.x86_pv_p2m_frames.range", R, "X86_PV_P2M_FRAMES",
+                  "p2m_end_pfn is not below p2m_start_pfn (the range S to E is inclusive)")
+P2M_FRAME_COUNT = _rule("libxc.x86_pv_p2m_frames.frame_count", R, "X86_PV_P2M_FRAMES",
+                        "there is one p2m_pfn for each p2m frame containing pfns S to E "
+                        "(page_size / guest_width entries per frame)")
+VCPU_LENGTH = _rule("libxc.x86_pv_vcpu.length", R, "X86_PV_VCPU_BASIC, EXTENDED, XSAVE, MSRS",
+                    "the body holds at least the vcpu_id/reserved header")
+VCPU_RESERVED = _rule("libxc.x86_pv_vcpu.reserved", W, "X86_PV_VCPU_BASIC, EXTENDED, XSAVE, MSRS",
+                      "the reserved field is zero on save, ignored on restore")
+SHINFO_LENGTH = _rule("libxc.shared_info.length", R, "SHARED_INFO",
+                      "SHARED_INFO holds the shared info page: exactly one page")
+TSC_LENGTH = _rule("libxc.x86_tsc_info.length", R, "X86_TSC_INFO", "X86_TSC_INFO has a 24-octet body")
+TSC_RESERVED = _rule("libxc.x86_tsc_info.reserved", W, "X86_TSC_INFO",
+                     "the reserved field is zero on save, ignored on restore")
+HVMP_LENGTH = _rule("libxc.hvm_params.length", R, "HVM_PARAMS",
+                    "the body is the count/reserved header followed by exactly count index/value pairs")
+HVMP_RESERVED = _rule("libxc.hvm_params.reserved", W, "HVM_PARAMS",
+                      "the reserved field is zero on save, ignored on restore")
+TOOLSTACK_DEPRECATED = _rule("libxc.toolstack.deprecated", E, "TOOLSTACK (deprecated)",
+                             "TOOLSTACK was transitional and should not be used; the spec does not say "
+                             "whether a reader must still accept it")
+VERIFY_LENGTH = _rule("libxc.verify.length", R, "VERIFY", "VERIFY has body_length 0")
+CHECKPOINT_LENGTH = _rule("libxc.checkpoint.length", R, "CHECKPOINT", "CHECKPOINT has body_length 0")
+DIRTY_LENGTH = _rule("libxc.checkpoint_dirty_pfn_list.length", R, "CHECKPOINT_DIRTY_PFN_LIST",
+                     "the body is a whole number of 64-bit pfns")
+DIRTY_DIRECTION = _rule("libxc.checkpoint_dirty_pfn_list.direction", E, "CHECKPOINT_DIRTY_PFN_LIST",
+                        "the record belongs to the COLO back channel (secondary to primary); the spec "
+                        "does not say what a reader of a saved image does with one")
+SDE_LENGTH = _rule("libxc.static_data_end.length", R, "STATIC_DATA_END", "STATIC_DATA_END has body_length 0")
+SDE_MISSING = _rule("libxc.static_data_end.missing", R, "v3 compat with v2",
+                    "a version 3 stream has STATIC_DATA_END ahead of any memory or register content "
+                    "and before END")
+SDE_REPEATED = _rule("libxc.static_data_end.repeated", R, "STATIC_DATA_END",
+                     "STATIC_DATA_END marks the end of the static state once")
+STATIC_AFTER_END = _rule("libxc.static_data_end.static_after_end", E, "Layout",
+                         "static data records (X86_PV_INFO, X86_CPUID_POLICY, X86_MSR_POLICY) are laid out "
+                         "before STATIC_DATA_END; the spec does not forbid one after it")
+CPUID_LENGTH = _rule("libxc.x86_cpuid_policy.length", R, "X86_CPUID_POLICY",
+                     "the body is a whole number of 24-octet xen_cpuid_leaf_t entries")
+MSR_LENGTH = _rule("libxc.x86_msr_policy.length", R, "X86_MSR_POLICY",
+                   "the body is a whole number of 16-octet xen_msr_entry_t entries")
+PV_INFO_FIRST = _rule("libxc.pv.info_before_p2m_frames", R, "x86 PV Guest",
+                      "X86_PV_INFO precedes X86_PV_P2M_FRAMES")
+PV_P2M_FIRST = _rule("libxc.pv.p2m_frames_before_page_data", R, "x86 PV Guest",
+                     "X86_PV_P2M_FRAMES precedes the PAGE_DATA records")
+PV_PAGES_FIRST = _rule("libxc.pv.page_data_before_vcpu", R, "x86 PV Guest",
+                       "PAGE_DATA records precede the VCPU records")
+PV_REQUIRED = _rule("libxc.pv.required_record", R, "x86 PV Guest",
+                    "an x86 PV stream has X86_PV_INFO, X86_PV_P2M_FRAMES, PAGE_DATA and VCPU records "
+                    "before END")
+HVM_PARAMS_FIRST = _rule("libxc.hvm.params_before_context", R, "x86 HVM Guest",
+                         "HVM_PARAMS precedes HVM_CONTEXT")
+
+# --------------------------------------------------------------------------
+# Typed values
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    version: int = 3
+    options: int = 0  # bit 0: endianness
+    marker: int = MARKER
+    id: int = IDENT
+    reserved: int = 0  # 48 bits
+
+    @property
+    def endian(self) -> Endian:
+        return Endian.from_bit(self.options)
+
+    @classmethod
+    def make(cls, version: int = 3, endian: Endian = Endian.LITTLE) -> "ImageHeader":
+        return cls(version=version, options=endian.bit)
+
+    def encode(self) -> bytes:
+        return IMAGE_HEADER.be.pack(self.marker, self.id, self.version, self.options,
+                                    self.reserved >> 32, self.reserved & 0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class DomainHeader:
+    type: int = DomainType.X86_HVM
+    page_shift: int = X86_PAGE_SHIFT
+    xen_major: int = 4
+    xen_minor: int = 17
+    reserved: int = 0
+
+    @property
+    def page_size(self) -> int:
+        return 1 << self.page_shift
+
+    def encode(self, endian: Endian) -> bytes:
+        return DOMAIN_HEADER.pack(endian, self.type, self.page_shift, self.reserved,
+                                  self.xen_major, self.xen_minor)
+
+
+class Record:
+    """Base of the typed libxc records; ``TYPE`` is the record type."""
+
+    TYPE: ClassVar[int]
+    layer: ClassVar[str] = LAYER
+
+    @property
+    def type(self) -> int:
+        return self.TYPE
+
+    def encode_body(self, endian: Endian) -> bytes:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class _Empty(Record):
+    def encode_body(self, endian: Endian) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True)
+class End(_Empty):
+    TYPE: ClassVar[int] = RecordType.END
+
+
+@dataclass(frozen=True)
+class Verify(_Empty):
+    TYPE: ClassVar[int] = RecordType.VERIFY
+
+
+@dataclass(frozen=True)
+class Checkpoint(_Empty):
+    TYPE: ClassVar[int] = RecordType.CHECKPOINT
+
+
+@dataclass(frozen=True)
+class StaticDataEnd(_Empty):
+    TYPE: ClassVar[int] = RecordType.STATIC_DATA_END
+
+
+def pfn_entry(pfn: int, page_type: int = PageType.NOTAB) -> int:
+    """A PAGE_DATA pfn array entry: type in bits 63-60, pfn in bits 51-0."""
+    return (int(page_type) << PFN_TYPE_SHIFT) | (pfn & PFN_MASK)
+
+
+@dataclass(frozen=True)
+class PageData(Record):
+    TYPE: ClassVar[int] = RecordType.PAGE_DATA
+    pfns: tuple[int, ...]  # raw entries: type << 60 | reserved << 52 | pfn
+    pages: bytes = b""     # page_size octets per pfn whose type carries data
+    reserved: int = 0
+
+    def encode_body(self, endian: Endian) -> bytes:
+        prefix = "<" if endian is Endian.LITTLE else ">"
+        return (PAGE_DATA_HEADER.pack(endian, len(self.pfns), self.reserved)
+                + struct.pack(f"{prefix}{len(self.pfns)}Q", *self.pfns) + self.pages)
+
+    def present(self) -> int:
+        return sum(HAS_DATA[p >> PFN_TYPE_SHIFT] for p in self.pfns)
+
+
+@dataclass(frozen=True)
+class X86PvInfo(Record):
+    TYPE: ClassVar[int] = RecordType.X86_PV_INFO
+    guest_width: int = 8
+    pt_levels: int = 4
+    reserved: int = 0  # 48 bits
+
+    def encode_body(self, endian: Endian) -> bytes:
+        return X86_PV_INFO.pack(endian, self.guest_width, self.pt_levels,
+                                self.reserved >> 32, self.reserved & 0xFFFFFFFF)
+
+
+@dataclass(frozen=True)
+class X86PvP2mFrames(Record):
+    TYPE: ClassVar[int] = RecordType.X86_PV_P2M_FRAMES
+    p2m_start_pfn: int
+    p2m_end_pfn: int
+    p2m_pfns: tuple[int, ...]
+
+    def encode_body(self, endian: Endian) -> bytes:
+        prefix = "<" if endian is Endian.LITTLE else ">"
+        return (X86_PV_P2M_FRAMES_HEADER.pack(endian, self.p2m_start_pfn, self.p2m_end_pfn)
+                + struct.pack(f"{prefix}{len(self.p2m_pfns)}Q", *self.p2m_pfns))
+
+
+@dataclass(frozen=True)
+class _X86PvVcpu(Record):
+    vcpu_id: int
+    context: bytes = b""
+    reserved: int = 0
+
+    def encode_body(self, endian: Endian) -> bytes:
+        return X86_PV_VCPU_HEADER.pack(endian, self.vcpu_id, self.reserved) + self.context
+
+
+@dataclass(frozen=True)
+class X86PvVcpuBasic(_X86PvVcpu):
+    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_BASIC
+
+
+@dataclass(frozen=True)
+class X86PvVcpuExtended(_X86PvVcpu):
+    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_EXTENDED
+
+
+@dataclass(frozen=True)
+class X86PvVcpuXsave(_X86PvVcpu):
+    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_XSAVE
+
+
+@dataclass(frozen=True)
+class X86PvVcpuMsrs(_X86PvVcpu):
+    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_MSRS
+
+
+@dataclass(frozen=True)
+class _Blob(Record):
+    data: bytes = b""
+
+    def encode_body(self, endian: Endian) -> bytes:
+        return self.data
+
+
+@dataclass(frozen=True)
+class SharedInfo(_Blob):
+    TYPE: ClassVar[int] = RecordType.SHARED_INFO
+
+
+@dataclass(frozen=True)
+class HvmContext(_Blob):
+    TYPE: ClassVar[int] = RecordType.HVM_CONTEXT
+
+
+@dataclass(frozen=True)
+class Toolstack(_Blob):
+    TYPE: ClassVar[int] = RecordType.TOOLSTACK
+
+
+@dataclass(frozen=True)
+class X86TscInfo(Record):
+    TYPE: ClassVar[int] = RecordType.X86_TSC_INFO
+    mode: int = 0
+    khz: int = 0
+    nsec: int = 0
+    incarnation: int = 0
+    reserved: int = 0
+
+    def encode_body(self, endian: Endian) -> bytes:
+        return X86_TSC_INFO.pack(endian, self.mode, self.khz, self.nsec, self.incarnation, self.reserved)
+
+
+@dataclass(frozen=True)
+class HvmParams(Record):
+    TYPE: ClassVar[int] = RecordType.HVM_PARAMS
+    params: tuple[tuple[int, int], ...] = ()
+    reserved: int = 0
+
+    def encode_body(self, endian: Endian) -> bytes:
+        entry = HVM_PARAMS_ENTRY.of(endian)
+        return HVM_PARAMS_HEADER.pack(endian, len(self.params), self.reserved) + b"".join(
+            entry.pack(i, v) for i, v in self.params)
+
+
+@dataclass(frozen=True)
+class CheckpointDirtyPfnList(Record):
+    TYPE: ClassVar[int] = RecordType.CHECKPOINT_DIRTY_PFN_LIST
+    pfns: tuple[int, ...] = ()
+
+    def encode_body(self, endian: Endian) -> bytes:
+        prefix = "<" if endian is Endian.LITTLE else ">"
+        return struct.pack(f"{prefix}{len(self.pfns)}Q", *self.pfns)
+
+
+@dataclass(frozen=True)
+class X86CpuidPolicy(Record):
+    TYPE: ClassVar[int] = RecordType.X86_CPUID_POLICY
+    leaves: tuple[tuple[int, int, int, int, int, int], ...] = ()
+
+    def encode_body(self, endian: Endian) -> bytes:
+        s = CPUID_LEAF.of(endian)
+        return b"".join(s.pack(*leaf) for leaf in self.leaves)
+
+
+@dataclass(frozen=True)
+class X86MsrPolicy(Record):
+    TYPE: ClassVar[int] = RecordType.X86_MSR_POLICY
+    entries: tuple[tuple[int, int, int], ...] = ()
+
+    def encode_body(self, endian: Endian) -> bytes:
+        s = MSR_ENTRY.of(endian)
+        return b"".join(s.pack(*e) for e in self.entries)
+
+
+@dataclass(frozen=True)
+class LibxcStream:
+    """A whole stand-alone libxc stream (or the libxc part of a libxl stream)."""
+
+    image_header: ImageHeader
+    domain_header: DomainHeader
+    records: tuple[Record, ...] = field(default_factory=tuple)
+
+    @property
+    def endian(self) -> Endian:
+        return self.image_header.endian
+
+
+RECORD_CLASSES: dict[int, type[Record]] = {
+    cls.TYPE: cls for cls in (End, PageData, X86PvInfo, X86PvP2mFrames, X86PvVcpuBasic, X86PvVcpuExtended,
+                              X86PvVcpuXsave, SharedInfo, X86TscInfo, HvmContext, HvmParams, Toolstack,
+                              X86PvVcpuMsrs, Verify, Checkpoint, CheckpointDirtyPfnList, StaticDataEnd,
+                              X86CpuidPolicy, X86MsrPolicy)
+}
+
+
+def record_name(rtype: int) -> str:
+    try:
+        return RecordType(rtype).name
+    except ValueError:
+        kind = "optional" if rtype & OPTIONAL_BIT else "mandatory"
+        return f"unknown {kind} 0x{rtype:08x}"
+
+
+# --------------------------------------------------------------------------
+# Encoding
+# --------------------------------------------------------------------------
+
+
+def encode_headers(image: ImageHeader, domain: DomainHeader) -> bytes:
+    return image.encode() + domain.encode(image.endian)
+
+
+def encode_records(records, endian: Endian) -> bytes:
+    return b"".join(encode_record(r.type, r.encode_body(endian), endian) for r in records)
+
+
+def encode(stream: LibxcStream) -> bytes:
+    return encode_headers(stream.image_header, stream.domain_header) + encode_records(stream.records, stream.endian)
+
+
+# --------------------------------------------------------------------------
+# Reading: one parser per record type, validating and optionally collecting
+# --------------------------------------------------------------------------
+
+_ARRAY_CHUNK = 8192  # entries per piece when streaming an array
+_Q_STRUCTS: dict[tuple[Endian, int], struct.Struct] = {}
+
+
+def _q_array(endian: Endian, n: int) -> struct.Struct:
+    key = (endian, n)
+    s = _Q_STRUCTS.get(key)
+    if s is None:
+        s = _Q_STRUCTS[key] = struct.Struct(("<" if endian is Endian.LITTLE else ">") + f"{n}Q")
+    return s
+
+
+class _StreamState:
+    """What the stream-level rules need to remember; small and bounded."""
+
+    __slots__ = ("seen", "static_end", "pv_info")
+
+    def __init__(self):
+        self.seen: set[int] = set()
+        self.static_end = False
+        self.pv_info: X86PvInfo | None = None
+
+
+class LibxcReader:
+    """Reads (and validates) a libxc stream from a :class:`Source`.
+
+    ``read_headers()`` then ``read_records()`` until it returns ``END``; when
+    ``stop_at_checkpoint`` is set, ``read_records()`` also returns at a
+    CHECKPOINT and can be called again to resume (libxl's checkpointed
+    streams).  With ``collect`` the typed records are appended to
+    ``self.records``.
+    """
+
+    def __init__(self, src: Source, checker: Checker, *, collect: bool = False,
+                 stop_at_checkpoint: bool = False):
+        self.src = src
+        self.checker = checker
+        self.collect = collect
+        self.stop_at_checkpoint = stop_at_checkpoint
+        self.image_header: ImageHeader | None = None
+        self.domain_header: DomainHeader | None = None
+        self.records: list[Record] = []
+        self.index = 0
+        self.ended = False
+        self.counts: dict[int, int] = {}
+        self.state = _StreamState()
+        self.endian = Endian.LITTLE
+        self.page_size = 1 << X86_PAGE_SHIFT
+        self.version = 3
+        self.guest = DomainType.X86_HVM
+        self._hdr_struct = RECORD_HEADER.le
+
+    # -- truncation --------------------------------------------------------
+    def _truncated(self, t: Truncated):
+        self.checker.fail(STREAM_TRUNCATED, t.end,
+                          f"input ends inside the {t.what} that starts at offset {t.offset} "
+                          f"({t.got} of {t.wanted} octets present)")
+
+    # -- headers -------------------------------------------------------------
+    def read_headers(self) -> None:
+        src, ck = self.src, self.checker
+        try:
+            ck.at(LAYER, None, "image header")
+            base = src.offset
+            raw = src.read_exact(IMAGE_HEADER.size, "image header")
+            marker, ident, version, options, res_hi, res_lo = IMAGE_HEADER.be.unpack(raw)
+            if marker != MARKER:
+                ck.fail(MARKER_RULE, base, f"marker is 0x{marker:016x}, not 0x{MARKER:016x}; zero bits "
+                        "in the first 8 octets mean a legacy image (see 'Legacy Images')")
+            if ident != IDENT:
+                ck.fail(ID_RULE, base + 8, f"id is 0x{ident:08x}, not 0x{IDENT:08x} (\"XENF\")")
+            if version not in VERSIONS:
+                ck.fail(VERSION_RULE, base + 12, f"version {version} is not 2 or 3")
+            if options & OPTIONS_RESERVED_MASK:
+                ck.report(OPTIONS_RESERVED, base + 16,
+                          f"reserved options bits set: 0x{options & OPTIONS_RESERVED_MASK:04x}")
+            reserved = (res_hi << 32) | res_lo
+            if reserved:
+                ck.report(IMAGE_RESERVED, base + 18, f"reserved field is 0x{reserved:012x}")
+            self.image_header = ImageHeader(version, options, marker, ident, reserved)
+            self.endian = Endian.from_bit(options)
+            self._hdr_struct = RECORD_HEADER.of(self.endian)
+            self.version = version
+
+            ck.at(LAYER, None, "domain header")
+            base = src.offset
+            raw = src.read_exact(DOMAIN_HEADER.size, "domain header")
+            dtype, page_shift, dres, major, minor = DOMAIN_HEADER.unpack(self.endian, raw)
+            if dtype not in (DomainType.X86_PV, DomainType.X86_HVM):
+                ck.fail(DOMAIN_TYPE, base, f"domain type 0x{dtype:08x} is reserved")
+            if self.endian is Endian.BIG:
+                ck.report(ENDIAN_X86, 16, "big-endian image of an x86 guest")
+            if dres:
+                ck.report(DOMAIN_RESERVED, base + 6, f"reserved field is 0x{dres:04x}")
+            if page_shift != X86_PAGE_SHIFT:
+                ck.report(PAGE_SHIFT, base + 4, f"page_shift is {page_shift}, not 12, for an x86 guest")
+            self.domain_header = DomainHeader(dtype, page_shift, major, minor, dres)
+            self.page_size = 1 << min(page_shift, 64)
+            self.guest = DomainType(dtype)
+            ck.note(f"libxc image header: version {version}, {self.endian.value}-endian")
+            ck.note(f"libxc domain header: {self.guest.name}, page_shift {page_shift}, "
+                    + ("converted from a legacy stream" if major == 0 else f"Xen {major}.{minor}"))
+        except Truncated as t:
+            self._truncated(t)
+
+    # -- records ---------------------------------------------------------------
+    def read_one(self) -> tuple[int, RecordHeader, Record | None]:
+        """Read, check and (when collecting) decode the next record."""
+        src, ck = self.src, self.checker
+        try:
+            offset = src.offset
+            ck.at(LAYER, self.index, "record header")
+            if src.at_eof():
+                ck.fail(END_MISSING, offset, "input ends without an END record")
+            rtype, length = self._hdr_struct.unpack(src.read_exact(8, "record header"))
+            h = RecordHeader(rtype, length, offset)
+            parser = _PARSERS.get(rtype)
+            ck.at(LAYER, self.index, _NAMES.get(rtype) or record_name(rtype))
+            self.counts[rtype] = self.counts.get(rtype, 0) + 1
+            if parser is None:
+                value = self._unknown(h)
+            else:
+                self._stream_rules(h)
+                value = parser(self, h)
+            check_padding(src, h, ck, PADDING)
+            self.index += 1
+            if rtype == RecordType.END:
+                self._end_rules(h)
+                self.ended = True
+            return rtype, h, value
+        except Truncated as t:
+            self._truncated(t)
+
+    def read_records(self) -> int:
+        """Read records until END (or CHECKPOINT when stopping there); returns which."""
+        read_one, collect, records = self.read_one, self.collect, self.records
+        while True:
+            rtype, _, value = read_one()
+            if collect and value is not None:
+                records.append(value)
+            if rtype == RecordType.END:
+                return RecordType.END
+            if rtype == RecordType.CHECKPOINT and self.stop_at_checkpoint:
+                return RecordType.CHECKPOINT
+
+    def check_trailing(self) -> None:
+        """For a stand-alone stream: nothing may follow END."""
+        if not self.src.at_eof():
+            self.checker.at(LAYER, self.index, "after END")
+            self.checker.report(TRAILING_DATA, self.src.offset, "data follows the END record")
+
+    # -- helpers for parsers -------------------------------------------------
+    def body(self, h: RecordHeader) -> bytes:
+        return self.src.read_exact(h.body_length, f"{_NAMES.get(h.type, 'record')} body")
+
+    def skip_body(self, h: RecordHeader, consumed: int = 0) -> None:
+        left = h.body_length - consumed
+        if left > 0:
+            self.src.skip(left, f"{_NAMES.get(h.type, 'record')} body")
+
+    def fixed(self, h: RecordHeader, layout: Layout, rule: str) -> tuple | None:
+        """Read a fixed-size body; report ``rule`` and skip it when the length is wrong."""
+        if h.body_length != layout.size:
+            self.checker.report(rule, h.offset + 4,
+                                f"body_length is {h.body_length}, expected {layout.size}")
+            self.skip_body(h)
+            return None
+        return layout.unpack(self.endian, self.src.read_exact(layout.size, f"{layout.name} body"))
+
+    def empty(self, h: RecordHeader, rule: str, value: Record) -> Record | None:
+        if h.body_length:
+            self.checker.report(rule, h.offset + 4, f"body_length is {h.body_length}, expected 0")
+            self.skip_body(h)
+        return value
+
+    def blob(self, h: RecordHeader, consumed: int = 0) -> bytes:
+        """The rest of the body: kept when collecting, skipped otherwise."""
+        if self.collect:
+            return self.src.read_exact(h.body_length - consumed, f"{_NAMES.get(h.type, 'record')} body")
+        self.skip_body(h, consumed)
+        return b""
+
+    def q_array(self, count: int, what: str):
+        """Yield ``count`` 64-bit entries in pieces (tuples), never holding more than a piece."""
+        left = count
+        while left:
+            n = min(left, _ARRAY_CHUNK)
+            yield _q_array(self.endian, n).unpack(self.src.read_exact(8 * n, what))
+            left -= n
+
+    # -- stream-level rules ------------------------------------------------------
+    def _stream_rules(self, h: RecordHeader) -> None:
+        rtype, ck, st = h.type, self.checker, self.state
+        if rtype in V3_ONLY and self.version < 3:
+            ck.report(RECORD_VERSION, h.offset, f"{_NAMES[rtype]} in a version {self.version} stream")
+        if self.guest is DomainType.X86_HVM and rtype in PV_ONLY:
+            ck.report(GUEST_TYPE, h.offset, f"{_NAMES[rtype]} in an x86 HVM stream")
+        elif self.guest is DomainType.X86_PV and rtype in HVM_ONLY:
+            ck.report(GUEST_TYPE, h.offset, f"{_NAMES[rtype]} in an x86 PV stream")
+        if self.version >= 3:
+            if rtype in CONTENT_RECORDS and not st.static_end and RecordType.STATIC_DATA_END not in st.seen:
+                if "sde" not in st.seen:  # report once
+                    st.seen.add("sde")
+                    ck.report(SDE_MISSING, h.offset, f"{_NAMES[rtype]} before STATIC_DATA_END")
+            elif rtype in STATIC_RECORDS and st.static_end:
+                ck.report(STATIC_AFTER_END, h.offset, f"{_NAMES[rtype]} after STATIC_DATA_END")
+        if self.guest is DomainType.X86_PV:
+            if rtype == RecordType.X86_PV_P2M_FRAMES and RecordType.X86_PV_INFO not in st.seen:
+                ck.report(PV_INFO_FIRST, h.offset, "X86_PV_P2M_FRAMES before X86_PV_INFO")
+            elif rtype == RecordType.PAGE_DATA and RecordType.X86_PV_P2M_FRAMES not in st.seen:
+                if RecordType.PAGE_DATA not in st.seen:
+                    ck.report(PV_P2M_FIRST, h.offset, "PAGE_DATA before X86_PV_P2M_FRAMES")
+            elif rtype in VCPU_RECORDS and RecordType.PAGE_DATA not in st.seen:
+                if not (VCPU_RECORDS & st.seen):
+                    ck.report(PV_PAGES_FIRST, h.offset, f"{_NAMES[rtype]} before any PAGE_DATA")
+        elif rtype == RecordType.HVM_CONTEXT and RecordType.HVM_PARAMS not in st.seen:
+            ck.report(HVM_PARAMS_FIRST, h.offset, "HVM_CONTEXT before HVM_PARAMS")
+        st.seen.add(rtype)
+
+    def _end_rules(self, h: RecordHeader) -> None:
+        st, ck = self.state, self.checker
+        if self.version >= 3 and not st.static_end:
+            if "sde" not in st.seen:
+                ck.report(SDE_MISSING, h.offset, "END of a version 3 stream without STATIC_DATA_END")
+        if self.guest is DomainType.X86_PV:
+            missing = [name for name, t in (("X86_PV_INFO", RecordType.X86_PV_INFO),
+                                            ("X86_PV_P2M_FRAMES", RecordType.X86_PV_P2M_FRAMES),
+                                            ("PAGE_DATA", RecordType.PAGE_DATA))
+                       if t not in st.seen]
+            if not (VCPU_RECORDS & st.seen):
+                missing.append("VCPU records")
+            if missing:
+                ck.report(PV_REQUIRED, h.offset, f"END of an x86 PV stream without {', '.join(missing)}")
+
+    def _unknown(self, h: RecordHeader) -> Record | None:
+        if not h.type & OPTIONAL_BIT:
+            self.checker.report(UNKNOWN_MANDATORY, h.offset,
+                                f"unknown mandatory record type 0x{h.type:08x}")
+        else:
+            self.checker.note(f"  optional record 0x{h.type:08x} ignored ({h.body_length} octets)")
+        return UnknownRecord(h.type, self.blob(h), LAYER)
+
+
+# Parsers -----------------------------------------------------------------------
+
+
+def _parse_end(r: LibxcReader, h: RecordHeader):
+    return r.empty(h, END_LENGTH, End())
+
+
+def _parse_verify(r: LibxcReader, h: RecordHeader):
+    return r.empty(h, VERIFY_LENGTH, Verify())
+
+
+def _parse_checkpoint(r: LibxcReader, h: RecordHeader):
+    return r.empty(h, CHECKPOINT_LENGTH, Checkpoint())
+
+
+def _parse_static_data_end(r: LibxcReader, h: RecordHeader):
+    if r.state.static_end:
+        r.checker.report(SDE_REPEATED, h.offset, "second STATIC_DATA_END")
+    r.state.static_end = True
+    return r.empty(h, SDE_LENGTH, StaticDataEnd())
+
+
+def _parse_page_data(r: LibxcReader, h: RecordHeader):
+    ck, length = r.checker, h.body_length
+    body_offset = h.body_offset
+    if length < PAGE_DATA_HEADER.size:
+        ck.report(PD_SHORT, h.offset + 4, f"body_length {length} is too short for the count header")
+        r.skip_body(h)
+        return None
+    count, reserved = PAGE_DATA_HEADER.unpack(r.endian, r.src.read_exact(8, "PAGE_DATA header"))
+    if count == 0:
+        ck.report(PD_COUNT, body_offset, "count is 0")
+    if reserved:
+        ck.report(PD_RESERVED, body_offset + 4, f"reserved field is 0x{reserved:08x}")
+    if 8 + 8 * count > length:
+        ck.report(PD_SHORT, h.offset + 4,
+                  f"body_length {length} cannot hold {count} pfn entries ({8 + 8 * count} octets)")
+        r.skip_body(h, 8)
+        return None
+    present = 0
+    collected: list[int] = []
+    index = 0
+    bad_reserved = bad_type = None
+    for piece in r.q_array(count, "PAGE_DATA pfn array"):
+        if r.collect:
+            collected.extend(piece)
+        if max(piece) >> 52:  # some type or reserved bits set: look closer
+            for i, p in enumerate(piece, index):
+                t = p >> PFN_TYPE_SHIFT
+                if bad_reserved is None and p & PFN_RESERVED_MASK:
+                    bad_reserved = (i, p)
+                if t in RESERVED_PAGE_TYPES:
+                    if bad_type is None:
+                        bad_type = (i, p)
+                elif HAS_DATA[t]:
+                    present += 1
+        else:
+            present += len(piece)
+        index += len(piece)
+    if bad_reserved is not None:
+        i, p = bad_reserved
+        ck.report(PD_PFN_RESERVED, body_offset + 8 + 8 * i,
+                  f"pfn[{i}] = 0x{p:016x} has reserved bits 0x{p & PFN_RESERVED_MASK:016x}")
+    if bad_type is not None:
+        i, p = bad_type
+        ck.report(PD_PAGE_TYPE, body_offset + 8 + 8 * i,
+                  f"pfn[{i}] = 0x{p:016x} has reserved page type 0x{p >> PFN_TYPE_SHIFT:x}")
+    consumed = 8 + 8 * count
+    expected = consumed + present * r.page_size
+    if length != expected:
+        ck.report(PD_PAGE_COUNT, body_offset + consumed,
+                  f"{present} of {count} pfns carry data: expected body_length {expected}, got {length}")
+        r.skip_body(h, consumed)
+        return None
+    pages = r.blob(h, consumed)
+    if r.collect:
+        return PageData(tuple(collected), pages, reserved)
+    return None
+
+
+def _parse_x86_pv_info(r: LibxcReader, h: RecordHeader):
+    fields = r.fixed(h, X86_PV_INFO, PVI_LENGTH)
+    if fields is None:
+        return None
+    width, levels, res_hi, res_lo = fields
+    ck = r.checker
+    if width not in (4, 8):
+        ck.report(PVI_WIDTH, h.body_offset, f"guest_width is {width}, not 4 or 8")
+    if levels not in (3, 4):
+        ck.report(PVI_LEVELS, h.body_offset + 1, f"pt_levels is {levels}, not 3 or 4")
+    reserved = (res_hi << 32) | res_lo
+    if reserved:
+        ck.report(PVI_RESERVED, h.body_offset + 2, f"reserved field is 0x{reserved:012x}")
+    value = X86PvInfo(width, levels, reserved)
+    if width in (4, 8):
+        r.state.pv_info = value
+    ck.note(f"  {width * 8}-bit PV guest, {levels} levels of page tables")
+    return value
+
+
+def _parse_x86_pv_p2m_frames(r: LibxcReader, h: RecordHeader):
+    ck, length = r.checker, h.body_length
+    if length < 8 or length % 8:
+        ck.report(P2M_LENGTH, h.offset + 4, f"body_length {length} is not 8 plus a multiple of 8")
+        r.skip_body(h)
+        return None
+    start, end = X86_PV_P2M_FRAMES_HEADER.unpack(r.endian, r.src.read_exact(8, "X86_PV_P2M_FRAMES header"))
+    n = (length - 8) // 8
+    if end < start:
+        ck.report(P2M_RANGE, h.body_offset + 4, f"p2m_end_pfn {end} is below p2m_start_pfn {start}")
+    elif r.state.pv_info is not None:
+        per_frame = r.page_size // r.state.pv_info.guest_width
+        frames = end // per_frame - start // per_frame + 1
+        if frames != n:
+            ck.report(P2M_FRAME_COUNT, h.body_offset + 8,
+                      f"pfns {start}-{end} span {frames} p2m frames of {per_frame} entries, "
+                      f"but the record has {n} p2m_pfn entries")
+    if r.collect:
+        pfns: list[int] = []
+        for piece in r.q_array(n, "X86_PV_P2M_FRAMES p2m_pfn array"):
+            pfns.extend(piece)
+        return X86PvP2mFrames(start, end, tuple(pfns))
+    r.skip_body(h, 8)
+    return None
+
+
+def _make_vcpu_parser(cls):
+    def parse(r: LibxcReader, h: RecordHeader):
+        ck = r.checker
+        if h.body_length < X86_PV_VCPU_HEADER.size:
+            ck.report(VCPU_LENGTH, h.offset + 4, f"body_length {h.body_length} is shorter than the "
+                      f"{X86_PV_VCPU_HEADER.size}-octet header")
+            r.skip_body(h)
+            return None
+        vcpu_id, reserved = X86_PV_VCPU_HEADER.unpack(r.endian, r.src.read_exact(8, "X86_PV_VCPU header"))
+        if reserved:
+            ck.report(VCPU_RESERVED, h.body_offset + 4, f"reserved field is 0x{reserved:08x}")
+        if h.body_length == X86_PV_VCPU_HEADER.size:
+            ck.report(EMPTY_CONTENT, h.offset + 4, f"{cls.TYPE.name} for vcpu {vcpu_id} has no context")
+        return cls(vcpu_id, r.blob(h, 8), reserved)
+    return parse
+
+
+def _parse_shared_info(r: LibxcReader, h: RecordHeader):
+    if h.body_length != r.page_size:
+        r.checker.report(SHINFO_LENGTH, h.offset + 4,
+                         f"body_length is {h.body_length}, not one page ({r.page_size})")
+        r.skip_body(h)
+        return None
+    return SharedInfo(r.blob(h))
+
+
+def _parse_x86_tsc_info(r: LibxcReader, h: RecordHeader):
+    fields = r.fixed(h, X86_TSC_INFO, TSC_LENGTH)
+    if fields is None:
+        return None
+    mode, khz, nsec, incarnation, reserved = fields
+    if reserved:
+        r.checker.report(TSC_RESERVED, h.body_offset + 20, f"reserved field is 0x{reserved:08x}")
+    r.checker.note(f"  TSC mode {mode}, {khz} kHz, {nsec} ns, incarnation {incarnation}")
+    return X86TscInfo(mode, khz, nsec, incarnation, reserved)
+
+
+def _parse_blob_record(cls, empty_rule: str | None):
+    def parse(r: LibxcReader, h: RecordHeader):
+        if h.body_length == 0 and empty_rule:
+            r.checker.report(empty_rule, h.offset + 4, f"{_NAMES[h.type]} with no content")
+        return cls(r.blob(h))
+    return parse
+
+
+def _parse_hvm_params(r: LibxcReader, h: RecordHeader):
+    ck, length = r.checker, h.body_length
+    if length < HVM_PARAMS_HEADER.size:
+        ck.report(HVMP_LENGTH, h.offset + 4, f"body_length {length} is shorter than the 8-octet header")
+        r.skip_body(h)
+        return None
+    count, reserved = HVM_PARAMS_HEADER.unpack(r.endian, r.src.read_exact(8, "HVM_PARAMS header"))
+    if reserved:
+        ck.report(HVMP_RESERVED, h.body_offset + 4, f"reserved field is 0x{reserved:08x}")
+    if length != 8 + 16 * count:
+        ck.report(HVMP_LENGTH, h.offset + 4,
+                  f"count {count} needs body_length {8 + 16 * count}, got {length}")
+        r.skip_body(h, 8)
+        return None
+    if count == 0:
+        ck.report(EMPTY_CONTENT, h.body_offset, "HVM_PARAMS with count 0")
+    if r.collect:
+        values: list[int] = []
+        for piece in r.q_array(2 * count, "HVM_PARAMS entries"):
+            values.extend(piece)
+        return HvmParams(tuple(zip(values[0::2], values[1::2])), reserved)
+    r.skip_body(h, 8)
+    return None
+
+
+def _parse_toolstack(r: LibxcReader, h: RecordHeader):
+    r.checker.report(TOOLSTACK_DEPRECATED, h.offset, "deprecated TOOLSTACK record")
+    return Toolstack(r.blob(h))
+
+
+def _parse_dirty_pfn_list(r: LibxcReader, h: RecordHeader):
+    ck = r.checker
+    if h.body_length % 8:
+        ck.report(DIRTY_LENGTH, h.offset + 4, f"body_length {h.body_length} is not a multiple of 8")
+        r.skip_body(h)
+        return None
+    ck.report(DIRTY_DIRECTION, h.offset, "CHECKPOINT_DIRTY_PFN_LIST in a forward stream")
+    if h.body_length == 0:
+        ck.report(EMPTY_CONTENT, h.offset + 4, "CHECKPOINT_DIRTY_PFN_LIST with no pfns")
+    if r.collect:
+        pfns: list[int] = []
+        for piece in r.q_array(h.body_length // 8, "CHECKPOINT_DIRTY_PFN_LIST pfns"):
+            pfns.extend(piece)
+        return CheckpointDirtyPfnList(tuple(pfns))
+    r.skip_body(h)
+    return None
+
+
+def _parse_array_record(cls, layout: Layout, rule: str, attr: str):
+    def parse(r: LibxcReader, h: RecordHeader):
+        ck = r.checker
+        if h.body_length % layout.size:
+            ck.report(rule, h.offset + 4,
+                      f"body_length {h.body_length} is not a multiple of {layout.size} ({layout.name})")
+            r.skip_body(h)
+            return None
+        if h.body_length == 0:
+            ck.report(EMPTY_CONTENT, h.offset + 4, f"{_NAMES[h.type]} with no entries")
+        if not r.collect:
+            r.skip_body(h)
+            return None
+        s = layout.of(r.endian)
+        entries = []
+        for chunk in r.src.chunks(h.body_length, f"{layout.name} array", size=layout.size * 2048):
+            entries.extend(s.iter_unpack(chunk))
+        return cls(**{attr: tuple(entries)})
+    return parse
+
+
+_NAMES: dict[int, str] = {t.value: t.name for t in RecordType}
+_PARSERS = {
+    RecordType.END: _parse_end,
+    RecordType.PAGE_DATA: _parse_page_data,
+    RecordType.X86_PV_INFO: _parse_x86_pv_info,
+    RecordType.X86_PV_P2M_FRAMES: _parse_x86_pv_p2m_frames,
+    RecordType.X86_PV_VCPU_BASIC: _make_vcpu_parser(X86PvVcpuBasic),
+    RecordType.X86_PV_VCPU_EXTENDED: _make_vcpu_parser(X86PvVcpuExtended),
+    RecordType.X86_PV_VCPU_XSAVE: _make_vcpu_parser(X86PvVcpuXsave),
+    RecordType.X86_PV_VCPU_MSRS: _make_vcpu_parser(X86PvVcpuMsrs),
+    RecordType.SHARED_INFO: _parse_shared_info,
+    RecordType.X86_TSC_INFO: _parse_x86_tsc_info,
+    RecordType.HVM_CONTEXT: _parse_blob_record(HvmContext, EMPTY_CONTENT),
+    RecordType.HVM_PARAMS: _parse_hvm_params,
+    RecordType.TOOLSTACK: _parse_toolstack,
+    RecordType.VERIFY: _parse_verify,
+    RecordType.CHECKPOINT: _parse_checkpoint,
+    RecordType.CHECKPOINT_DIRTY_PFN_LIST: _parse_dirty_pfn_list,
+    RecordType.STATIC_DATA_END: _parse_static_data_end,
+    RecordType.X86_CPUID_POLICY: _parse_array_record(X86CpuidPolicy, CPUID_LEAF, CPUID_LENGTH, "leaves"),
+    RecordType.X86_MSR_POLICY: _parse_array_record(X86MsrPolicy, MSR_ENTRY, MSR_LENGTH, "entries"),
+}
+# dict lookups by plain int are as fast as by IntEnum
+_PARSERS = {int(k): v for k, v in _PARSERS.items()}
+
+
+# --------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------
+
+
+def _as_source(data) -> Source:
+    if isinstance(data, Source):
+        return data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return Source.from_bytes(data)
+    return Source(data)
+
+
+def validate(src: Source, checker: Checker) -> None:
+    """Validate a stand-alone libxc stream (streaming; bounded memory)."""
+    reader = LibxcReader(src, checker)
+    reader.read_headers()
+    reader.read_records()
+    reader.check_trailing()
+    _summary(reader)
+
+
+def decode(data, *, role: Role = Role.RESTORE) -> LibxcStream:
+    """Typed value of a stand-alone libxc stream; StreamError on the first finding ``role`` refuses."""
+    checker = Checker(role, fail_fast=True)
+    reader = LibxcReader(_as_source(data), checker, collect=True)
+    reader.read_headers()
+    reader.read_records()
+    reader.check_trailing()
+    return LibxcStream(reader.image_header, reader.domain_header, tuple(reader.records))
+
+
+def _summary(reader: LibxcReader) -> None:
+    ck = reader.checker
+    if ck.verbose:
+        for rtype, n in sorted(reader.counts.items()):
+            ck.note(f"libxc {record_name(rtype)}: {n} record(s)")
+
+
+# --------------------------------------------------------------------------
+# Dump
+# --------------------------------------------------------------------------
+
+
+def describe_record(rec: Record) -> dict:
+    """JSON-able fields of a typed record; page contents and blobs summarised."""
+    if isinstance(rec, PageData):
+        types: dict[str, int] = {}
+        for p in rec.pfns:
+            t = p >> PFN_TYPE_SHIFT
+            key = PageType(t).name if t in PageType._value2member_map_ else f"0x{t:x}"
+            types[key] = types.get(key, 0) + 1
+        pfns = [p & PFN_MASK for p in rec.pfns]
+        out = {"count": len(rec.pfns), "reserved": rec.reserved, "page_types": types,
+               "pfn_range": [min(pfns), max(pfns)] if pfns else None, "page_octets": len(rec.pages)}
+        return out
+    out: dict = {}
+    for name, value in vars(rec).items():
+        if isinstance(value, bytes):
+            out[name] = {"octets": len(value), "head": value[:16].hex()}
+        elif isinstance(value, tuple) and len(value) > 16:
+            out[name] = {"entries": len(value), "first": list(value[:4])}
+        else:
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def dump_items(image: ImageHeader, domain: DomainHeader, records_with_offsets, layer: str = LAYER):
+    yield {"layer": layer, "kind": "image header", "offset": None,
+           "fields": {"version": image.version, "endian": image.endian.value,
+                      "options": image.options, "reserved": image.reserved}}
+    yield {"layer": layer, "kind": "domain header", "offset": None,
+           "fields": {"type": DomainType(domain.type).name if domain.type in (1, 2) else domain.type,
+                      "page_shift": domain.page_shift, "xen_major": domain.xen_major,
+                      "xen_minor": domain.xen_minor, "reserved": domain.reserved}}
+    for index, offset, length, rec in records_with_offsets:
+        yield {"layer": layer, "kind": "record", "index": index, "offset": offset,
+               "type": record_name(rec.type), "type_value": rec.type, "body_length": length,
+               "fields": describe_record(rec)}
+
+
+def iter_records(reader: LibxcReader) -> Iterator[tuple[int, int, int, Record]]:
+    """(index, offset, body_length, record) for each record until END, one at a time."""
+    while not reader.ended:
+        index = reader.index
+        _, h, value = reader.read_one()
+        if value is not None:
+            yield index, h.offset, h.body_length, value
+
+
+def dump(src: Source, checker: Checker) -> Iterator[dict]:
+    reader = LibxcReader(src, checker, collect=True)
+    reader.read_headers()
+    yield from dump_items(reader.image_header, reader.domain_header, iter_records(reader))
+    reader.check_trailing()
+
+
+CODEC = Codec(
+    name="libxc",
+    description="libxc domain image format v2/v3 (libxc-migration-stream.pandoc)",
+    validate=validate,
+    decode=decode,
+    encode=encode,
+    dump=dump,
+)

@@ -1,0 +1,105 @@
+"""``xenstream verify``: a drop-in for Xen's ``verify-stream-v2`` that names the rule.
+
+Options follow verify-stream-v2 (``-i/--in`` a file or a file descriptor
+number, default stdin; ``-f/--format``; ``-v``; ``-q``; ``--syslog``), plus
+``--role strict|restore`` and ``--json``.  Exit 0: accepted; 1: the stream
+breaks a rule the role refuses; 2: usage or internal error.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .checker import Checker
+from .errors import UsageError
+from .formats import FORMAT_MODULES, get_codec, validate
+from .rules import Role, Severity
+from .source import Source
+
+
+def add_arguments(p) -> None:
+    p.add_argument("-i", "--in", dest="input", default="0", metavar="FILE|FD",
+                   help="stream to verify: a path, or a file descriptor number (default 0, stdin)")
+    p.add_argument("-f", "--format", default="libxc", choices=list(FORMAT_MODULES),
+                   help="format of the stream (default libxc)")
+    p.add_argument("--role", choices=[r.value for r in Role], default=Role.STRICT.value,
+                   help="strict: refuse writer-rule violations too (default); restore: refuse only what "
+                        "a restorer must refuse")
+    p.add_argument("--json", action="store_true", help="one JSON object per finding on stdout")
+    p.add_argument("-v", "--verbose", action="store_true", help="summarise the stream's contents")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing; the exit code tells")
+    p.add_argument("--syslog", action="store_true", help="log to syslog instead of stdout/stderr")
+
+
+def open_input(spec: str) -> Source:
+    try:
+        return Source.open(spec)
+    except OSError as exc:
+        raise UsageError(f"cannot open {spec!r}: {exc.strerror or exc}") from None
+
+
+class _Out:
+    """Where lines go: stdout/stderr or syslog; nothing when quiet."""
+
+    def __init__(self, args):
+        self.quiet = args.quiet
+        self.syslog = None
+        if args.syslog:
+            import syslog
+
+            syslog.openlog("xenstream-verify", syslog.LOG_PID)
+            self.syslog = syslog
+
+    def info(self, line: str) -> None:
+        if self.quiet:
+            return
+        if self.syslog:
+            self.syslog.syslog(self.syslog.LOG_INFO, line)
+        else:
+            print(line)
+
+    def error(self, line: str) -> None:
+        if self.quiet:
+            return
+        if self.syslog:
+            self.syslog.syslog(self.syslog.LOG_ERR, line)
+        else:
+            print(line, file=sys.stderr)
+
+
+def run(args) -> int:
+    get_codec(args.format)  # UsageError for a format not built
+    role = Role(args.role)
+    src = open_input(args.input)
+    out = _Out(args)
+    checker = Checker(role, verbose=args.verbose and not args.quiet)
+    try:
+        validate(src, args.format, checker)
+    finally:
+        src.close()
+    for line in checker.notes:
+        out.info(line)
+    name = args.input if not args.input.isdigit() else f"fd {args.input}"
+    for finding in checker.findings:
+        refused = role.refuses(finding.rule.severity)
+        if args.json:
+            if not args.quiet:
+                print(json.dumps({"kind": "finding", "refused": refused, **finding.to_json()}))
+            continue
+        label = "error" if refused else ("note" if finding.rule.severity is Severity.EITHER else "warning")
+        out.error(f"{name}: {label}: {finding.describe()}")
+    hidden = checker.total - len(checker.findings)
+    verdict = "accept" if checker.accepted else "reject"
+    if args.json:
+        if not args.quiet:
+            print(json.dumps({"kind": "summary", "verdict": verdict, "role": role.value, "format": args.format,
+                              "findings": checker.total, "refused": checker.refused}))
+    else:
+        if hidden:
+            out.error(f"{name}: ... and {hidden} more finding(s)")
+        if not checker.accepted:
+            out.error(f"{name}: stream rejected ({role.value} role): {checker.refused} finding(s) refused")
+        elif args.verbose:
+            out.info(f"{name}: stream accepted ({role.value} role)")
+    return 0 if checker.accepted else 1

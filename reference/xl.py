@@ -1,0 +1,251 @@
+"""The xl savefile header (what `xl save` writes before the libxl stream).
+
+Layout (seed 003_adcbc686a61a531d, which introduced it; the mandatory flags
+were added later in tools/xl/xl.h): a 32-octet magic, then four 32-bit words
+in the domain's byte order: ``byteorder`` (0x01020304, which tells that
+order), ``mandatory_flags`` (unknown ones: refuse the restore), ``optional_flags``
+and ``optional_data_len``; then the optional data: a 32-bit config length and
+the domain configuration.  Mandatory flag bit 0 says the configuration is
+JSON, bit 1 that the stream after the header is a libxl v2 stream; without
+bit 1 it is a legacy (pre-v2) stream.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterator
+
+from . import libxc, libxl
+from .checker import Checker
+from .formats import Codec, import_optional
+from .layout import Endian, Layout
+from .rules import Role, Severity, define
+from .source import Source, Truncated
+
+LAYER = "xl"
+
+MAGIC = b"Xen saved domain, xl format\n \0 \r"
+#: byteorder, mandatory_flags, optional_flags, optional_data_len (domain byte order).
+HEADER_WORDS = Layout("xl savefile header words", "IIII", "byteorder", "mandatory_flags",
+                      "optional_flags", "optional_data_len")
+CONFIG_LENGTH = Layout("xl config length", "I", "config_len")
+BYTEORDER_VALUE = 0x01020304
+FLAG_JSON = 1 << 0
+FLAG_STREAMV2 = 1 << 1
+FLAGS_KNOWN = FLAG_JSON | FLAG_STREAMV2
+SECTION = "SaveFileHeader"
+
+R, W, E = Severity.REJECT, Severity.WRITER, Severity.EITHER
+
+
+def _rule(rid: str, sev: Severity, section: str, summary: str) -> str:
+    define(rid, sev, "xl", section, summary)
+    return rid
+
+
+TRUNCATED = _rule("xl.stream.truncated", R, SECTION,
+                  "the file does not end inside the header or the optional data")
+MAGIC_RULE = _rule("xl.header.magic", R, SECTION,
+                   "the file starts with the 32-octet magic \"Xen saved domain, xl format\\n \\0 \\r\"")
+BYTEORDER = _rule("xl.header.byteorder", R, SECTION,
+                  "byteorder is 0x01020304 in the domain's byte order")
+MANDATORY = _rule("xl.header.mandatory_flags", R, SECTION,
+                  "a reader refuses unknown mandatory flags (known: bit 0 JSON config, bit 1 libxl v2 "
+                  "stream)")
+OPTIONAL = _rule("xl.header.optional_flags", E, SECTION,
+                 "the header's comment says unknown optional flags reject the restore, xl itself ignores "
+                 "them")
+OPTDATA = _rule("xl.optional_data.config_length", R, "Optional data",
+                "non-empty optional data starts with a 32-bit config length that fits in it")
+JSON_NUL = _rule("xl.config.json_nul", R, "Optional data",
+                 "a JSON configuration (mandatory flag bit 0) is a NUL-terminated string")
+JSON_SYNTAX = _rule("xl.config.json_syntax", R, "Optional data",
+                    "a JSON configuration (mandatory flag bit 0) parses as JSON")
+JSON_NO_CONFIG = _rule("xl.config.json_without_config", E, "Optional data",
+                       "xl sets the JSON flag only with a configuration; a reader has nothing to parse")
+LEGACY_EXPECTED = _rule("xl.body.legacy_expected", R, SECTION,
+                        "without mandatory flag bit 1 the body is a legacy (pre-v2) stream, so it cannot "
+                        "start with the v2 libxc marker")
+
+
+@dataclass(frozen=True)
+class XlHeader:
+    endian: Endian = Endian.LITTLE
+    mandatory_flags: int = FLAG_STREAMV2
+    optional_flags: int = 0
+    optional_data: bytes = b""
+    magic: bytes = MAGIC
+    byteorder: int = BYTEORDER_VALUE
+
+    @classmethod
+    def with_config(cls, config: bytes | None, *, json_config: bool = True,
+                    endian: Endian = Endian.LITTLE, streamv2: bool = True) -> "XlHeader":
+        """A header as xl writes it: config length and config (JSON, NUL-terminated) as optional data."""
+        flags = FLAG_STREAMV2 if streamv2 else 0
+        optdata = b""
+        if config is not None:
+            optdata = CONFIG_LENGTH.pack(endian, len(config)) + config
+            if config and json_config:
+                flags |= FLAG_JSON
+        return cls(endian, flags, 0, optdata)
+
+    @property
+    def streamv2(self) -> bool:
+        return bool(self.mandatory_flags & FLAG_STREAMV2)
+
+    @property
+    def config(self) -> bytes | None:
+        if len(self.optional_data) < 4:
+            return None
+        (n,) = CONFIG_LENGTH.unpack(self.endian, self.optional_data)
+        return self.optional_data[4:4 + n]
+
+    def encode(self) -> bytes:
+        return self.magic + HEADER_WORDS.pack(self.endian, self.byteorder, self.mandatory_flags,
+                                              self.optional_flags, len(self.optional_data)) + self.optional_data
+
+
+@dataclass(frozen=True)
+class XlStream:
+    header: XlHeader
+    #: LibxlStream when the STREAMv2 flag is set, otherwise the legacy body (bytes or a legacy value)
+    body: object
+
+
+def encode(stream: XlStream) -> bytes:
+    body = stream.body
+    if isinstance(body, libxl.LibxlStream):
+        data = libxl.encode(body)
+    elif isinstance(body, (bytes, bytearray)):
+        data = bytes(body)
+    else:
+        data = _legacy_codec().encode(body)
+    return stream.header.encode() + data
+
+
+def read_header(src: Source, checker: Checker, *, collect: bool = True) -> XlHeader:
+    checker.at(LAYER, None, "savefile header")
+    try:
+        magic = src.read_exact(len(MAGIC), "xl magic")
+        if magic != MAGIC:
+            bad = next(i for i in range(len(MAGIC)) if magic[i] != MAGIC[i])
+            checker.fail(MAGIC_RULE, bad, f"magic differs at octet {bad}: {magic[:28]!r}")
+        base = src.offset
+        raw = src.read_exact(HEADER_WORDS.size, "xl header words")
+        if raw[:4] == b"\x04\x03\x02\x01":
+            endian = Endian.LITTLE
+        elif raw[:4] == b"\x01\x02\x03\x04":
+            endian = Endian.BIG
+        else:
+            checker.fail(BYTEORDER, base, f"byteorder octets are {raw[:4].hex()}, not 0x01020304 in "
+                         "either byte order")
+        order, mandatory, optional, optlen = HEADER_WORDS.unpack(endian, raw)
+        if mandatory & ~FLAGS_KNOWN:
+            checker.report(MANDATORY, base + 4, f"unknown mandatory flags 0x{mandatory & ~FLAGS_KNOWN:08x}")
+        if optional:
+            checker.report(OPTIONAL, base + 8, f"unknown optional flags 0x{optional:08x}")
+        optbase = src.offset
+        optdata = src.read_exact(optlen, "xl optional data")
+    except Truncated as t:
+        checker.fail(TRUNCATED, t.end, f"input ends inside the {t.what} that starts at offset {t.offset} "
+                     f"({t.got} of {t.wanted} octets present)")
+    header = XlHeader(endian, mandatory, optional, optdata, magic, order)
+    _check_optional_data(header, optbase, checker)
+    checker.note(f"xl header: {endian.value}-endian, mandatory flags 0x{mandatory:x}, "
+                 f"optional data {optlen} octets")
+    return header
+
+
+def _check_optional_data(header: XlHeader, base: int, checker: Checker) -> None:
+    data = header.optional_data
+    config = None
+    if data:
+        if len(data) < 4:
+            checker.report(OPTDATA, base, f"{len(data)} octets of optional data cannot hold the config length")
+        else:
+            (n,) = CONFIG_LENGTH.unpack(header.endian, data)
+            if n > len(data) - 4:
+                checker.report(OPTDATA, base, f"config length {n} exceeds the {len(data) - 4} octets left")
+            else:
+                config = data[4:4 + n]
+    if header.mandatory_flags & FLAG_JSON:
+        if not config:
+            checker.report(JSON_NO_CONFIG, base, "JSON flag set but the file holds no configuration")
+        elif config[-1:] != b"\0":
+            checker.report(JSON_NUL, base + 4 + len(config) - 1, "JSON configuration is not NUL-terminated")
+        else:
+            try:
+                json.loads(config[:-1].decode("utf-8"))
+            except (UnicodeDecodeError, ValueError) as exc:
+                checker.report(JSON_SYNTAX, base + 4, f"JSON configuration does not parse: {exc}")
+
+
+def _legacy_codec():
+    module = import_optional("xenstream.reference.legacy")
+    return None if module is None else module.CODEC
+
+
+def _check_legacy_body(src: Source, checker: Checker) -> None:
+    checker.at(LAYER, None, "body")
+    if src.peek(8) == b"\xff" * 8:
+        checker.report(LEGACY_EXPECTED, src.offset, "the body starts with the v2 libxc marker")
+
+
+def validate(src: Source, checker: Checker) -> None:
+    header = read_header(src, checker)
+    if header.streamv2:
+        libxl.validate(src, checker)
+        return
+    _check_legacy_body(src, checker)
+    legacy = _legacy_codec()
+    if legacy is None:
+        checker.note("legacy body not checked: the legacy codec is not available")
+    else:
+        legacy.validate(src, checker)
+
+
+def decode(data, *, role: Role = Role.RESTORE) -> XlStream:
+    checker = Checker(role, fail_fast=True)
+    src = libxc._as_source(data)
+    header = read_header(src, checker)
+    if header.streamv2:
+        reader = libxl.read_body(src, checker, collect=True)
+        reader.check_trailing()
+        return XlStream(header, libxl.LibxlStream(reader.header, tuple(reader.items)))
+    _check_legacy_body(src, checker)
+    legacy = _legacy_codec()
+    if legacy is not None:
+        return XlStream(header, legacy.decode(src, role=role))
+    chunks = []
+    while piece := src.read_upto(1 << 20):
+        chunks.append(piece)
+    return XlStream(header, b"".join(chunks))
+
+
+def dump(src: Source, checker: Checker) -> Iterator[dict]:
+    header = read_header(src, checker)
+    config = header.config
+    yield {"layer": LAYER, "kind": "savefile header", "offset": 0,
+           "fields": {"endian": header.endian.value, "mandatory_flags": header.mandatory_flags,
+                      "json": bool(header.mandatory_flags & FLAG_JSON), "streamv2": header.streamv2,
+                      "optional_flags": header.optional_flags,
+                      "optional_data_len": len(header.optional_data),
+                      "config": None if config is None else config.rstrip(b"\0").decode("utf-8", "replace")}}
+    if header.streamv2:
+        yield from libxl.dump(src, checker)
+        return
+    _check_legacy_body(src, checker)
+    legacy = _legacy_codec()
+    if legacy is not None:
+        yield from legacy.dump(src, checker)
+
+
+CODEC = Codec(
+    name="xl",
+    description="xl savefile: xl header then a libxl v2 stream (or a legacy stream)",
+    validate=validate,
+    decode=decode,
+    encode=encode,
+    dump=dump,
+)
