@@ -140,11 +140,6 @@ class Source:
         self._refill(min(n, MAX_READ))
         return self._buf[self._pos:self._pos + n]
 
-    def peek(self, n: int) -> bytes:
-        """Up to ``n`` (at most MAX_READ) octets ahead, without consuming them."""
-        self._refill(min(n, MAX_READ))
-        return self._buf[self._pos:self._pos + n]
-
     def read_upto(self, n: int) -> bytes:
         """Up to ``n`` octets; fewer only at the end of the input."""
         self._refill(min(n, MAX_READ))
