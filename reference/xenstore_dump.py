@@ -1,0 +1,200 @@
+"""``xenstream dump -f xenstore``: JSON-able items and a text rendering.
+
+:func:`dump` yields one dict per header and record, read a record at a time.
+:func:`render_text` turns them into what a person reads: the global state,
+connections with their watches and transactions, per-domain data, the node
+tree with permissions, and the nodes of pending transactions.  The text
+rendering gathers the whole stream first (to print the tree sorted), so it is
+for looking at streams, not for huge ones; the JSON items are streamed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable, Iterator
+
+from .checker import Checker
+from .framing import UnknownRecord
+from .layout import Endian
+from .source import Source
+from .xenstore import LAYER, iter_values, record_name
+from .xenstore_records import (
+    ACCESS_READ, ACCESS_WRITTEN, DEPTH_UNLIMITED, DOMID_INVALID, ConnectionData, ConnType,
+    DomainData, GlobalData, GlobalQuotaData, NodeData, SharedRing, TransactionData, WatchData,
+    WatchDataExtended,
+)
+
+
+def octets(b: bytes) -> str:
+    """Printable ASCII as itself, anything else (NUL included) as ``\\xNN``."""
+    out = []
+    for c in b:
+        if c == 0x5C:
+            out.append("\\\\")
+        elif 0x20 <= c < 0x7F:
+            out.append(chr(c))
+        else:
+            out.append(f"\\x{c:02x}")
+    return "".join(out)
+
+
+def _jsonable(v):
+    if isinstance(v, bytes):
+        return octets(v)
+    if isinstance(v, Endian):
+        return v.value
+    if dataclasses.is_dataclass(v):
+        return {f.name: _jsonable(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    if isinstance(v, (tuple, list)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def describe_record(rec) -> dict:
+    """The fields of a record value, JSON-able."""
+    if isinstance(rec, UnknownRecord):
+        return {"body_hex": rec.body[:256].hex(), "body_length": len(rec.body)}
+    fields = _jsonable(rec)
+    if isinstance(rec, ConnectionData):
+        fields["conn_type"] = ConnType(rec.conn_type).name.lower()
+        fields["fields"] = rec.fields
+        fields["in_data_len"] = len(rec.in_data)
+        fields["out_data_len"] = len(rec.out_data)
+    elif isinstance(rec, NodeData):
+        fields["pending"] = rec.pending
+        fields["deleted"] = rec.deleted
+        fields["value_len"] = len(rec.value)
+    if not fields.get("trailing"):
+        fields.pop("trailing", None)
+    return fields
+
+
+def dump(src: Source, checker: Checker) -> Iterator[dict]:
+    for kind, where, value in iter_values(src, checker):
+        if kind == "header":
+            yield {"layer": LAYER, "kind": "header", "offset": where,
+                   "fields": {"ident": octets(value.ident), "version": value.version,
+                              "endian": value.endian.value, "flags": value.flags}}
+        else:
+            item = {"layer": LAYER, "kind": "record" if kind == "record" else "end",
+                    "offset": where.offset, "type": record_name(where.type),
+                    "type_value": where.type, "body_length": where.body_length}
+            if value is not None:
+                item["fields"] = describe_record(value)
+            yield item
+
+
+# -- text --------------------------------------------------------------------
+
+
+def perm_text(perms: list[dict]) -> str:
+    return " ".join(f"{p['perm']}{p['domid']}" + ("(stale)" if p["flags"] & 1 else "")
+                    + (f"(flags 0x{p['flags']:02x})" if p["flags"] & ~1 else "")
+                    for p in perms)
+
+
+def _access_text(access: int) -> str:
+    words = [w for bit, w in ((ACCESS_READ, "read"), (ACCESS_WRITTEN, "written")) if access & bit]
+    if access & ~3:
+        words.append(f"0x{access & ~3:x}")
+    return ", ".join(words) or "none"
+
+
+def _quota_text(quota: list[dict]) -> str:
+    return ", ".join(f"{q['name']}={q['value'] or 'unlimited'}" for q in quota) or "(none)"
+
+
+def _node_line(f: dict, label: str) -> str:
+    value = f' = "{f["value"]}"' if f["value_len"] else ""
+    return f"{label}{value}  [{perm_text(f['perms'])}]"
+
+
+def render_text(items: Iterable[dict]) -> Iterator[str]:
+    conns: dict[int, dict] = {}
+    conn_order: list[int] = []
+    watches: dict[int, list[dict]] = {}
+    txs: dict[int, list[int]] = {}
+    pending: dict[tuple[int, int], list[dict]] = {}
+    nodes: list[dict] = []
+    special: list[dict] = []
+    other: list[str] = []
+    header = None
+    for item in items:
+        kind, f = item.get("kind"), item.get("fields")
+        if kind == "header":
+            header = f
+            continue
+        if kind == "end" or f is None:
+            continue
+        t = item["type"]
+        if t == "GLOBAL_DATA":
+            other.append(f"global: rw-socket-fd {f['rw_socket_fd']}, evtchn-fd {f['evtchn_fd']}")
+        elif t == "GLOBAL_QUOTA_DATA":
+            other.append(f"global quota: per domain {_quota_text(f['dom_quota'])}; "
+                         f"global {_quota_text(f['glob_quota'])}")
+        elif t == "DOMAIN_DATA":
+            other.append(f"domain {f['domid']}: features 0x{f['features']:08x}, quota {_quota_text(f['quota'])}")
+        elif t == "CONNECTION_DATA":
+            conns[f["conn_id"]] = f
+            conn_order.append(f["conn_id"])
+        elif t in ("WATCH_DATA", "WATCH_DATA_EXTENDED"):
+            watches.setdefault(f["conn_id"], []).append(f)
+        elif t == "TRANSACTION_DATA":
+            txs.setdefault(f["conn_id"], []).append(f["tx_id"])
+        elif t == "NODE_DATA":
+            if f["pending"]:
+                pending.setdefault((f["conn_id"], f["tx_id"]), []).append(f)
+            elif f["path"].startswith("@"):
+                special.append(f)
+            else:
+                nodes.append(f)
+        else:
+            other.append(f"{t} at offset {item['offset']}: {item['body_length']} octets")
+    if header is not None:
+        yield (f"xenstore stream, version {header['version']}, {header['endian']}-endian"
+               + (f", flags 0x{header['flags']:08x}" if header["flags"] & ~1 else ""))
+    yield from other
+    if conn_order:
+        yield "connections:"
+    for cid in conn_order:
+        f = conns[cid]
+        spec = f["spec"]
+        if f["conn_type"] == "socket":
+            line = f"  #{cid} socket fd {spec['socket_fd']}"
+        else:
+            target = "" if spec["tdomid"] == DOMID_INVALID else f", target domain {spec['tdomid']}"
+            line = f"  #{cid} shared ring, domain {spec['domid']}, evtchn {spec['evtchn']}{target}"
+        if f["unique_id"] is not None:
+            line += f", unique-id 0x{f['unique_id']:016x}"
+        if f["in_data_len"] or f["out_data_len"]:
+            line += (f"; pending in {f['in_data_len']} octets, out {f['out_data_len']} octets"
+                     f" (partial response {f['out_resp_len']})")
+        yield line
+        for w in watches.pop(cid, []):
+            depth = w.get("depth")
+            extra = "" if depth is None else (" depth unlimited" if depth == DEPTH_UNLIMITED
+                                               else f" depth {depth}")
+            yield f'    watch "{w["wpath"]}" token "{w["token"]}"{extra}'
+        for tx in txs.pop(cid, []):
+            yield f"    transaction {tx}"
+    for cid, ws in watches.items():
+        for w in ws:
+            yield f'  (unknown connection {cid}) watch "{w["wpath"]}" token "{w["token"]}"'
+    if nodes:
+        yield "nodes:"
+        for f in sorted(nodes, key=lambda f: f["path"].split("/")):
+            path = f["path"]
+            depth = 0 if path == "/" else path.count("/")
+            label = "/" if path == "/" else path.rsplit("/", 1)[1]
+            yield "  " + "  " * depth + _node_line(f, label)
+    if special:
+        yield "special nodes:"
+        for f in special:
+            yield "  " + _node_line(f, f["path"])
+    for (cid, tx), fs in pending.items():
+        yield f"pending in transaction {tx} of connection #{cid}:"
+        for f in fs:
+            if f["deleted"]:
+                yield f"  {f['path']}  deleted"
+            else:
+                yield "  " + _node_line(f, f["path"]) + f"  ({_access_text(f['access'])})"

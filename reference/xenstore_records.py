@@ -1,0 +1,306 @@
+"""Xenstore migration stream: layouts, typed values and the encoder.
+
+Spec: xenstore-migration.md ("Xenstore Migration").  Every fixed-size part is
+a :class:`~.layout.Layout` named after the spec's diagram; every record type
+is a frozen dataclass.  Octet strings (paths, tokens, values, quota names) are
+``bytes`` *without* their NUL terminator: the encoder appends it and counts it
+in the length fields, as the spec's ``path-len``/``wpath-len``/``token-len``
+do.  Reserved fields (the socket ``pad``, WATCH_DATA_EXTENDED ``pad``) are kept
+so that a dump shows them and a malformed value can be encoded on purpose.
+
+``trailing`` on a record holds octets of the body after its last field.  The
+spec gives a body no such octets, but C xenstored counts the record padding in
+``len`` (see docs/findings.md), so streams it writes carry up to 7 zero octets
+there; keeping them makes ``encode(decode(b)) == b`` hold for those streams
+too.  Record padding (after ``len`` octets) is not kept: it is always encoded
+as zeros.
+
+This module reports nothing; the parsers and rules live in :mod:`.xenstore`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .framing import UnknownRecord, encode_record, padding_length
+from .layout import Endian, Layout
+
+IDENT = b"xenstore"
+VERSIONS = (1, 2)
+DOMID_INVALID = 0x7FF4
+DEPTH_UNLIMITED = 0xFFFF
+
+
+class RecordType(enum.IntEnum):
+    """The ``type`` field of a record ("Records")."""
+
+    END = 0
+    GLOBAL_DATA = 1
+    CONNECTION_DATA = 2
+    WATCH_DATA = 3
+    TRANSACTION_DATA = 4
+    NODE_DATA = 5
+    GLOBAL_QUOTA_DATA = 6
+    DOMAIN_DATA = 7
+    WATCH_DATA_EXTENDED = 8
+
+
+#: Record types valid only from this version on ("Records", "WATCH_DATA_EXTENDED").
+MIN_VERSION = {RecordType.WATCH_DATA_EXTENDED: 2}
+
+
+class ConnType(enum.IntEnum):
+    SHARED_RING = 0
+    SOCKET = 1
+
+
+#: CONNECTION_DATA ``fields`` flag: ``unique-id`` present.
+FIELD_UNIQUE_ID = 0x0001
+#: Node permission specifier ``flags``: stale permission.
+PERM_STALE = 0x01
+#: NODE_DATA ``access`` bits.
+ACCESS_READ = 0x0001
+ACCESS_WRITTEN = 0x0002
+#: Permission letters of a node permission specifier (``perm``).
+PERM_LETTERS = b"wrbn"
+
+# -- layouts, named after the spec's diagrams ---------------------------------
+HEADER = Layout("Header", "8sII", "ident", "version", "flags")  # always big-endian
+GLOBAL_DATA = Layout("GLOBAL_DATA", "ii", "rw-socket-fd", "evtchn-fd")
+CONNECTION_DATA = Layout("CONNECTION_DATA", "IHH8sHHI", "conn-id", "conn-type", "fields",
+                         "conn-spec", "in-data-len", "out-resp-len", "out-data-len")
+SHARED_RING_SPEC = Layout("conn-spec (shared ring)", "HHI", "domid", "tdomid", "evtchn")
+SOCKET_SPEC = Layout("conn-spec (socket)", "iI", "socket-fd", "pad")
+UNIQUE_ID = Layout("unique-id", "Q", "unique-id")
+WATCH_DATA = Layout("WATCH_DATA", "IHH", "conn-id", "wpath-len", "token-len")
+WATCH_DATA_EXTENDED = Layout("WATCH_DATA_EXTENDED", "IHHHH", "conn-id", "wpath-len",
+                             "token-len", "depth", "pad")
+TRANSACTION_DATA = Layout("TRANSACTION_DATA", "II", "conn-id", "tx-id")
+NODE_DATA = Layout("NODE_DATA", "IIHHHH", "conn-id", "tx-id", "path-len", "value-len",
+                   "access", "perm-count")
+NODE_PERMISSION = Layout("node permission specifier", "BBH", "perm", "flags", "domid")
+GLOBAL_QUOTA_DATA = Layout("GLOBAL_QUOTA_DATA", "HH", "n-dom-quota", "n-glob-quota")
+DOMAIN_DATA = Layout("DOMAIN_DATA", "HHI", "domain-id", "n-quota", "features")
+QUOTA_VAL = Layout("quota-val", "I", "quota-val")
+
+
+# -- typed values ---------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Header:
+    version: int = 2
+    endian: Endian = Endian.LITTLE
+    reserved_flags: int = 0  # flags bits 1-31, as a mask with bit 0 clear
+    ident: bytes = IDENT
+
+    @property
+    def flags(self) -> int:
+        return (self.reserved_flags & ~1) | self.endian.bit
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalData:
+    rw_socket_fd: int = -1
+    evtchn_fd: int = -1
+    trailing: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class SharedRing:
+    """``conn-spec`` of a shared ring connection."""
+
+    domid: int
+    evtchn: int
+    tdomid: int = DOMID_INVALID
+
+
+@dataclass(frozen=True, slots=True)
+class Socket:
+    """``conn-spec`` of a socket connection."""
+
+    socket_fd: int
+    pad: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionData:
+    conn_id: int
+    spec: SharedRing | Socket
+    in_data: bytes = b""
+    out_data: bytes = b""
+    out_resp_len: int = 0
+    unique_id: int | None = None  # present iff ``fields`` has FIELD_UNIQUE_ID
+    trailing: bytes = b""
+
+    @property
+    def conn_type(self) -> int:
+        return ConnType.SOCKET if isinstance(self.spec, Socket) else ConnType.SHARED_RING
+
+    @property
+    def fields(self) -> int:
+        return FIELD_UNIQUE_ID if self.unique_id is not None else 0
+
+
+@dataclass(frozen=True, slots=True)
+class WatchData:
+    conn_id: int
+    wpath: bytes
+    token: bytes
+    trailing: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchDataExtended:
+    conn_id: int
+    wpath: bytes
+    token: bytes
+    depth: int = DEPTH_UNLIMITED
+    pad: int = 0
+    trailing: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionData:
+    conn_id: int
+    tx_id: int
+    trailing: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class Permission:
+    """A node permission specifier: ``perm`` is one of ``w r b n``."""
+
+    perm: str
+    domid: int
+    flags: int = 0
+
+    @property
+    def stale(self) -> bool:
+        return bool(self.flags & PERM_STALE)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeData:
+    path: bytes
+    value: bytes = b""
+    perms: tuple[Permission, ...] = ()
+    conn_id: int = 0   # non-zero: a pending node of transaction (conn_id, tx_id)
+    tx_id: int = 0
+    access: int = 0
+    trailing: bytes = b""
+
+    @property
+    def pending(self) -> bool:
+        return self.conn_id != 0
+
+    @property
+    def deleted(self) -> bool:
+        """A node deleted in a pending transaction (no permissions)."""
+        return self.pending and not self.perms
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    name: bytes
+    value: int  # 0 means unlimited
+
+
+@dataclass(frozen=True, slots=True)
+class GlobalQuotaData:
+    dom_quota: tuple[Quota, ...] = ()
+    glob_quota: tuple[Quota, ...] = ()
+    trailing: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class DomainData:
+    domid: int
+    quota: tuple[Quota, ...] = ()
+    features: int = 0  # valid from version 2 only; written as 0 in version 1
+    trailing: bytes = b""
+
+
+Record = (GlobalData | ConnectionData | WatchData | WatchDataExtended | TransactionData
+          | NodeData | GlobalQuotaData | DomainData | UnknownRecord)
+
+
+@dataclass(frozen=True, slots=True)
+class XenstoreStream:
+    """A whole stream: the header and its records; END is implied at the end."""
+
+    header: Header = field(default_factory=Header)
+    records: tuple = ()
+
+
+# -- encoding -------------------------------------------------------------------
+def _quota_body(quota: tuple[Quota, ...], endian: Endian) -> bytes:
+    val = QUOTA_VAL.of(endian)
+    return b"".join(val.pack(q.value) for q in quota) + b"".join(q.name + b"\0" for q in quota)
+
+
+def encode_body(rec, endian: Endian) -> tuple[int, bytes]:
+    """``(type, body)`` of a typed record value."""
+    if isinstance(rec, NodeData):
+        path = rec.path + b"\0"
+        perm = NODE_PERMISSION.of(endian)
+        perms = b"".join(perm.pack(ord(p.perm), p.flags, p.domid) for p in rec.perms)
+        fixed = NODE_DATA.pack(endian, rec.conn_id, rec.tx_id, len(path), len(rec.value),
+                               rec.access, len(rec.perms))
+        return RecordType.NODE_DATA, fixed + perms + path + rec.value + rec.trailing
+    if isinstance(rec, ConnectionData):
+        if isinstance(rec.spec, Socket):
+            spec = SOCKET_SPEC.pack(endian, rec.spec.socket_fd, rec.spec.pad)
+        else:
+            spec = SHARED_RING_SPEC.pack(endian, rec.spec.domid, rec.spec.tdomid, rec.spec.evtchn)
+        body = CONNECTION_DATA.pack(endian, rec.conn_id, rec.conn_type, rec.fields, spec,
+                                    len(rec.in_data), rec.out_resp_len, len(rec.out_data))
+        body += rec.in_data + rec.out_data
+        if rec.unique_id is not None:
+            body += bytes(padding_length(len(body))) + UNIQUE_ID.pack(endian, rec.unique_id)
+        return RecordType.CONNECTION_DATA, body + rec.trailing
+    if isinstance(rec, (WatchData, WatchDataExtended)):
+        wpath, token = rec.wpath + b"\0", rec.token + b"\0"
+        if isinstance(rec, WatchData):
+            rtype = RecordType.WATCH_DATA
+            fixed = WATCH_DATA.pack(endian, rec.conn_id, len(wpath), len(token))
+        else:
+            rtype = RecordType.WATCH_DATA_EXTENDED
+            fixed = WATCH_DATA_EXTENDED.pack(endian, rec.conn_id, len(wpath), len(token),
+                                             rec.depth, rec.pad)
+        return rtype, fixed + wpath + token + rec.trailing
+    if isinstance(rec, TransactionData):
+        return RecordType.TRANSACTION_DATA, TRANSACTION_DATA.pack(endian, rec.conn_id, rec.tx_id) + rec.trailing
+    if isinstance(rec, GlobalData):
+        return RecordType.GLOBAL_DATA, GLOBAL_DATA.pack(endian, rec.rw_socket_fd, rec.evtchn_fd) + rec.trailing
+    if isinstance(rec, GlobalQuotaData):
+        fixed = GLOBAL_QUOTA_DATA.pack(endian, len(rec.dom_quota), len(rec.glob_quota))
+        return (RecordType.GLOBAL_QUOTA_DATA,
+                fixed + _quota_body(rec.dom_quota + rec.glob_quota, endian) + rec.trailing)
+    if isinstance(rec, DomainData):
+        fixed = DOMAIN_DATA.pack(endian, rec.domid, len(rec.quota), rec.features)
+        return RecordType.DOMAIN_DATA, fixed + _quota_body(rec.quota, endian) + rec.trailing
+    if isinstance(rec, UnknownRecord):  # a type reserved for future use, kept raw
+        return rec.record_type, rec.body
+    raise TypeError(f"not a xenstore record: {rec!r}")
+
+
+def encode_header(header: Header) -> bytes:
+    return HEADER.be.pack(header.ident, header.version, header.flags)
+
+
+def encode_one(rec, endian: Endian) -> bytes:
+    """One whole record: header, body, zero padding."""
+    rtype, body = encode_body(rec, endian)
+    return encode_record(rtype, body, endian)
+
+
+END_RECORD = {e: encode_record(RecordType.END, b"", e) for e in Endian}
+
+
+def encode(stream: XenstoreStream) -> bytes:
+    """The octets of ``stream``: header, records, END."""
+    endian = stream.header.endian
+    parts = [encode_header(stream.header)]
+    parts.extend(encode_one(rec, endian) for rec in stream.records)
+    parts.append(END_RECORD[endian])
+    return b"".join(parts)
