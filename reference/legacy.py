@@ -102,9 +102,10 @@ QEMU_SIGNATURES = (b"DeviceModelRecord0002", b"RemusDeviceModelState", b"QemuDev
 QEMU_HAS_LENGTH = {b"DeviceModelRecord0002": True, b"RemusDeviceModelState": True,
                    b"QemuDeviceModelRecord": False}
 
+#: The xl savefile magic (seed 003); the header itself is the xl module's.
 XL_MAGIC = b"Xen saved domain, xl format\n \x00 \r"
-XL_HEADER = Layout("xl savefile header", "IIII", "byteorder", "mandatory_flags",
-                   "optional_flags", "optional_data_len")
+XL_HEADER_WORDS = Layout("xl savefile header words", "IIII", "byteorder", "mandatory_flags",
+                         "optional_flags", "optional_data_len")
 
 
 class Chunk:
@@ -245,8 +246,6 @@ HVM_CONTEXT_EMPTY = _rule("legacy.hvm_tail.context_empty", R, f"{LIBXC_DOC} HVM 
 QEMU_SIG = _rule("legacy.qemu.signature", R, f"{LIBXC_DOC} HVM TAIL (Qemu context)",
                  "the qemu signature is DeviceModelRecord0002, RemusDeviceModelState or "
                  "QemuDeviceModelRecord")
-XL_MAGIC_RULE = _rule("legacy.xl_header.magic", R, "xl savefile header (seed 003)",
-                      "an image said to start with an xl header starts with the xl magic")
 
 # --------------------------------------------------------------------------
 # Typed values
@@ -461,18 +460,14 @@ class QemuRecord:
 
 
 @dataclass(frozen=True)
-class XlHeader:
-    """The xl savefile header that may precede a legacy image (``-x``)."""
+class ImageInfo:
+    """What precedes the chunks (for :func:`read_items`)."""
 
-    mandatory_flags: int = 0
-    optional_flags: int = 0
-    optional_data: bytes = b""
-    byteorder: int = 0x01020304
-    magic: bytes = XL_MAGIC
-
-    def encode(self) -> bytes:
-        return self.magic + XL_HEADER.pack(LE, self.byteorder, self.mandatory_flags,
-                                           self.optional_flags, len(self.optional_data)) + self.optional_data
+    width: int
+    guest: str
+    p2m_size: int
+    extended_info: ExtendedInfo | None
+    p2m_frames: tuple[int, ...]
 
 
 LegacyChunk = PageBatch | VcpuInfo | HvmParamChunk | TscInfo | ToolstackChunk | MarkerChunk
@@ -488,7 +483,7 @@ class LegacyStream:
     extended_info: ExtendedInfo | None = None   # PV
     p2m_frames: tuple[int, ...] = ()            # PV
     qemu: QemuRecord | None = None              # HVM
-    xl: XlHeader | None = None
+    xl: Any = None  # xl.XlHeader when an xl savefile header precedes the image
 
     @property
     def pv(self) -> bool:
@@ -548,10 +543,10 @@ def detect(prefix: bytes) -> Detection:
     """
     xl = prefix.startswith(XL_MAGIC)
     if xl:
-        hdr_end = len(XL_MAGIC) + XL_HEADER.size
+        hdr_end = len(XL_MAGIC) + XL_HEADER_WORDS.size
         if len(prefix) < hdr_end:
             return Detection(None, None, True, "input ends inside the xl header")
-        optlen = XL_HEADER.unpack(LE, prefix, len(XL_MAGIC))[3]
+        optlen = XL_HEADER_WORDS.unpack(LE, prefix, len(XL_MAGIC))[3]
         prefix = prefix[hdr_end + optlen:]
     if len(prefix) < 8:
         return Detection(None, None, xl, "fewer than 8 octets: cannot tell the width")
@@ -622,7 +617,8 @@ class _Reader:
     """One parser for validation (``collect=False``) and decoding (``collect=True``)."""
 
     def __init__(self, src: Source, checker: Checker, collect: bool, options: dict[str, Any],
-                 visit=None):
+                 visit=None, sink=None):
+        self.sink = sink
         self.src = src
         self.ck = checker
         self.collect = collect
@@ -676,6 +672,8 @@ class _Reader:
         want_xl = self.opt["xl"]
         if want_xl or (want_xl is None and src.peek(len(XL_MAGIC)) == XL_MAGIC):
             xl_header = self.read_xl()
+            if self.sink:
+                self.sink(xl_header)
         prefix = src.peek(64)
         det = detect(prefix)
         self.detection = det
@@ -711,6 +709,8 @@ class _Reader:
             off = src.offset
             frames = self.ulongs(n, "p2m frame list") or ()
             self.emit("p2m_frames", off, count=n)
+        if self.sink:
+            self.sink(ImageInfo(width, guest, p2m_size, ext, frames))
 
         chunks = self.read_chunks()
         if guest == "pv":
@@ -728,20 +728,20 @@ class _Reader:
             ck.report(TRAILING, off, "octets follow the end of the legacy image")
             while src.read_upto(1 << 16):
                 pass
-        if not self.collect:
+        if not self.collect or self.sink:
             return None
         return LegacyStream(width, guest, p2m_size, tuple(chunks), tail, ext, frames, qemu, xl_header)
 
-    def read_xl(self) -> XlHeader:
-        self.at("xl header")
+    def read_xl(self):
+        from . import xl  # the xl layer owns its header and rules
+
         off = self.src.offset
-        magic = self.src.read_exact(len(XL_MAGIC), "xl magic")
-        if magic != XL_MAGIC:
-            self.ck.fail(XL_MAGIC_RULE, off, "no xl savefile magic")
-        order, mflags, oflags, optlen = self.read(XL_HEADER)
-        data = self.src.read_exact(optlen, "xl optional data")
-        self.emit("xl_header", off, mandatory_flags=mflags, optional_flags=oflags, optional_data_len=optlen)
-        return XlHeader(mflags, oflags, data, order, magic)
+        saved = self.ck.save()
+        header = xl.read_header(self.src, self.ck)
+        self.ck.restore(saved)
+        self.emit("xl_header", off, mandatory_flags=header.mandatory_flags,
+                  optional_flags=header.optional_flags, optional_data_len=len(header.optional_data))
+        return header
 
     def read_extended_info(self) -> ExtendedInfo:
         src, ck = self.src, self.ck
@@ -833,7 +833,11 @@ class _Reader:
             else:  # TOOLSTACK
                 chunk = self.read_toolstack(off)
             self.index += 1
-            if self.collect:
+            if self.sink:
+                self.sink(chunk)
+                if isinstance(chunk, VcpuInfo):
+                    chunks.append(chunk)
+            elif self.collect:
                 chunks.append(chunk)
             elif isinstance(chunk, VcpuInfo):
                 chunks.append(chunk)  # small; the PV tail needs it
@@ -951,7 +955,9 @@ class _Reader:
                 data = self.blob(size, "xsave area")
                 xsave = XsaveState(mask, data or b"")
             self.emit("vcpu", voff, vcpu_id=vcpu_id)
-            if self.collect:
+            if self.sink:
+                self.sink(PvVcpu(vcpu_id, ctx, extd, xsave))
+            elif self.collect:
                 vcpus.append(PvVcpu(vcpu_id, ctx, extd, xsave))
         self.at("shared info")
         soff = src.offset
@@ -960,7 +966,10 @@ class _Reader:
         ck.note(f"PV tail: {count} unmapped PFNs, vcpus {online}")
         if not self.collect:
             return None
-        return PvTail(unmapped, tuple(vcpus), shinfo)
+        tail = PvTail(unmapped, tuple(vcpus), shinfo)
+        if self.sink:
+            self.sink(tail)
+        return tail
 
     def read_hvm_tail(self) -> HvmTail | None:
         src, ck = self.src, self.ck
@@ -977,7 +986,10 @@ class _Reader:
         ck.note(f"HVM tail: magic PFNs 0x{ioreq:x} 0x{bufioreq:x} 0x{store:x}, context {size} octets")
         if not self.collect:
             return None
-        return HvmTail(ioreq, bufioreq, store, ctx or b"")
+        tail = HvmTail(ioreq, bufioreq, store, ctx or b"")
+        if self.sink:
+            self.sink(tail)
+        return tail
 
     def read_qemu(self) -> QemuRecord | None:
         src, ck = self.src, self.ck
@@ -1002,7 +1014,12 @@ class _Reader:
             data = b"".join(parts)
         self.emit("qemu", off, signature=sig.decode("latin-1"), size=size)
         ck.note(f"qemu record {sig.decode('latin-1')}: {size} octets")
-        return QemuRecord(sig, data or b"") if self.collect else None
+        if not self.collect:
+            return None
+        record = QemuRecord(sig, data or b"")
+        if self.sink:
+            self.sink(record)
+        return record
 
 
 def decode_toolstack(blob: bytes, width: int, *, checker: Checker | None = None,
@@ -1124,11 +1141,14 @@ def iter_encode(stream: LegacyStream) -> Iterator[bytes]:
         yield HVM_MAGIC_PFNS.pack(LE, tail.ioreq_pfn, tail.bufioreq_pfn, tail.store_pfn)
         yield HVM_CONTEXT_SIZE.pack(LE, len(tail.context)) + tail.context
     if stream.qemu is not None:
-        q = stream.qemu
-        if QEMU_HAS_LENGTH.get(q.signature, True):
-            yield q.signature + QEMU_SIZE.pack(LE, len(q.data)) + q.data
-        else:
-            yield q.signature + q.data
+        yield encode_qemu(stream.qemu)
+
+
+def encode_qemu(q: QemuRecord) -> bytes:
+    """The qemu record: signature, then (except for the xend-era signature) a length."""
+    if QEMU_HAS_LENGTH.get(q.signature, True):
+        return q.signature + QEMU_SIZE.pack(LE, len(q.data)) + q.data
+    return q.signature + q.data
 
 
 # --------------------------------------------------------------------------
@@ -1163,7 +1183,7 @@ def build_pv_stream(*, width: int = 64, guest_width: int = 8, p2m_size: int = 16
                     tsc: TscInfo | None = TscInfo(1, 123456789, 2000000, 3),
                     unmapped: tuple[int, ...] = (), toolstack: bytes | LibxlToolstack | None = None,
                     extra_chunks: tuple = (), last_checkpoint: bool = True,
-                    xl: XlHeader | None = None) -> LegacyStream:
+                    xl: Any = None) -> LegacyStream:
     """A well-formed legacy PV image as ``xc_domain_save`` would write it.
 
     ``pages``: ``(pfn, type nibble)`` pairs (default: every PFN, NOTAB);
@@ -1208,7 +1228,7 @@ def build_hvm_stream(*, width: int = 64, p2m_size: int = 32,
                      context: bytes = b"HVM context blob" * 4,
                      qemu: QemuRecord | None = QemuRecord(b"DeviceModelRecord0002", b"QEVM" + bytes(60)),
                      extra_chunks: tuple = (), last_checkpoint: bool = True,
-                     xl: XlHeader | None = None) -> LegacyStream:
+                     xl: Any = None) -> LegacyStream:
     """A well-formed legacy HVM image as ``xc_domain_save`` (and libxl) would write it.
 
     ``params``: HVM parameter chunk type -> value; ``physmap``: entries of a
@@ -1251,13 +1271,25 @@ def validate(src: Source, checker: Checker, **options: Any) -> None:
     _Reader(src, checker, False, _options(options)).run()
 
 
-def decode(data: bytes | bytearray | memoryview | Source, **options: Any) -> LegacyStream:
+def decode(data: bytes | bytearray | memoryview | Source, *, role: Role = Role.RESTORE,
+           **options: Any) -> LegacyStream:
     """Decode a legacy image; ``options`` as for :func:`set_defaults`.  Raises StreamError."""
     src = data if isinstance(data, Source) else Source.from_bytes(data)
-    checker = Checker(Role.RESTORE, fail_fast=True)
+    checker = Checker(role, fail_fast=True)
     stream = _Reader(src, checker, True, _options(options)).run()
     assert stream is not None
     return stream
+
+
+def read_items(src: Source, checker: Checker, sink, **options: Any) -> "_Reader":
+    """Decode a legacy image piece by piece: ``sink(item)`` receives, in stream
+    order, the xl header (if any), an :class:`ImageInfo`, each chunk, each
+    :class:`PvVcpu`, the :class:`PvTail` (without vcpus) or :class:`HvmTail`,
+    and the :class:`QemuRecord`; nothing is kept (memory stays bounded by the
+    largest single item).  Returns the reader (``width``, ``guest``, ``detection``)."""
+    reader = _Reader(src, checker, True, _options(options), sink=sink)
+    reader.run()
+    return reader
 
 
 def dump(src: Source, checker: Checker, **options: Any) -> Iterator[dict]:

@@ -1,0 +1,243 @@
+"""``xenstream convert-legacy``: the reference legacy-to-v2 converter.
+
+Takes the options of Xen's ``convert-legacy-stream`` and writes, as the libxc
+spec ("Legacy Images") and the libxl spec ask:
+
+* libxc: image header (version 3, little-endian), domain header with
+  ``xen_major`` 0 and ``xen_minor`` the converter's version (libxc spec,
+  "Domain Header"); for PV, X86_PV_INFO from the extended-info vcpu block;
+  STATIC_DATA_END; for PV, X86_PV_P2M_FRAMES from the p2m frame list; a
+  PAGE_DATA record per page batch (types moved from bits 31-28 to 63-60, bare
+  XTAB entries dropped, no record for a batch left empty); X86_TSC_INFO; the
+  HVM parameter chunks as one HVM_PARAMS at the end of the body; the PV tail
+  as X86_PV_VCPU_{BASIC,EXTENDED,XSAVE} per online vcpu and SHARED_INFO, or
+  the HVM tail as HVM_PARAMS (ioreq, bufioreq, store PFNs) and HVM_CONTEXT;
+  END.
+* libxl (``-f libxl``): a libxl header with the legacy bit, LIBXC_CONTEXT
+  around the libxc stream, the physmap entries of the toolstack blob as one
+  EMULATOR_XENSTORE_DATA record, the qemu record as EMULATOR_CONTEXT
+  (emulator id 0, "Unknown (In the case of a legacy stream)"), END.
+
+With ``-f libxc`` an HVM image's qemu record is copied after the libxc stream
+unchanged (unless ``--skip-qemu``), for the caller that restores qemu itself.
+
+Records are written as the legacy items arrive: memory stays bounded by the
+largest single item (a 1024-page batch, a context blob).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import BinaryIO
+
+from . import legacy, libxc, libxl, xl
+from .checker import Checker
+from .errors import StreamError, UsageError
+from .framing import encode_record
+from .layout import Endian
+from .rules import Role
+from .source import Source
+
+VERSION = 1  # written as the domain header's xen_minor
+LE = Endian.LITTLE
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-i", "--in", dest="fin", required=True, metavar="FD|FILE",
+                        help="legacy input to convert")
+    parser.add_argument("-o", "--out", dest="fout", required=True, metavar="FD|FILE",
+                        help="v2 output")
+    parser.add_argument("-w", "--width", dest="width", choices=["32", "64"],
+                        help="legacy toolstack bitness (default: detected from octets 4-7)")
+    parser.add_argument("-g", "--guest-type", dest="guest", choices=["pv", "hvm"],
+                        help="type of guest in the stream (default: detected)")
+    parser.add_argument("-f", "--format", dest="format", choices=["libxc", "libxl"], default="libxc",
+                        help="format of the output stream (default libxc)")
+    parser.add_argument("-x", "--xl", action="store_true",
+                        help="an xl savefile header precedes the legacy stream")
+    parser.add_argument("--skip-qemu", action="store_true",
+                        help="with -f libxc: do not copy the qemu record of an HVM image")
+    parser.add_argument("-v", "--verbose", action="store_true", help="summarise the stream on stdout")
+
+
+class Converter:
+    """Receives legacy items (``legacy.read_items``) and writes v2 records."""
+
+    def __init__(self, out: BinaryIO, *, fmt: str = "libxc", qemu: bool = True, log=None):
+        self.out = out
+        self.libxl = fmt == "libxl"
+        self.qemu = qemu
+        self.log = log or (lambda text: None)
+        self.info: legacy.ImageInfo | None = None
+        self.hvm_params: list[tuple[int, int]] = []
+        self.xenstore: list[tuple[bytes, bytes]] = []
+        self.ext: legacy.ExtendedInfo | None = None
+        self.body_done = False
+        self.records = 0
+
+    # output ---------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        self.out.write(data)
+
+    def xc(self, record) -> None:
+        self.write(encode_record(record.type, record.encode_body(LE), LE))
+        self.records += 1
+
+    def xl_record(self, record) -> None:
+        self.write(encode_record(record.type, record.encode_body(LE), LE))
+
+    # items ----------------------------------------------------------------
+    def __call__(self, item) -> None:
+        if isinstance(item, xl.XlHeader):
+            flags = item.mandatory_flags | (xl.FLAG_STREAMV2 if self.libxl else 0)
+            self.write(xl.XlHeader(item.endian, flags, item.optional_flags, item.optional_data,
+                                   item.magic, item.byteorder).encode())
+            self.log("xl header copied" + (", STREAMv2 flag set" if self.libxl else ""))
+        elif isinstance(item, legacy.ImageInfo):
+            self.start(item)
+        elif isinstance(item, legacy.PageBatch):
+            self.page_batch(item)
+        elif isinstance(item, legacy.TscInfo):
+            self.xc(libxc.X86TscInfo(item.mode, item.khz, item.nsec, item.incarnation))
+        elif isinstance(item, legacy.HvmParamChunk):
+            self.hvm_params.append((item.param, item.value))
+        elif isinstance(item, legacy.ToolstackChunk):
+            if isinstance(item.data, legacy.LibxlToolstack) and self.libxl:
+                self.xenstore.extend(item.data.xenstore())
+            else:
+                self.log("toolstack chunk discarded")
+        elif isinstance(item, (legacy.VcpuInfo, legacy.MarkerChunk)):
+            pass  # the online map is applied by the reader; markers have no v2 counterpart
+        elif isinstance(item, legacy.PvVcpu):
+            self.end_body()
+            self.pv_vcpu(item)
+        elif isinstance(item, legacy.PvTail):
+            self.end_body()
+            self.xc(libxc.SharedInfo(item.shared_info))
+            self.xc(libxc.End())
+        elif isinstance(item, legacy.HvmTail):
+            self.end_body()
+            self.xc(libxc.HvmParams(((legacy.HVM_PARAM_IOREQ_PFN, item.ioreq_pfn),
+                                     (legacy.HVM_PARAM_BUFIOREQ_PFN, item.bufioreq_pfn),
+                                     (legacy.HVM_PARAM_STORE_PFN, item.store_pfn))))
+            self.xc(libxc.HvmContext(item.context))
+            self.xc(libxc.End())
+        elif isinstance(item, legacy.QemuRecord):
+            self.qemu_record(item)
+        else:  # pragma: no cover - every item type is handled above
+            raise TypeError(f"unexpected legacy item {item!r}")
+
+    def start(self, info: legacy.ImageInfo) -> None:
+        self.info = info
+        self.ext = info.extended_info
+        pv = info.guest == "pv"
+        if self.libxl:
+            self.write(libxl.LibxlHeader(options=libxl.OPT_LEGACY).encode())
+            self.xl_record(libxl.LibxcContext())
+        dtype = libxc.DomainType.X86_PV if pv else libxc.DomainType.X86_HVM
+        self.write(libxc.encode_headers(libxc.ImageHeader.make(3, LE),
+                                        libxc.DomainHeader(dtype, 12, 0, VERSION)))
+        if pv:
+            self.xc(libxc.X86PvInfo(self.ext.guest_width, self.ext.pt_levels))
+        self.xc(libxc.StaticDataEnd())
+        if pv:
+            self.xc(libxc.X86PvP2mFrames(0, info.p2m_size - 1, info.p2m_frames))
+        self.log(f"{info.width}-bit toolstack, {info.guest} guest, p2m_size 0x{info.p2m_size:x}")
+
+    def page_batch(self, batch: legacy.PageBatch) -> None:
+        pfns = tuple(((e & legacy.PFN_TYPE_MASK) << 32) | (e & legacy.PFN_MASK)
+                     for e in batch.pfns if e != legacy.BARE_XTAB)
+        if not pfns:
+            self.log("page batch of bare XTAB entries only: no PAGE_DATA record")
+            return
+        self.xc(libxc.PageData(pfns, batch.pages))
+
+    def end_body(self) -> None:
+        if self.body_done:
+            return
+        self.body_done = True
+        if self.hvm_params:
+            self.xc(libxc.HvmParams(tuple(self.hvm_params)))
+
+    def pv_vcpu(self, vcpu: legacy.PvVcpu) -> None:
+        self.xc(libxc.X86PvVcpuBasic(vcpu.vcpu_id, vcpu.context))
+        if vcpu.extended is not None:
+            self.xc(libxc.X86PvVcpuExtended(vcpu.vcpu_id, vcpu.extended))
+        if vcpu.xsave is not None:
+            self.xc(libxc.X86PvVcpuXsave(vcpu.vcpu_id, vcpu.xsave.data))
+
+    def finish_libxc(self) -> None:
+        """Called after the tail: libxl records that follow the libxc stream."""
+        if self.libxl and self.xenstore:
+            self.xl_record(libxl.EmulatorXenstoreData(libxl.EmulatorId.UNKNOWN, 0, tuple(self.xenstore)))
+            self.xenstore = []
+
+    def qemu_record(self, record: legacy.QemuRecord) -> None:
+        self.finish_libxc()
+        if self.libxl:
+            self.xl_record(libxl.EmulatorContext(libxl.EmulatorId.UNKNOWN, 0, record.data))
+        elif self.qemu:
+            self.write(legacy.encode_qemu(record))
+        self.log(f"qemu record ({len(record.data)} octets) "
+                 + ("as EMULATOR_CONTEXT" if self.libxl else "copied" if self.qemu else "skipped"))
+
+    def finish(self) -> None:
+        self.finish_libxc()
+        if self.libxl:
+            self.xl_record(libxl.End())
+
+
+def convert(src: Source, out: BinaryIO, *, width: int | None = None, guest: str | None = None,
+            fmt: str = "libxc", xl_header: bool = False, qemu: bool = True,
+            checker: Checker | None = None, log=None) -> Checker:
+    """Convert the legacy image in ``src`` to a v2 stream written to ``out``.
+
+    Raises :class:`StreamError` for the first refused finding (output written so
+    far stays written, as with a failed save).  ``qemu`` False is ``--skip-qemu``:
+    with ``-f libxl`` the qemu record is still converted (it is part of the libxl
+    layer), with ``-f libxc`` it is read and not copied.
+    """
+    ck = checker or Checker(Role.RESTORE, fail_fast=True)
+    conv = Converter(out, fmt=fmt, qemu=qemu, log=log)
+    # Whether a qemu record follows an HVM tail: always in a libxl image; a bare
+    # libxc image may end with the tail (the caller saved qemu elsewhere).
+    want_qemu = True if fmt == "libxl" else None
+    # The toolstack blob is libxl's physmap only for a libxl image; a libxc
+    # conversion discards it unread, as Xen's converter does.
+    legacy.read_items(src, ck, conv, width=width, guest=guest, libxl=fmt == "libxl",
+                      qemu=want_qemu, xl=xl_header or None)
+    conv.finish()
+    return ck
+
+
+def _open_out(spec: str) -> BinaryIO:
+    if spec.isdigit():
+        return open(int(spec), "wb", closefd=False)
+    return open(spec, "wb")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        src = Source.open(args.fin)
+    except OSError as exc:
+        raise UsageError(f"cannot open {args.fin}: {exc.strerror}") from None
+    try:
+        out = _open_out(args.fout)
+    except OSError as exc:
+        raise UsageError(f"cannot open {args.fout}: {exc.strerror}") from None
+    log = (lambda text: print(text, flush=True)) if args.verbose else None
+    checker = Checker(Role.RESTORE, fail_fast=True, verbose=args.verbose)
+    try:
+        convert(src, out, width=int(args.width) if args.width else None, guest=args.guest,
+                fmt=args.format, xl_header=args.xl, qemu=not args.skip_qemu, checker=checker, log=log)
+    except StreamError as exc:
+        print(f"xenstream convert-legacy: {exc.finding.describe()}", file=sys.stderr)
+        return 1
+    finally:
+        out.close()
+        src.close()
+        if args.verbose:
+            for note in checker.notes:
+                print(note)
+    return 0
