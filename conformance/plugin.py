@@ -1,0 +1,511 @@
+"""The pytest plugin: options, case parametrisation, and the run's bookkeeping.
+
+``conformance/conftest.py`` imports these hooks, so ``pytest conformance``
+runs the suite (``conformance/test_conformance.py``) against the built-in
+reference, and ``pytest conformance --impl=./verify-stream-v2`` against a
+program.  The logic lives in plain modules (:mod:`.execute`, :mod:`.cases`,
+:mod:`.judge`, :mod:`.runner`, :mod:`.known_failures`, :mod:`.results`); this
+one only turns options into objects and results into pytest outcomes.
+Works under ``pytest -n auto``: each worker collects the same cases in the
+same order, and the controller gathers the results from the test reports.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import pytest
+
+from . import cases as casesmod
+from .execute import Builtin, Limits, Program, executable_problem, reference_command
+from .judge import FAIL
+from .known_failures import KnownFailures
+from .results import CaseResult, Run
+from .runner import DELIVERY_CHOICES, Runner, default_reason, parse_delivery
+
+RESULT_KEY = "xenstream"
+ALL_SOURCES = ("examples", "corpus", "prefixes", "strategies")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    g = parser.getgroup("xenstream", "xenstream conformance suite")
+    g.addoption("--impl", default="builtin", metavar="PATH",
+                help="program to test (verify-stream-v2 convention: PROG -f FORMAT -i FILE|0; "
+                     "exit 0 accepted, 1 rejected); 'builtin' (default): the reference verifier "
+                     "in-process; 'builtin-subprocess': `python -m xenstream verify` per case")
+    g.addoption("--impl-cmd", default=None, metavar="TEMPLATE",
+                help="command template with {format} and {path} (stdin when {path} is absent); "
+                     "for converters {in}, {out}, {options}")
+    g.addoption("--impl-kind", choices=("verifier", "converter"), default="verifier",
+                help="verifier (default) or legacy converter (convert-legacy-stream options)")
+    g.addoption("--impl-role", choices=("strict", "restore"), default="strict",
+                help="how 'writer' cases are judged: strict must refuse, restore must accept")
+    g.addoption("--impl-timeout", type=float, default=5.0, metavar="SECONDS",
+                help="per-run timeout (default 5)")
+    g.addoption("--impl-memory", type=int, default=1024, metavar="MIB",
+                help="address-space limit per run in MiB (RLIMIT_AS; 0: none, e.g. for ASan builds)")
+    g.addoption("--impl-output-limit", type=int, default=1 << 20, metavar="OCTETS",
+                help="stdout+stderr per run before it is killed (default 1 MiB)")
+    g.addoption("--formats", default=None, metavar="LIST",
+                help="formats the implementation supports (others are skipped once)")
+    g.addoption("--sources", default=",".join(ALL_SOURCES), metavar="LIST",
+                help=f"case sources (default {','.join(ALL_SOURCES)})")
+    g.addoption("--corpus", default=None, metavar="DIR", help="corpus folder with manifest.json")
+    g.addoption("--failures-dir", default="failures", metavar="DIR",
+                help="where failing streams are saved (default ./failures)")
+    g.addoption("--delivery", default="sample", metavar="MODES",
+                help=f"{'|'.join(DELIVERY_CHOICES)} or a list of file,stdin,pipe "
+                     "(default sample: every mode for a stable sample of cases, file for the rest)")
+    g.addoption("--prefix-sample", type=int, default=casesmod.PREFIX_SAMPLE, metavar="N",
+                help="truncated prefixes checked per valid stream (default %(default)s)")
+    g.addoption("--hypothesis-examples", type=int, default=25, metavar="N",
+                help="examples per Hypothesis property (default %(default)s)")
+    g.addoption("--known-failures", default=None, metavar="FILE",
+                help="case ids expected to fail, with a reason each")
+    g.addoption("--update-known-failures", action="store_true",
+                help="rewrite --known-failures from this run's failures")
+    g.addoption("--report", default=None, metavar="DIR",
+                help="write results.json and report.md here")
+
+
+def _split(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+class Suite:
+    """Everything the run shares: the implementation, its runner, the cases."""
+
+    def __init__(self, config: pytest.Config):
+        opt = config.getoption
+        self.config = config
+        self.kind = opt("--impl-kind")
+        self.role = opt("--impl-role")
+        self.limits = Limits(opt("--impl-timeout"), opt("--impl-memory"), opt("--impl-output-limit"))
+        self.sources = _split(opt("--sources")) or []
+        bad = [s for s in self.sources if s not in ALL_SOURCES]
+        if bad:
+            raise pytest.UsageError(f"--sources: unknown {', '.join(bad)}; known: {', '.join(ALL_SOURCES)}")
+        try:
+            delivery = parse_delivery(opt("--delivery"))
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        base = config.invocation_params.dir
+        self.failures_dir = (base / opt("--failures-dir")).resolve()
+        kf = opt("--known-failures")
+        self.known_path = (base / kf).resolve() if kf else None
+        if opt("--update-known-failures") and self.known_path is None:
+            raise pytest.UsageError("--update-known-failures needs --known-failures FILE")
+        self.known = KnownFailures.load(self.known_path)
+        self.report_dir = (base / opt("--report")).resolve() if opt("--report") else None
+        self.corpus_dir = (base / opt("--corpus")).resolve() if opt("--corpus") else None
+        self.hypothesis_examples = opt("--hypothesis-examples")
+        self.prefix_sample = opt("--prefix-sample")
+        self.problems: list[str] = []
+        self.impl = self._make_impl(opt("--impl"), opt("--impl-cmd"))
+        worker = getattr(config, "workerinput", {}).get("workerid", "main")
+        workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"xenstream-conformance-{os.getpid()}-{worker}"
+        if self.kind == "converter":
+            from .converter import ConverterRunner
+
+            self.runner: Runner = ConverterRunner(self.impl, self.role, delivery, self.failures_dir,
+                                                  workdir, self.known)
+        else:
+            self.runner = Runner(self.impl, self.role, delivery, self.failures_dir, workdir, self.known)
+        self.formats_wanted = _split(opt("--formats"))
+        self._collection: casesmod.Collection | None = None
+
+    def _make_impl(self, impl: str, template: str | None):
+        if self.kind == "converter":
+            from .converter import ConverterProgram
+
+            if template:
+                return ConverterProgram(template=template, limits=self.limits)
+            if impl in ("builtin", "builtin-subprocess"):
+                t = shlex.join([sys.executable, "-m", "xenstream", "convert-legacy"]) + \
+                    " -i {in} -o {out} {options}"
+                return ConverterProgram(template=t, limits=self.limits)
+            self._check_path(impl)
+            return ConverterProgram(path=impl, limits=self.limits)
+        if template:
+            return Program(template=template, limits=self.limits)
+        if impl == "builtin":
+            return Builtin(self.role)
+        if impl == "builtin-subprocess":
+            return Program(template=reference_command(self.role), limits=self.limits,
+                           name=f"xenstream verify ({self.role}, subprocess)")
+        self._check_path(impl)
+        return Program(path=str(Path(impl).absolute()) if os.sep in impl else impl, limits=self.limits)
+
+    def _check_path(self, impl: str) -> None:
+        problem = executable_problem(impl) if os.sep in impl else None
+        if problem:  # every case will say so too: a verdict, not a crash of the run
+            self.problems.append(problem)
+
+    # cases ---------------------------------------------------------------
+    @property
+    def collection(self) -> casesmod.Collection:
+        if self._collection is None:
+            self._collection = casesmod.collect(
+                [s for s in self.sources if s != "strategies"], corpus_dir=self.corpus_dir,
+                prefix_sample=self.prefix_sample)
+        return self._collection
+
+    def known_formats(self) -> list[str]:
+        from xenstream.reference.formats import FORMAT_MODULES, available
+
+        seen = list(dict.fromkeys([*available(), *(c.format for c in self.collection.cases)]))
+        return [f for f in FORMAT_MODULES if f in seen] + [f for f in seen if f not in FORMAT_MODULES]
+
+    def supported(self, fmt: str) -> bool:
+        if self.kind == "converter":
+            return fmt == "legacy"
+        return self.formats_wanted is None or fmt in self.formats_wanted
+
+    def skipped_formats(self) -> dict[str, str]:
+        out = {}
+        for fmt in self.known_formats():
+            if self.kind == "converter":
+                continue  # a converter only reads legacy images; nothing to report
+            if not self.supported(fmt):
+                out[fmt] = f"format {fmt} is not in --formats={','.join(self.formats_wanted or [])}"
+        return out
+
+    def cases(self) -> list[casesmod.Case]:
+        out = [c for c in self.collection.cases if self.supported(c.format)]
+        if self.kind == "converter":
+            from .converter import options_from_meta, reference_available
+
+            if not reference_available():
+                return []
+            out = [c for c in out if options_from_meta(c.meta) is not None]
+        return out
+
+    def converter_skip(self) -> str | None:
+        if self.kind != "converter":
+            return None
+        from .converter import reference_available, reference_missing_reason
+
+        if not reference_available():
+            return reference_missing_reason()
+        if not any(c.format == "legacy" for c in self.collection.cases):
+            return "no legacy cases with conversion options (width, guest) in the chosen sources"
+        return None
+
+    # results -------------------------------------------------------------
+    def record(self, item: pytest.Item, case_id: str, fmt: str, rule: str | None, family: str,
+               source: str, expected: str, run) -> None:
+        result = CaseResult(
+            id=case_id, format=fmt, rule=rule, family=family, source=source, expected=expected,
+            required=run.judgement.required, observed=run.judgement.observed,
+            outcome=run.outcome, kind=run.judgement.kind, duration=round(run.duration, 6),
+            known=run.known, saved=str(run.saved) if run.saved else None)
+        data = result.to_json()
+        if run.failed:
+            data["reason"] = default_reason(run)
+        item.user_properties.append((RESULT_KEY, data))
+
+    def conclude(self, run) -> None:
+        """Turn a CaseRun into the test's outcome."""
+        if run.known is not None:
+            if run.failed:
+                pytest.xfail(f"known failure ({run.known}): {run.known_reason}")
+            where = self.known_path or "the known-failures file"
+            pytest.fail(f"{run.case_id} is listed in {where} as a known failure "
+                        f"({run.known_reason!r}) but now {run.judgement.status}es "
+                        f"(observed {run.judgement.observed}); remove it, or run with "
+                        "--update-known-failures", pytrace=False)
+        if run.judgement.status == FAIL:
+            pytest.fail(run.message, pytrace=False)
+
+    def check(self, item: pytest.Item, case: casesmod.Case) -> None:
+        run = self.runner.run_case(case)
+        self.record(item, case.id, case.format, case.rule, case.family, case.source,
+                    case.expected, run)
+        self.conclude(run)
+
+    def check_strategy(self, item: pytest.Item, target: tuple) -> None:
+        """A Hypothesis property over one strategy; on failure the shrunk stream
+        is saved like any failing case.  Failures covered by the known-failures
+        file (by case id, pattern, or a rule already listed for a static case)
+        are counted, not raised, so that the search goes on for new ones."""
+        fmt, kind, family = target
+        if fmt == "strategies":
+            pytest.skip(kind)
+        from hypothesis import HealthCheck, given, settings
+        from hypothesis import strategies as st
+
+        import xenstream.strategies as strategies
+
+        target_id = f"{fmt}/strategies/{kind}" + (f"-{family}" if family else "")
+        try:
+            strat = strategies.valid(fmt) if kind == "valid" else \
+                strategies.malformed(fmt, family=family)
+        except Exception as exc:
+            pytest.skip(f"the strategies cannot generate {target_id}: {exc}")
+        known_rules = {k.split("/")[1] for k in self.known.entries
+                       if k.count("/") >= 2 and not any(c in k for c in "*?[")}
+        known_rules.discard("valid")
+        known_rules.discard("prefix")
+        stats = {"examples": 0, "known": 0, "duration": 0.0}
+        last: dict = {}
+
+        def one(case_id, fmt_, data, expected, rule, description):
+            run = self.runner.run_stream(case_id, fmt_, data, expected=expected, rule=rule,
+                                         description=description, save=False)
+            stats["examples"] += 1
+            stats["duration"] += run.duration
+            if not run.failed:
+                return
+            if run.known is not None or (rule in known_rules and rule is not None):
+                stats["known"] += 1
+                return
+            last.update(run=run, fmt=fmt_, data=data, expected=expected, rule=rule,
+                        description=description)
+            raise AssertionError(f"{case_id}: {run.judgement.kind}: {run.judgement.observed}")
+
+        @settings(max_examples=self.hypothesis_examples, deadline=None, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(sample=strat, draw=st.data())
+        def prop(sample, draw):
+            data = bytes(sample.data)
+            rule = getattr(sample, "rule", None)
+            expected = getattr(sample, "expected", "accept" if rule is None else "reject")
+            one(casesmod.make_id(sample.format, rule, "hyp", data), sample.format, data,
+                expected, rule, getattr(sample, "description", ""))
+            if kind == "valid" and data and self.prefix_sample > 0:
+                cut = draw.draw(st.integers(0, len(data) - 1), label="prefix length")
+                prefix = data[:cut]
+                ref_rule = _reference_refusal(sample.format, prefix)
+                if ref_rule is not None:
+                    one(f"{sample.format}/prefix/hyp@{cut}-{casesmod.short_hash(prefix)}",
+                        sample.format, prefix, "reject", ref_rule,
+                        f"the first {cut} of {len(data)} octets of a generated valid stream")
+
+        error = None
+        try:
+            prop()
+        except Exception as exc:  # the shrunk example was the last to fail
+            error = exc
+        run = last.get("run")
+        from .runner import CaseRun
+        from .judge import Judgement, PASS
+
+        if error is not None and run is not None:
+            self.runner.explain(run, last["fmt"], last["data"], expected=last["expected"],
+                                rule=last["rule"], description=last["description"])
+        summary = CaseRun(target_id, run.judgement if (error and run) else
+                          Judgement(PASS, "", None, f"{stats['examples']} examples, "
+                                    f"{stats['known']} known failures"), [], stats["duration"],
+                          saved=run.saved if (error and run) else None)
+        summary.known = self.known.match(target_id)
+        summary.known_reason = self.known.entries.get(summary.known) if summary.known else None
+        self.record(item, target_id, fmt, None, f"{fmt}.strategies", "strategies",
+                    "accept" if kind == "valid" else "malformed", summary)
+        if error is not None and run is None:
+            raise error  # not a verdict: a bug in a strategy or in this runner
+        if error is not None:
+            summary.message = run.message + "\n  (shrunk by Hypothesis; found after " \
+                f"{stats['examples']} runs)"
+        self.conclude(summary)
+
+    def describe(self) -> str:
+        return self.impl.describe() if hasattr(self.impl, "describe") else self.impl.name
+
+
+def _reference_refusal(fmt: str, data: bytes) -> str | None:
+    """The rule the reference refuses ``data`` under, or None when it accepts."""
+    from xenstream.reference.checker import Checker
+    from xenstream.reference.formats import validate
+    from xenstream.reference.rules import Role
+    from xenstream.reference.source import Source
+
+    first = validate(Source.from_bytes(data), fmt, Checker(Role.RESTORE)).first_refused()
+    return None if first is None else first.rule.id
+
+
+_SUITE = pytest.StashKey[Suite]()
+_RESULTS = pytest.StashKey[list]()
+
+
+def suite_of(config: pytest.Config) -> Suite:
+    return config.stash[_SUITE]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_SUITE] = Suite(config)
+    config.stash[_RESULTS] = []
+    _CURRENT_RESULTS.clear()
+    config.addinivalue_line("markers", "xenstream_nothing: placeholder, deselected")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    suite = config.stash.get(_SUITE, None)
+    if suite is not None:
+        suite.runner.close()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = suite_of(config)
+    lines = [f"xenstream conformance: {s.kind} {s.describe()!r}, role {s.role}, "
+             f"delivery {config.getoption('--delivery')}, timeout {s.limits.timeout:g} s, "
+             f"memory {s.limits.memory_mb or 'unlimited'} MiB",
+             f"  sources: {','.join(s.sources)}; formats: {','.join(s.formats_wanted or ['all'])}; "
+             f"failures saved under {s.failures_dir}"]
+    if s.known_path:
+        lines.append(f"  known failures: {s.known_path} ({len(s.known.entries)} entries)")
+    lines += [f"  note: {n}" for n in s.collection.notes]
+    lines += [f"  PROBLEM: {p}" for p in s.problems]
+    return lines
+
+
+def _strategy_targets(suite: Suite) -> tuple[list, str | None]:
+    if "strategies" not in suite.sources or suite.kind == "converter":
+        return [], None
+    from xenstream.reference.formats import import_optional
+
+    module = import_optional("xenstream.strategies")
+    if module is None or not hasattr(module, "valid") or not hasattr(module, "malformed"):
+        return [], "xenstream.strategies has no valid()/malformed() strategies yet"
+    families = getattr(module, "families", None)
+    targets = []
+    for fmt in suite.known_formats():
+        if not suite.supported(fmt):
+            continue
+        targets.append((fmt, "valid", None))
+        fams = [None]
+        if callable(families):
+            try:
+                fams = list(families(fmt)) or [None]
+            except Exception:
+                fams = [None]
+        for fam in fams:
+            targets.append((fmt, "malformed", fam))
+    return targets, None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    suite = suite_of(metafunc.config)
+    if "case" in metafunc.fixturenames:
+        cases = suite.cases()
+        if cases:
+            metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+        else:
+            why = suite.converter_skip() or "; ".join(suite.collection.notes) or \
+                "no case of the chosen formats and sources"
+            metafunc.parametrize("case", [pytest.param(None, marks=pytest.mark.skip(
+                reason=f"no listed cases: {why}"))], ids=["no-cases"])
+    if "skipped_format" in metafunc.fixturenames:
+        skipped = suite.skipped_formats()
+        reason = suite.converter_skip()
+        items = list(skipped.items()) + ([("converter", reason)] if reason else [])
+        if items:
+            metafunc.parametrize("skipped_format", items, ids=[k for k, _ in items])
+        else:
+            metafunc.parametrize("skipped_format", [pytest.param(None, marks=_NOTHING)],
+                                 ids=["none"])
+    if "strategy_target" in metafunc.fixturenames:
+        targets, missing = _strategy_targets(suite)
+        if missing:
+            targets = [("strategies", missing, None)]
+        ids = [f"{f}/strategies/{k}" + (f"-{fam}" if fam else "") for f, k, fam in targets]
+        metafunc.parametrize("strategy_target", targets, ids=ids)
+
+
+_NOTHING = pytest.mark.xenstream_nothing
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Drop the placeholder of an empty 'not applicable' list (nothing to skip)."""
+    drop = [i for i in items if i.get_closest_marker("xenstream_nothing")]
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [i for i in items if not i.get_closest_marker("xenstream_nothing")]
+
+
+@pytest.fixture
+def conformance(request: pytest.FixtureRequest) -> Suite:
+    return suite_of(request.config)
+
+
+# gathering results (on the xdist controller, or the only process) ---------
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in getattr(report, "user_properties", ()):
+        if name == RESULT_KEY and report.when == "call":
+            _CURRENT_RESULTS.append(value)
+
+
+_CURRENT_RESULTS: list[dict] = []
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    if _is_worker(config):
+        return
+    suite = suite_of(config)
+    results = list(_CURRENT_RESULTS)
+    _CURRENT_RESULTS.clear()
+    config.stash[_RESULTS] = results
+    if not results:
+        return
+    if suite.report_dir:
+        run = Run(implementation=suite.impl.name, kind=suite.kind, role=suite.role,
+                  formats=suite.formats_wanted or suite.known_formats(), sources=suite.sources,
+                  notes=list(suite.collection.notes))
+        run.cases = [CaseResult.from_json(r) for r in results]
+        run.write(suite.report_dir)
+    ran = {r["id"] for r in results}
+    failed = {r["id"]: r.get("reason", "") for r in results if r["outcome"] in ("fail", "xfail")}
+    stale = [k for k in suite.known.stale({r["id"]: r["outcome"] in ("fail", "xfail") for r in results})
+             if any(c in k for c in "*?[")]
+    config.stash[_STALE] = stale
+    if config.getoption("--update-known-failures"):
+        updated = suite.known.updated(failed, ran)
+        args = ""
+        if not isinstance(suite.impl, Builtin):
+            args = f"--impl={config.getoption('--impl')} "
+        updated.write(suite.known_path, impl=suite.impl.name, args=args)
+        config.stash[_UPDATED] = len(updated.entries)
+    elif stale and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_STALE = pytest.StashKey[list]()
+_UPDATED = pytest.StashKey[int]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _is_worker(config):
+        return
+    suite = suite_of(config)
+    results = config.stash.get(_RESULTS, [])
+    if not results:
+        return
+    from collections import Counter
+
+    counts = Counter(r["outcome"] for r in results)
+    kinds = Counter(r["kind"] for r in results if r["outcome"] == "fail")
+    tr = terminalreporter
+    tr.section("xenstream conformance")
+    tr.write_line(f"{suite.impl.name}: {len(results)} cases: " +
+                  ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
+    if kinds:
+        tr.write_line("failures by kind: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    if any(r["outcome"] == "fail" for r in results):
+        tr.write_line(f"failing streams saved under {suite.failures_dir}")
+    for key in config.stash.get(_STALE, []):
+        tr.write_line(f"STALE known-failure pattern (matched cases, none failed): {key}", red=True)
+    if config.stash.get(_UPDATED, None) is not None:
+        tr.write_line(f"wrote {config.stash[_UPDATED]} entries to {suite.known_path}")
+    if suite.report_dir:
+        tr.write_line(f"report written to {suite.report_dir}")
