@@ -183,9 +183,6 @@ TRUNCATED = _rule("legacy.stream.truncated", R, f"{LIBXC_DOC} HEADER, BODY PHASE
 TRAILING = _rule("legacy.stream.trailing_data", E, f"{LIBXC_DOC} TAIL PHASE",
                  "nothing follows the tail (and qemu record); the documents are silent, "
                  "restorers stop reading there")
-WIDTH = _rule("legacy.image.width", E, "libxc spec: Legacy Images",
-              "the toolstack width given by the caller agrees with octets 4-7 "
-              "(zero means 64-bit); ambiguous for a 32-bit HVM image with an empty body")
 P2M_SIZE = _rule("legacy.p2m_size.range", R, f"{LIBXC_DOC} HEADER",
                  "1 <= p2m_size <= 0x0fffffff (PFNs fit below the type bits 31-28)")
 EXT_SIGNATURE = _rule("legacy.extended_info.signature", R, f"{LIBXC_DOC} HEADER, extended-info",
@@ -443,6 +440,7 @@ class PvTail:
     unmapped_pfns: tuple[int, ...] = ()
     vcpus: tuple[PvVcpu, ...] = ()
     shared_info: bytes = bytes(SHARED_INFO_SIZE)
+    unmapped_count: int | None = None  # None: len(unmapped_pfns)
 
 
 @dataclass(frozen=True)
@@ -683,8 +681,7 @@ class _Reader:
                 f"{det.guest or '?'} guest ({det.reason})"
                 + ("; ambiguous" if det.ambiguous else ""))
         if self.opt["width"] and det.width and self.opt["width"] != det.width:
-            ck.report(WIDTH, src.offset + 4,
-                      f"given width {self.opt['width']} but octets 4-7 say {det.width}-bit")
+            ck.note(f"given width {self.opt['width']} overrides the detected {det.width}-bit")
         if width is None or guest is None:
             self.width = width or 64
             src.read_exact(len(prefix) + 1, "legacy image header")  # raises Truncated
@@ -1128,7 +1125,8 @@ def iter_encode(stream: LegacyStream) -> Iterator[bytes]:
     yield CHUNK_TYPE.pack(LE, Chunk.END)
     tail = stream.tail
     if isinstance(tail, PvTail):
-        yield UNMAPPED_PFN_COUNT.pack(LE, len(tail.unmapped_pfns)) + _ulongs(tail.unmapped_pfns, w)
+        count = len(tail.unmapped_pfns) if tail.unmapped_count is None else tail.unmapped_count
+        yield UNMAPPED_PFN_COUNT.pack(LE, count) + _ulongs(tail.unmapped_pfns, w)
         for v in tail.vcpus:
             yield v.context
             if v.extended is not None:
@@ -1296,7 +1294,7 @@ def dump(src: Source, checker: Checker, **options: Any) -> Iterator[dict]:
     items: list[dict] = []
 
     def visit(kind: str, offset: int, info: dict) -> None:
-        items.append({"item": kind, "offset": offset, **info})
+        items.append({"layer": LAYER, "kind": kind.replace("_", " "), "offset": offset, "fields": info})
 
     try:
         _Reader(src, checker, False, _options(options), visit).run()
