@@ -40,7 +40,7 @@ from .checker import Checker
 from .errors import StreamError
 from .formats import Codec
 from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, padding_length
-from .layout import Endian
+from .layout import Endian, Layout
 from .rules import Role, Severity, define
 from .source import Source, Truncated
 from .xenstore_records import (
@@ -53,6 +53,7 @@ from .xenstore_records import (
 )
 
 LAYER = "xenstore"
+_DOMID = Layout("domid of perm1", "H", "domid")
 
 # --------------------------------------------------------------------------
 # Rules
@@ -262,6 +263,8 @@ class XenstoreReader:
         self.index = 0
         self.state = _State()
         self._end = 0  # absolute offset of the end of the current body
+        self._node = NODE_DATA.le  # NODE_DATA's struct in the stream's byte order
+        self._domid = _DOMID.le
 
     # -- truncation ------------------------------------------------------------
     def _truncated(self, t: Truncated):
@@ -322,6 +325,8 @@ class XenstoreReader:
         if flags & ~1:
             ck.report(FLAGS_RESERVED, base + 12, f"reserved flags bits set: 0x{flags & ~1:08x}")
         self.endian = Endian.from_bit(flags)
+        self._node = NODE_DATA.of(self.endian)
+        self._domid = _DOMID.of(self.endian)
         self.version = version
         self.header = Header(version, self.endian, flags & ~1)
         ck.note(f"xenstore header: version {version}, {self.endian.value}-endian")
@@ -338,10 +343,12 @@ class XenstoreReader:
             while True:
                 offset = src.offset
                 ck.at(LAYER, self.index, "record header")
-                raw = src.read_exact(8, "record header") if not src.at_eof() else None
-                if raw is None:
+                try:
+                    rtype, length = hdr_struct.unpack(src.read_exact(8, "record header"))
+                except Truncated as t:
+                    if t.got:
+                        raise
                     ck.fail(TRUNCATED, offset, "input ends without an END record")
-                rtype, length = hdr_struct.unpack(raw)
                 h = RecordHeader(rtype, length, offset)
                 ck.at(LAYER, self.index, _NAMES.get(rtype) or record_name(rtype))
                 self._end = offset + 8 + length
@@ -371,7 +378,8 @@ class XenstoreReader:
                                   f"(len {length})")
                         self.skip_rest(f"{_NAMES[rtype]} body")
                         value = None
-                check_padding(src, h, ck, PADDING)
+                if length & 7:
+                    check_padding(src, h, ck, PADDING)
                 self.index += 1
                 yield ("record", h, value)
         except Truncated as t:
@@ -515,8 +523,7 @@ def _parse_transaction(r: XenstoreReader, h: RecordHeader):
 def _parse_node(r: XenstoreReader, h: RecordHeader):
     ck, st = r.checker, r.state
     base = h.body_offset
-    conn_id, tx_id, plen, vlen, access, nperm = NODE_DATA.unpack(
-        r.endian, r.take(NODE_DATA.size, "NODE_DATA fields"))
+    conn_id, tx_id, plen, vlen, access, nperm = r._node.unpack(r.take(16, "NODE_DATA fields"))
     var = r.take(4 * nperm + plen + vlen, "permissions, path and value")
     perms = var[:4 * nperm]
     path = var[4 * nperm:4 * nperm + plen]
@@ -552,7 +559,7 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
         if not nperm:
             ck.report(PERM_COUNT_ZERO, base + 14, "committed node without permissions")
         else:
-            st.domids.add(NODE_PERMISSION.unpack(r.endian, perms)[2])
+            st.domids.add(r._domid.unpack_from(perms, 2)[0])
 
     before = ck.total
     _check_string(ck, PATH_NUL, path, poff, "path")
