@@ -718,6 +718,14 @@ class LibxcReader:
         self.skip_body(h, consumed)
         return b""
 
+    def entries(self, layout: Layout, count: int, what: str):
+        """Yield ``count`` fixed-size entries, read a bounded piece at a time."""
+        s, left = layout.of(self.endian), count
+        while left:
+            n = min(left, _ARRAY_CHUNK)
+            yield from s.iter_unpack(self.src.read_exact(n * layout.size, what))
+            left -= n
+
     def q_array(self, count: int, what: str):
         """Yield ``count`` 64-bit entries in pieces (tuples), never holding more than a piece."""
         left = count
@@ -1011,11 +1019,8 @@ def _parse_array_record(cls, layout: Layout, rule: str, attr: str):
         if not r.collect:
             r.skip_body(h)
             return None
-        s = layout.of(r.endian)
-        entries = []
-        for chunk in r.src.chunks(h.body_length, f"{layout.name} array", size=layout.size * 2048):
-            entries.extend(s.iter_unpack(chunk))
-        return cls(**{attr: tuple(entries)})
+        entries = tuple(r.entries(layout, h.body_length // layout.size, f"{layout.name} array"))
+        return cls(**{attr: entries})
     return parse
 
 

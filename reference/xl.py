@@ -189,7 +189,7 @@ def _legacy_codec():
 def _check_legacy_body(src: Source, checker: Checker) -> None:
     checker.at(LAYER, None, "body")
     if src.peek(8) == b"\xff" * 8:
-        checker.report(LEGACY_EXPECTED, src.offset, "the body starts with the v2 libxc marker")
+        checker.fail(LEGACY_EXPECTED, src.offset, "the body starts with the v2 libxc marker")
 
 
 def validate(src: Source, checker: Checker) -> None:

@@ -34,6 +34,7 @@ class Example:
     rule: str | None     # the rule broken; None for a valid stream
     description: str     # one line
     meta: dict = field(default_factory=dict, compare=False)  # version, byteorder, guest, ...
+    offset: int | None = None  # where the reference reports the broken rule (None: not pinned)
 
     @property
     def expected(self) -> str:
