@@ -325,30 +325,43 @@ def _quota(b: _Builder) -> None:
 
 
 def _departures(b: _Builder) -> None:
-    lu = live_update_state(specials=True)
-    b.departure("c_xenstored_len_counts_padding", c_style(live_update_state()), xs.BODY_EXCESS,
-                [xs.BODY_EXCESS], "a live-update stream framed as C xenstored frames it: every len "
-                "rounded up to a multiple of 8, the padding counted in the body")
-    b.departure("c_xenstored_special_nodes", encode(lu), xs.PATH_SPECIAL, [xs.PATH_SPECIAL],
-                "a live-update stream with @releaseDomain and @introduceDomain as NODE_DATA, as "
-                "C xenstored writes them")
+    """Small streams that show one departure of C xenstored each (docs/findings.md)."""
+    small = XenstoreStream(Header(2), (RING, NodeData(b"/local", b"", owner(0))))
+    b.bad("c_xenstored_len_counts_padding", xs.BODY_EXCESS, (), "NODE_DATA framed as C xenstored "
+          "frames it: len rounded up to 8, the padding counted in the body", data=c_style(small),
+          offset=HDR + 8 + 24 + 8 + 16 + 4 + 7)
+    b.bad("c_xenstored_special_node", xs.PATH_SPECIAL, (NodeData(b"@introduceDomain", b"", owner(0)),),
+          "the special node @introduceDomain as NODE_DATA, as C xenstored writes it",
+          plus=BODY + 16 + 4)
+
+
+def departures() -> list[Example]:
+    """Whole streams as C xenstored writes them, each breaking several rules.
+
+    Not part of :func:`examples` (whose malformed streams break one rule each);
+    ``meta["departure"]`` lists every rule the reference reports, and
+    ``rule`` the one that decides the verdict.  docs/findings.md names them.
+    """
+    b = _Builder()
+    b.departure("c_xenstored_live_update", c_style(live_update_state(specials=True)), xs.BODY_EXCESS,
+                [xs.BODY_EXCESS, xs.PATH_SPECIAL],
+                "a live-update stream as C xenstored writes it: len counts the padding, and "
+                "@releaseDomain and @introduceDomain are NODE_DATA")
     # 16 + 4 octets of wpath and token: C's len (from 12 + 20) and what it writes (8 + 20,
     # aligned) agree, so the framing survives; the spec reader sees depth "/l", pad "oc".
     data, _ = stream(RING)
-    rec = _watch_ext_as_c_writes(1, b"/local/domain/1", b"tok", LE)
     at = len(data) - 8
-    data = data[:at] + rec + data[at:]
-    b.departure("c_xenstored_watch_ext_layout", data, xs.WEXT_PAD,
+    rec = _watch_ext_as_c_writes(1, b"/local/domain/1", b"tok", LE)
+    b.departure("c_xenstored_watch_ext_layout", data[:at] + rec + data[at:], xs.WEXT_WPATH_NUL,
                 [xs.WEXT_PAD, xs.WEXT_WPATH_NUL, xs.WEXT_TOKEN_NUL],
                 "WATCH_DATA_EXTENDED as C xenstored writes it: no depth or pad before wpath")
     # 4 + 2 octets: C's len is 8 more than what it writes, so the END record is swallowed
-    data, _ = stream(RING)
     rec = _watch_ext_as_c_writes(1, b"/a/b", b"t", LE)
-    data = data[:at] + rec + data[at:]
-    b.departure("c_xenstored_watch_ext_desync", data, xs.TRUNCATED,
+    b.departure("c_xenstored_watch_ext_desync", data[:at] + rec + data[at:], xs.TRUNCATED,
                 [xs.WEXT_PAD, xs.WEXT_WPATH_NUL, xs.WEXT_TOKEN_NUL, xs.BODY_EXCESS, xs.TRUNCATED],
                 "WATCH_DATA_EXTENDED as C xenstored writes it, where its len overshoots the "
                 "record: the END record is read as part of the body")
+    return b.out
 
 
 def examples() -> list[Example]:
