@@ -15,7 +15,7 @@ from .checker import Checker
 from .errors import StreamError
 from .formats import FORMAT_MODULES, get_codec
 from .rules import Role
-from .verify_cmd import open_input
+from .verify_cmd import add_format_options, format_options, open_input
 
 
 def add_arguments(p) -> None:
@@ -55,7 +55,7 @@ def run(args) -> int:
     role = Role(args.role)
     checker = Checker(role)
     src = open_input(args.input)
-    items = codec.dump(src, checker)
+    items = codec.dump(src, checker, **format_options(args, codec))
     try:
         if args.json:
             for item in items:

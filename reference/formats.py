@@ -40,6 +40,13 @@ class Codec:
     dump: Callable[[Source, Checker], Iterator[dict]]
     #: items -> lines of text; None means the generic renderer
     render_text: Callable[[Iterator[dict]], Iterator[str]] | None = None
+    #: keyword options that validate/decode/dump take: what the stream itself
+    #: does not say (a legacy image's toolstack width, say)
+    options: tuple[str, ...] = ()
+
+    def pick_options(self, meta: dict) -> dict:
+        """The entries of ``meta`` (an example's or a corpus entry's) that are options of this codec."""
+        return {k: meta[k] for k in self.options if meta.get(k) is not None}
 
 
 def import_optional(module: str):
@@ -66,12 +73,12 @@ def get_codec(name: str) -> Codec:
     return loaded.CODEC
 
 
-def validate(src: Source, fmt: str, checker: Checker) -> Checker:
+def validate(src: Source, fmt: str, checker: Checker, **options) -> Checker:
     """Run ``fmt``'s validator over ``src``; the checker holds the verdict."""
     from .errors import StreamError
 
     try:
-        get_codec(fmt).validate(src, checker)
+        get_codec(fmt).validate(src, checker, **options)
     except StreamError:
         pass  # recorded by the checker
     return checker

@@ -1315,4 +1315,5 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
+    options=tuple(_DEFAULTS),
 )

@@ -8,6 +8,7 @@ breaks a rule the role refuses; 2: usage or internal error.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 
@@ -30,6 +31,28 @@ def add_arguments(p) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="summarise the stream's contents")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing; the exit code tells")
     p.add_argument("--syslog", action="store_true", help="log to syslog instead of stdout/stderr")
+    add_format_options(p)
+
+
+def add_format_options(p) -> None:
+    """What a legacy image does not say about itself (detected when not given)."""
+    g = p.add_argument_group("legacy images (-f legacy)")
+    g.add_argument("-w", "--width", type=int, choices=[32, 64], help="toolstack width")
+    g.add_argument("-g", "--guest", choices=["pv", "hvm"], help="guest type")
+    for name, what in (("libxl", "the toolstack chunk is a libxl blob"),
+                       ("qemu", "an HVM image ends with the qemu record"),
+                       ("xl", "an xl savefile header precedes the image")):
+        g.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None, help=what)
+
+
+def format_options(args, codec) -> dict:
+    """The format options given on the command line; UsageError if the format takes none of them."""
+    given = {k: getattr(args, k) for k in ("width", "guest", "libxl", "qemu", "xl")
+             if getattr(args, k, None) is not None}
+    unknown = sorted(set(given) - set(codec.options))
+    if unknown:
+        raise UsageError(f"format {codec.name!r} takes no option {', '.join('--' + u for u in unknown)}")
+    return given
 
 
 def open_input(spec: str) -> Source:
@@ -69,13 +92,14 @@ class _Out:
 
 
 def run(args) -> int:
-    get_codec(args.format)  # UsageError for a format not built
+    codec = get_codec(args.format)  # UsageError for a format not built
+    options = format_options(args, codec)
     role = Role(args.role)
     src = open_input(args.input)
     out = _Out(args)
     checker = Checker(role, verbose=args.verbose and not args.quiet)
     try:
-        validate(src, args.format, checker)
+        validate(src, args.format, checker, **options)
     finally:
         src.close()
     for line in checker.notes:

@@ -23,7 +23,7 @@ IDS = [f"{e.format}/{e.rule or 'valid'}/{e.name}" for e in EXAMPLES]
 
 
 def run(example, role=Role.STRICT) -> Checker:
-    return validate(Source.from_bytes(example.data), example.format, Checker(role))
+    return validate(Source.from_bytes(example.data), example.format, Checker(role), **example.options)
 
 
 def relevant(example, checker):
@@ -71,9 +71,9 @@ VALID = [e for e in EXAMPLES if e.rule is None]
 @pytest.mark.parametrize("example", VALID, ids=[f"{e.format}/{e.name}" for e in VALID])
 def test_round_trip(example):
     codec = get_codec(example.format)
-    value = codec.decode(example.data)
+    value = codec.decode(example.data, **example.options)
     assert codec.encode(value) == example.data
-    assert codec.decode(codec.encode(value)) == value
+    assert codec.decode(codec.encode(value), **example.options) == value
 
 
 REJECTS = [e for e in EXAMPLES if e.rule and e.severity is Severity.REJECT]
@@ -82,7 +82,7 @@ REJECTS = [e for e in EXAMPLES if e.rule and e.severity is Severity.REJECT]
 @pytest.mark.parametrize("example", REJECTS, ids=[f"{e.format}/{e.rule}/{e.name}" for e in REJECTS])
 def test_decode_refuses_reject_examples(example):
     with pytest.raises(StreamError) as info:
-        get_codec(example.format).decode(example.data)
+        get_codec(example.format).decode(example.data, **example.options)
     assert info.value.rule.id == example.rule
     if example.offset is not None:
         assert info.value.offset == example.offset

@@ -48,6 +48,13 @@ class Example:
         return None if self.rule is None else get_rule(self.rule).severity
 
     @property
+    def options(self) -> dict:
+        """Codec options this example needs (what the stream itself does not say)."""
+        from ..formats import get_codec
+
+        return get_codec(self.format).pick_options(self.meta)
+
+    @property
     def case_id(self) -> str:
         """Stable id: format, rule (or ``valid``), name, short content hash."""
         digest = hashlib.sha256(self.data).hexdigest()[:8]
