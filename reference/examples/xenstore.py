@@ -7,6 +7,7 @@ them; ``meta["departure"]`` lists the rules the reference reports for them).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import replace
 
 from .. import xenstore as xs
@@ -361,7 +362,48 @@ def departures() -> list[Example]:
                 [xs.WEXT_PAD, xs.WEXT_WPATH_NUL, xs.WEXT_TOKEN_NUL, xs.BODY_EXCESS, xs.TRUNCATED],
                 "WATCH_DATA_EXTENDED as C xenstored writes it, where its len overshoots the "
                 "record: the END record is read as part of the body")
+    b.departure("ocaml_seed_002_stream", _ocaml_seed_002(), xs.WATCH_WPATH_NUL,
+                [xs.OUT_RESP_LEN, xs.BODY_EXCESS, xs.WATCH_WPATH_NUL, xs.WATCH_TOKEN_NUL,
+                 xs.PERM_COUNT_ZERO, xs.PATH_NUL], "a live-update stream as the OCaml writer of "
+                "seed 002 writes it: 32-bit fields where the spec has 16-bit ones", version=1,
+                endian=BE)
+    b.departure("design_2020_node_data", _design_2020_node(), xs.PATH_NUL,
+                [xs.PATH_NUL, xs.ACCESS_COMMITTED, xs.PERM_COUNT_ZERO, xs.BODY_EXCESS], "NODE_DATA in the field order of the "
+                "April 2020 design (seed 004): access and perm-count before the permissions, "
+                "path-len and value-len after them")
     return b.out
+
+
+def _be_record(rtype: int, body: bytes) -> bytes:
+    return RECORD_HEADER.pack(BE, rtype, len(body)) + body + bytes(-len(body) & 7)
+
+
+def _ocaml_seed_002() -> bytes:
+    """The OCaml writer of seed 002: big-endian, version 1, every length and count 32-bit."""
+    def node(path: bytes) -> bytes:
+        path += b"\0"
+        body = struct.pack(">IIIIII", 0, 0, len(path), 0, 0, 1) + b"n\0\0\0" + path
+        return _be_record(RecordType.NODE_DATA, body)
+
+    wpath, token = b"/local/domain/1/device\0", b"tok\0"
+    return b"".join([
+        b"xenstore" + struct.pack(">II", 1, 1),
+        _be_record(RecordType.GLOBAL_DATA, struct.pack(">ii", 5, -1)),
+        # conn-id, conn-type and flags as three 32-bit words, then the ring spec, then three
+        # 32-bit lengths
+        _be_record(RecordType.CONNECTION_DATA, struct.pack(">IIIHHIIII", 1, 0, 0, 1, 0x7FF4, 5, 0, 0, 0)),
+        _be_record(RecordType.WATCH_DATA, struct.pack(">III", 1, len(wpath), len(token)) + wpath + token),
+        node(b"/"), node(b"/local"),
+        RECORD_HEADER.pack(BE, RecordType.END, 0),
+    ])
+
+
+def _design_2020_node() -> bytes:
+    path = b"/local\0"
+    body = (struct.pack("<IIHH", 0, 0, 0, 1) + b"n\0\0\0"
+            + struct.pack("<HH", len(path), 0) + path)
+    data, _ = stream()
+    return data[:-8] + encode_record(RecordType.NODE_DATA, body, LE) + data[-8:]
 
 
 def examples() -> list[Example]:
