@@ -19,9 +19,7 @@ from .layout import Endian
 from .source import Source
 from .xenstore import LAYER, iter_values, record_name
 from .xenstore_records import (
-    ACCESS_READ, ACCESS_WRITTEN, DEPTH_UNLIMITED, DOMID_INVALID, ConnectionData, ConnType,
-    DomainData, GlobalData, GlobalQuotaData, NodeData, SharedRing, TransactionData, WatchData,
-    WatchDataExtended,
+    ACCESS_READ, ACCESS_WRITTEN, DEPTH_UNLIMITED, DOMID_INVALID, ConnectionData, ConnType, NodeData,
 )
 
 
