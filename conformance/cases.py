@@ -43,7 +43,7 @@ SOURCES = ("examples", "corpus", "prefixes", "strategies")
 #: Prefix lengths checked per valid stream (at most).
 PREFIX_SAMPLE = 8
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+@-]+")
 
 
 def short_hash(data: bytes) -> str:
@@ -333,5 +333,5 @@ def collect(sources: Iterable[str] = SOURCES, *, formats: Iterable[str] | None =
 
 def failure_path(folder: Path, case_id: str) -> Path:
     """Where a failing case's stream is saved: ``FOLDER/FORMAT/RULE/NAME-HASH.bin``."""
-    parts = [_UNSAFE.sub("_", p) or "_" for p in case_id.split("/")]
+    parts = [_UNSAFE.sub("_", p).lstrip(".") or "_" for p in case_id.split("/")]
     return folder.joinpath(*parts[:-1], parts[-1] + ".bin")

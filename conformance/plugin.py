@@ -406,7 +406,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if items:
             metafunc.parametrize("skipped_format", items, ids=[k for k, _ in items])
         else:
-            metafunc.parametrize("skipped_format", [pytest.param(None, marks=_NOTHING)],
+            metafunc.parametrize("skipped_format", [pytest.param(None, marks=pytest.mark.xenstream_nothing)],
                                  ids=["none"])
     if "strategy_target" in metafunc.fixturenames:
         targets, missing = _strategy_targets(suite)
@@ -414,9 +414,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             targets = [("strategies", missing, None)]
         ids = [f"{f}/strategies/{k}" + (f"-{fam}" if fam else "") for f, k, fam in targets]
         metafunc.parametrize("strategy_target", targets, ids=ids)
-
-
-_NOTHING = pytest.mark.xenstream_nothing
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:

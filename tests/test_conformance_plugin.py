@@ -1,0 +1,159 @@
+"""The conformance pytest plugin, run with pytester on the toy format and a buggy fake verifier."""
+
+import importlib.util
+import json
+import pathlib
+import sys
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+SUITE = pathlib.Path(__file__).resolve().parent.parent / "conformance" / "test_conformance.py"
+
+
+def _load_toy():
+    name = "conformance_toy"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, pathlib.Path(__file__).with_name("conformance_toy.py"))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[name] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[name]
+
+
+toy = _load_toy()
+
+
+@pytest.fixture
+def suite(pytester, monkeypatch):
+    toy.register(monkeypatch)
+    pytester.makeconftest("from xenstream.conformance.conftest import *  # noqa\n"
+                          "from xenstream.conformance.plugin import pytest_collection_modifyitems  # noqa\n")
+    pytester.makepyfile(test_conformance=SUITE.read_text())
+    toy.write_corpus(pytester.path / "corpus")
+    pytester.fake = toy.write_fake_verifier(pytester.path)
+    return pytester
+
+
+def outcomes(result, **want):
+    got = result.parseoutcomes()
+    assert {k: got.get(k, 0) for k in want} == want, got
+
+
+BASE = ["--corpus=corpus", "--sources=corpus", "--formats=toy", "-p", "no:cacheprovider",
+        "--impl-timeout=30"]
+
+
+def test_builtin_passes(suite):
+    r = suite.runpytest(*BASE, "--sources=corpus,prefixes")
+    assert r.ret == 0
+    out = r.stdout.str()
+    assert "xenstream conformance: verifier" in out and "builtin (strict)" in out
+    assert int(r.parseoutcomes()["passed"]) > len(toy.CASES) + 4  # and the prefixes
+
+
+def test_failures_show_rule_verdicts_stderr_and_replay(suite):
+    r = suite.runpytest(*BASE, f"--impl={suite.fake}", "--delivery=file", "--report=rep")
+    assert r.ret == 1
+    out = r.stdout.str()
+    # strict role: the fake ignores reserved bodies
+    assert "toy/toy.reserved.zero/reserved-set-" in out
+    assert "wrong-verdict: accepted a stream it must refuse" in out
+    assert "toy rule toy.reserved.zero" in out
+    # the ODD record crashes it: an either case still fails on a crash
+    assert "crash (exit 2)" in out and "Script Error: odd" in out
+    saved = list((suite.path / "failures").rglob("*.bin"))
+    assert len(saved) == 2
+    assert f"replay:    {suite.fake} -f toy -i " in out
+    results = json.loads((suite.path / "rep" / "results.json").read_text())
+    outcomes = {c["id"].split("/")[2].rsplit("-", 1)[0]: c["outcome"] for c in results["cases"]}
+    assert outcomes["plain"] == "pass" and outcomes["reserved-set"] == "fail"
+    assert outcomes["odd"] == "fail" and outcomes["bad-version"] == "pass"
+    assert (suite.path / "rep" / "report.md").exists()
+
+
+def test_restore_role_accepts_writer_cases(suite):
+    r = suite.runpytest(*BASE, f"--impl={suite.fake}", "--impl-role=restore", "--delivery=file")
+    out = r.stdout.str()
+    assert "reserved-set" not in "".join(l for l in out.splitlines() if "FAILED" in l)
+    outcomes(r, passed=len(toy.CASES) - 1, failed=1)
+
+
+def test_known_failures_update_then_pass_then_stale(suite):
+    args = [*BASE, f"--impl={suite.fake}", "--delivery=file", "--known-failures=kf.txt"]
+    r = suite.runpytest(*args, "--update-known-failures")
+    kf = (suite.path / "kf.txt").read_text()
+    assert "toy/toy.reserved.zero/reserved-set-" in kf and "wrong-verdict" in kf
+    assert "toy/toy.odd.present/odd-" in kf
+    r = suite.runpytest(*args)
+    assert r.ret == 0
+    outcomes(r, passed=len(toy.CASES) - 2, xfailed=2)
+    # an entry for a case that passes fails the run
+    from xenstream.conformance.cases import make_id
+    pid = make_id("toy", None, "plain", toy.VALID)
+    with open(suite.path / "kf.txt", "a") as f:
+        f.write(f"{pid}  thought broken\n")
+    r = suite.runpytest(*args)
+    assert r.ret == 1
+    assert "listed in" in r.stdout.str() and "now passes" in r.stdout.str()
+
+
+def test_unsupported_formats_are_skipped_once(suite):
+    r = suite.runpytest("--corpus=corpus", "--sources=corpus", "--formats=libxc", "-rs",
+                        f"--impl={suite.fake}")
+    out = r.stdout.str()
+    assert "format toy is not in --formats=libxc" in out
+    assert out.count("format toy is not in") == 1
+
+
+def test_non_executable_impl_is_a_verdict_not_a_broken_run(suite):
+    r = suite.runpytest(*BASE, "--impl=./nonexistent-verifier")
+    out = r.stdout.str()
+    assert "PROBLEM: ./nonexistent-verifier: no such file" in out
+    assert "not-executable" in out
+    outcomes(r, failed=len(toy.CASES))
+
+
+def test_hangs_crashes_and_floods_do_not_stall_the_run(suite, tmp_path):
+    cases = [("hang", toy.stream((9, b"")), None, "accept"),
+             ("segv", toy.stream((10, b"")), None, "accept"),
+             ("flood", toy.stream((11, b"")), None, "accept"),
+             ("alloc", toy.stream((12, b"")), None, "accept")]
+    toy.write_corpus(suite.path / "corpus2", cases)
+    r = suite.runpytest("--corpus=corpus2", "--sources=corpus", "--formats=toy",
+                        f"--impl={suite.fake}", "--impl-timeout=1", "--impl-memory=512",
+                        "--delivery=file", "--impl-output-limit=100000")
+    out = r.stdout.str()
+    for label in ("timeout", "signal (SIGSEGV)", "output-flood", "memory (MemoryError"):
+        assert label in out, label
+    outcomes(r, failed=4)
+
+
+def test_delivery_modes_find_inconsistency(suite):
+    r = suite.runpytest(*BASE, f"--impl={suite.fake}", "--delivery=all", "--impl-role=restore")
+    out = r.stdout.str()
+    assert "inconsistent: the verdict depends on how the stream is delivered" in out
+    assert "pipe: accept" in out
+
+
+def test_impl_cmd_template_and_builtin_subprocess(suite):
+    r = suite.runpytest(*BASE, f"--impl-cmd={suite.fake} -f {{format}} -i {{path}}",
+                        "--delivery=stdin", "--impl-role=restore")
+    outcomes(r, passed=len(toy.CASES) - 1, failed=1)
+
+
+def test_xdist_gathers_results(suite):
+    r = suite.runpytest(*BASE, "-n", "2", f"--impl={suite.fake}", "--delivery=file",
+                        "--report=rep", "--known-failures=kf.txt", "--update-known-failures")
+    data = json.loads((suite.path / "rep" / "results.json").read_text())
+    assert len(data["cases"]) == len(toy.CASES)
+    assert len([l for l in (suite.path / "kf.txt").read_text().splitlines()
+                if l and not l.startswith("#")]) == 2
+
+
+def test_converter_kind_skips_until_there_are_legacy_cases(suite):
+    r = suite.runpytest(*BASE, "--impl-kind=converter", "-rs")
+    assert r.ret == 0
+    assert "converter" in r.stdout.str()
