@@ -342,10 +342,10 @@ class XenstoreReader:
         try:
             while True:
                 offset = src.offset
-                ck.at(LAYER, self.index, "record header")
                 try:
                     rtype, length = hdr_struct.unpack(src.read_exact(8, "record header"))
                 except Truncated as t:
+                    ck.at(LAYER, self.index, "record header")
                     if t.got:
                         raise
                     ck.fail(TRUNCATED, offset, "input ends without an END record")
@@ -561,9 +561,7 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
         else:
             st.domids.add(r._domid.unpack_from(perms, 2)[0])
 
-    before = ck.total
-    _check_string(ck, PATH_NUL, path, poff, "path")
-    if ck.total == before:
+    if plen and path.find(0) == plen - 1:
         name = path[:-1]
         if name[:1] == b"@":
             ck.report(PATH_SPECIAL, poff, f"special node {name!r} is not an absolute path")
@@ -577,8 +575,10 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
                 rule = PARENT_UNKNOWN if st.live_update else PARENT_OUTSIDE
                 ck.report(rule, poff, f"parent {parent[:64]!r} of {name[:64]!r} is not known")
             known.add(hash(name))
+    else:
+        _check_string(ck, PATH_NUL, path, poff, "path")
 
-    trailing = r.tail()
+    trailing = r.tail() if r._end != r.src.offset else b""
     if not r.collect:
         return None
     perm_struct = NODE_PERMISSION.of(r.endian)
