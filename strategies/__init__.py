@@ -1,1 +1,145 @@
-"""Part of xenstream-conformance; see docs/architecture.md."""
+"""Hypothesis strategies for Xen's save/migration stream formats.
+
+``valid(format, **opts)``
+    streams that satisfy every ``reject`` and ``writer`` rule of the reference
+    validator, built constructively and shrinking towards short, simple
+    streams.  Options (all optional; a value fixes it, a ``(lo, hi)`` tuple
+    draws in range): libxc/libxl/xl ``guest`` (pv|hvm), ``version`` (2|3),
+    ``byteorder`` (little|big), ``pages``, ``records`` (most PAGE_DATA
+    records per round), ``checkpoints``, ``optional`` (unknown optional
+    records); xenstore ``version`` (1|2), ``byteorder``, ``records``
+    (committed nodes), ``live_update``, ``transactions``; legacy ``width``
+    (32|64), ``guest``, ``pages``, ``physmap``, ``qemu``, ``xl``.
+``malformed(format, family=None)``
+    a valid stream with exactly one rule broken, labelled with the rule id,
+    the expected verdict (the rule's severity) and a description.  Families:
+    :data:`FAMILIES`; :func:`families` lists those a format has and
+    :func:`family_rules` the rules each can break.
+
+Every example is a :class:`Labelled` (``.data``, ``.format``, ``.rule``,
+``.expected``, ``.description``, ``.family``).  The same builders run under a
+seeded ``random.Random`` for ``xenstream sample`` (:func:`generate_valid`,
+:func:`generate_malformed`).
+"""
+
+from __future__ import annotations
+
+import random
+
+from xenstream.reference.errors import UsageError
+from xenstream.reference.formats import import_optional
+
+from ._draw import Draw, HypothesisDraw, RandomDraw
+from ._registry import ACCEPT, FAMILIES, FORMATS, MUTATIONS, VALID, Labelled, Mutation
+
+_FORMAT_MODULES = {fmt: f"xenstream.strategies.{fmt}" for fmt in FORMATS}
+_loaded = False
+
+
+def _load() -> None:
+    global _loaded
+    if not _loaded:
+        for module in _FORMAT_MODULES.values():
+            import_optional(module)
+        _loaded = True
+
+
+def available_formats() -> list[str]:
+    """Formats that have a valid builder (the codec and its builders exist)."""
+    _load()
+    return [f for f in FORMATS if f in VALID]
+
+
+def _check_format(fmt: str) -> None:
+    _load()
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    if fmt not in VALID:
+        raise UsageError(f"no strategies for format {fmt!r} yet")
+
+
+def mutations(fmt: str | None = None, family: str | None = None) -> list[Mutation]:
+    _load()
+    if family is not None and family not in FAMILIES:
+        raise UsageError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
+    return [m for m in MUTATIONS if (fmt is None or m.format == fmt) and (family is None or m.family == family)]
+
+
+def families(fmt: str) -> list[str]:
+    """The families that have at least one mutation for ``fmt``."""
+    have = {m.family for m in mutations(fmt)}
+    return [f for f in FAMILIES if f in have]
+
+
+def family_rules(fmt: str | None = None) -> dict[str, set[str]]:
+    """family -> the rule ids its mutations break (for ``fmt``, or every format)."""
+    out: dict[str, set[str]] = {f: set() for f in FAMILIES}
+    for m in mutations(fmt):
+        if m.rule is not None:
+            out[m.family].add(m.rule)
+    return out
+
+
+def covered_rules() -> set[str]:
+    return {r for rules in family_rules().values() for r in rules}
+
+
+# -- plain builders, driven by any Draw ------------------------------------------
+
+
+def build_valid(d: Draw, fmt: str, **opts) -> Labelled:
+    _check_format(fmt)
+    data, description = VALID[fmt](d, **opts)
+    return Labelled(fmt, bytes(data), None, ACCEPT, description, None)
+
+
+def build_malformed(d: Draw, fmt: str, family: str | None = None) -> Labelled:
+    _check_format(fmt)
+    pool = mutations(fmt, family)
+    if not pool:
+        raise UsageError(f"format {fmt!r} has no mutations of family {family!r}")
+    return d.choice(pool).apply(d)
+
+
+def generate_valid(fmt: str, rnd: random.Random | int, **opts) -> Labelled:
+    return build_valid(RandomDraw(rnd), fmt, **opts)
+
+
+def generate_malformed(fmt: str, rnd: random.Random | int, family: str | None = None) -> Labelled:
+    return build_malformed(RandomDraw(rnd), fmt, family)
+
+
+# -- Hypothesis strategies -----------------------------------------------------------
+
+
+def valid(fmt: str, **opts):
+    """Strategy of valid :class:`Labelled` streams of ``fmt``."""
+    from hypothesis import strategies as st
+
+    _check_format(fmt)
+
+    @st.composite
+    def strategy(draw):
+        return build_valid(HypothesisDraw(draw), fmt, **opts)
+    return strategy()
+
+
+def malformed(fmt: str, family: str | None = None):
+    """Strategy of :class:`Labelled` streams of ``fmt`` breaking one rule of ``family`` (any family if None)."""
+    from hypothesis import strategies as st
+
+    _check_format(fmt)
+    pool = mutations(fmt, family)
+    if not pool:
+        raise UsageError(f"format {fmt!r} has no mutations of family {family!r}")
+
+    @st.composite
+    def strategy(draw):
+        m = draw(st.sampled_from(pool))
+        return m.apply(HypothesisDraw(draw))
+    return strategy()
+
+
+__all__ = ["ACCEPT", "FAMILIES", "FORMATS", "Labelled", "Mutation", "valid", "malformed", "families",
+           "family_rules", "covered_rules", "mutations", "available_formats", "generate_valid",
+           "generate_malformed", "build_valid", "build_malformed", "Draw", "HypothesisDraw", "RandomDraw"]
