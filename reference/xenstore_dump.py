@@ -107,92 +107,115 @@ def _node_line(f: dict, label: str) -> str:
     return f"{label}{value}  [{perm_text(f['perms'])}]"
 
 
-def render_text(items: Iterable[dict]) -> Iterator[str]:
-    conns: dict[int, dict] = {}
-    conn_order: list[int] = []
-    watches: dict[int, list[dict]] = {}
-    txs: dict[int, list[int]] = {}
-    pending: dict[tuple[int, int], list[dict]] = {}
-    nodes: list[dict] = []
-    special: list[dict] = []
-    other: list[str] = []
-    header = None
-    for item in items:
+class _Text:
+    """What the text rendering gathers from the items before it prints them."""
+
+    def __init__(self):
+        self.header: dict | None = None
+        self.conns: dict[int, dict] = {}
+        self.watches: dict[int, list[dict]] = {}
+        self.txs: dict[int, list[int]] = {}
+        self.pending: dict[tuple[int, int], list[dict]] = {}
+        self.nodes: list[dict] = []
+        self.special: list[dict] = []
+        self.other: list[str] = []
+
+    def add(self, item: dict) -> None:
         kind, f = item.get("kind"), item.get("fields")
         if kind == "header":
-            header = f
-            continue
+            self.header = f
+            return
         if kind == "end" or f is None:
-            continue
+            return
         t = item["type"]
         if t == "GLOBAL_DATA":
-            other.append(f"global: rw-socket-fd {f['rw_socket_fd']}, evtchn-fd {f['evtchn_fd']}")
+            self.other.append(f"global: rw-socket-fd {f['rw_socket_fd']}, evtchn-fd {f['evtchn_fd']}")
         elif t == "GLOBAL_QUOTA_DATA":
-            other.append(f"global quota: per domain {_quota_text(f['dom_quota'])}; "
-                         f"global {_quota_text(f['glob_quota'])}")
+            self.other.append(f"global quota: per domain {_quota_text(f['dom_quota'])}; "
+                              f"global {_quota_text(f['glob_quota'])}")
         elif t == "DOMAIN_DATA":
-            other.append(f"domain {f['domid']}: features 0x{f['features']:08x}, quota {_quota_text(f['quota'])}")
+            self.other.append(f"domain {f['domid']}: features 0x{f['features']:08x}, "
+                              f"quota {_quota_text(f['quota'])}")
         elif t == "CONNECTION_DATA":
-            conns[f["conn_id"]] = f
-            conn_order.append(f["conn_id"])
+            self.conns[f["conn_id"]] = f
         elif t in ("WATCH_DATA", "WATCH_DATA_EXTENDED"):
-            watches.setdefault(f["conn_id"], []).append(f)
+            self.watches.setdefault(f["conn_id"], []).append(f)
         elif t == "TRANSACTION_DATA":
-            txs.setdefault(f["conn_id"], []).append(f["tx_id"])
+            self.txs.setdefault(f["conn_id"], []).append(f["tx_id"])
         elif t == "NODE_DATA":
             if f["pending"]:
-                pending.setdefault((f["conn_id"], f["tx_id"]), []).append(f)
+                self.pending.setdefault((f["conn_id"], f["tx_id"]), []).append(f)
             elif f["path"].startswith("@"):
-                special.append(f)
+                self.special.append(f)
             else:
-                nodes.append(f)
+                self.nodes.append(f)
         else:
-            other.append(f"{t} at offset {item['offset']}: {item['body_length']} octets")
-    if header is not None:
-        yield (f"xenstore stream, version {header['version']}, {header['endian']}-endian"
-               + (f", flags 0x{header['flags']:08x}" if header["flags"] & ~1 else ""))
-    yield from other
-    if conn_order:
-        yield "connections:"
-    for cid in conn_order:
-        f = conns[cid]
-        spec = f["spec"]
-        if f["conn_type"] == "socket":
-            line = f"  #{cid} socket fd {spec['socket_fd']}"
-        else:
-            target = "" if spec["tdomid"] == DOMID_INVALID else f", target domain {spec['tdomid']}"
-            line = f"  #{cid} shared ring, domain {spec['domid']}, evtchn {spec['evtchn']}{target}"
-        if f["unique_id"] is not None:
-            line += f", unique-id 0x{f['unique_id']:016x}"
-        if f["in_data_len"] or f["out_data_len"]:
-            line += (f"; pending in {f['in_data_len']} octets, out {f['out_data_len']} octets"
-                     f" (partial response {f['out_resp_len']})")
-        yield line
-        for w in watches.pop(cid, []):
-            depth = w.get("depth")
-            extra = "" if depth is None else (" depth unlimited" if depth == DEPTH_UNLIMITED
-                                               else f" depth {depth}")
-            yield f'    watch "{w["wpath"]}" token "{w["token"]}"{extra}'
-        for tx in txs.pop(cid, []):
-            yield f"    transaction {tx}"
-    for cid, ws in watches.items():
-        for w in ws:
-            yield f'  (unknown connection {cid}) watch "{w["wpath"]}" token "{w["token"]}"'
-    if nodes:
-        yield "nodes:"
-        for f in sorted(nodes, key=lambda f: f["path"].split("/")):
-            path = f["path"]
-            depth = 0 if path == "/" else path.count("/")
-            label = "/" if path == "/" else path.rsplit("/", 1)[1]
-            yield "  " + "  " * depth + _node_line(f, label)
-    if special:
-        yield "special nodes:"
-        for f in special:
-            yield "  " + _node_line(f, f["path"])
-    for (cid, tx), fs in pending.items():
-        yield f"pending in transaction {tx} of connection #{cid}:"
-        for f in fs:
-            if f["deleted"]:
-                yield f"  {f['path']}  deleted"
-            else:
-                yield "  " + _node_line(f, f["path"]) + f"  ({_access_text(f['access'])})"
+            self.other.append(f"{t} at offset {item['offset']}: {item['body_length']} octets")
+
+    def lines(self) -> Iterator[str]:
+        header = self.header
+        if header is not None:
+            yield (f"xenstore stream, version {header['version']}, {header['endian']}-endian"
+                   + (f", flags 0x{header['flags']:08x}" if header["flags"] & ~1 else ""))
+        yield from self.other
+        watches, txs = dict(self.watches), dict(self.txs)
+        if self.conns:
+            yield "connections:"
+        for cid, f in self.conns.items():
+            yield _conn_line(cid, f)
+            for w in watches.pop(cid, []):
+                depth = w.get("depth")
+                extra = "" if depth is None else (" depth unlimited" if depth == DEPTH_UNLIMITED
+                                                   else f" depth {depth}")
+                yield f'    watch "{w["wpath"]}" token "{w["token"]}"{extra}'
+            for tx in txs.pop(cid, []):
+                yield f"    transaction {tx}"
+        for cid, ws in watches.items():
+            for w in ws:
+                yield f'  (unknown connection {cid}) watch "{w["wpath"]}" token "{w["token"]}"'
+        if self.nodes:
+            yield "nodes:"
+            for f in sorted(self.nodes, key=lambda f: f["path"].split("/")):
+                path = f["path"]
+                depth = 0 if path == "/" else path.count("/")
+                label = "/" if path == "/" else path.rsplit("/", 1)[1]
+                yield "  " + "  " * depth + _node_line(f, label)
+        if self.special:
+            yield "special nodes:"
+            for f in self.special:
+                yield "  " + _node_line(f, f["path"])
+        for (cid, tx), fs in self.pending.items():
+            yield f"pending in transaction {tx} of connection #{cid}:"
+            for f in fs:
+                if f["deleted"]:
+                    yield f"  {f['path']}  deleted"
+                else:
+                    yield "  " + _node_line(f, f["path"]) + f"  ({_access_text(f['access'])})"
+
+
+def _conn_line(cid: int, f: dict) -> str:
+    spec = f["spec"]
+    if f["conn_type"] == "socket":
+        line = f"  #{cid} socket fd {spec['socket_fd']}"
+    else:
+        target = "" if spec["tdomid"] == DOMID_INVALID else f", target domain {spec['tdomid']}"
+        line = f"  #{cid} shared ring, domain {spec['domid']}, evtchn {spec['evtchn']}{target}"
+    if f["unique_id"] is not None:
+        line += f", unique-id 0x{f['unique_id']:016x}"
+    if f["in_data_len"] or f["out_data_len"]:
+        line += (f"; pending in {f['in_data_len']} octets, out {f['out_data_len']} octets"
+                 f" (partial response {f['out_resp_len']})")
+    return line
+
+
+def render_text(items: Iterable[dict]) -> Iterator[str]:
+    """The whole stream for a person; what was read so far when the stream stops early."""
+    text = _Text()
+    try:
+        for item in items:
+            text.add(item)
+    except Exception:
+        yield from text.lines()
+        yield "(the stream cannot be read further: see the finding)"
+        raise
+    yield from text.lines()

@@ -123,3 +123,15 @@ def test_cli_verify_and_dump(tmp_path, capsys):
     assert main(["dump", "-f", "xenstore", "--json", "-i", str(good)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert json.loads(lines[0])["kind"] == "header"
+
+
+def test_text_dump_of_a_truncated_stream_shows_what_was_read():
+    data = _example("live_update_v2_le").data[:1000]
+    items = xs.CODEC.dump(Source.from_bytes(data), Checker())
+    lines = []
+    with pytest.raises(StreamError) as err:
+        for line in xs.CODEC.render_text(items):
+            lines.append(line)
+    assert err.value.rule.id == "xenstore.stream.truncated"
+    assert lines[0].startswith("xenstore stream, version 2")
+    assert "connections:" in lines and lines[-1].startswith("(the stream cannot be read further")
