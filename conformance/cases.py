@@ -80,6 +80,26 @@ class Case:
     def citation(self) -> str:
         return citation(self.rule)
 
+    @property
+    def options(self) -> dict:
+        """Format options from the metadata (a legacy image's width, guest type, ...)."""
+        return format_options(self.format, self.meta)
+
+
+def format_options(fmt: str, meta: dict) -> dict:
+    """The entries of ``meta`` that ``fmt``'s codec takes as options (none for
+    most formats: only legacy images do not say everything about themselves)."""
+    if not meta:
+        return {}
+    try:
+        from xenstream.reference.formats import get_codec
+
+        codec = get_codec(fmt)
+    except Exception:
+        return {}
+    pick = getattr(codec, "pick_options", None)
+    return pick(meta) if pick is not None else {}
+
 
 def citation(rule_id: str | None) -> str:
     if rule_id is None:
@@ -220,7 +240,7 @@ class _TracingSource:
         return self._src.at_eof()
 
 
-def boundaries(fmt: str, data: bytes) -> list[int]:
+def boundaries(fmt: str, data: bytes, options: dict | None = None) -> list[int]:
     """Offsets where the reference reader starts or ends a read of ``data``."""
     from xenstream.reference.checker import Checker
     from xenstream.reference.formats import get_codec
@@ -230,13 +250,14 @@ def boundaries(fmt: str, data: bytes) -> list[int]:
     marks: set[int] = set()
     try:
         get_codec(fmt).validate(_TracingSource(Source.from_bytes(data), marks),
-                                Checker(Role.RESTORE))
+                                Checker(Role.RESTORE), **(options or {}))
     except Exception:
         pass
     return sorted(m for m in marks if 0 < m < len(data))
 
 
-def prefix_lengths(fmt: str, data: bytes, sample: int = PREFIX_SAMPLE) -> list[int]:
+def prefix_lengths(fmt: str, data: bytes, sample: int = PREFIX_SAMPLE,
+                   options: dict | None = None) -> list[int]:
     """A deterministic, boundary-aware sample of strict prefix lengths of ``data``.
 
     Always the empty stream and one octet short; then lengths inside the first
@@ -246,7 +267,7 @@ def prefix_lengths(fmt: str, data: bytes, sample: int = PREFIX_SAMPLE) -> list[i
     n = len(data)
     if n == 0 or sample <= 0:
         return []
-    marks = boundaries(fmt, data)
+    marks = boundaries(fmt, data, options)
     chosen: list[int] = []
 
     def pick(x: int) -> None:
@@ -286,9 +307,10 @@ def prefixes_of(case: Case, sample: int = PREFIX_SAMPLE) -> list[Case]:
     from xenstream.reference.source import Source
 
     out = []
-    for length in prefix_lengths(case.format, case.data, sample):
+    options = case.options
+    for length in prefix_lengths(case.format, case.data, sample, options):
         data = case.data[:length]
-        checker = validate(Source.from_bytes(data), case.format, Checker(Role.RESTORE))
+        checker = validate(Source.from_bytes(data), case.format, Checker(Role.RESTORE), **options)
         first = checker.first_refused()
         if first is None:
             continue

@@ -372,10 +372,12 @@ class Implementation:
     #: Delivery modes this implementation can be given streams in.
     modes: tuple[str, ...] = MODES
 
-    def verify(self, fmt: str, data: bytes, path: Path | None, mode: str) -> Observed:
+    def verify(self, fmt: str, data: bytes, path: Path | None, mode: str,
+               options: dict | None = None) -> Observed:
+        """``options``: format options (a legacy image's width, guest, ...)."""
         raise NotImplementedError
 
-    def replay(self, fmt: str, path: Path, mode: str) -> str:
+    def replay(self, fmt: str, path: Path, mode: str, options: dict | None = None) -> str:
         """One shell command that gives the saved stream to the implementation again."""
         raise NotImplementedError
 
@@ -408,26 +410,34 @@ class Program(Implementation):
             self.name = name or os.path.basename(path)
             self.takes_path = True
 
-    def argv(self, fmt: str, where: str) -> list[str]:
+    def argv(self, fmt: str, where: str, options: dict | None = None) -> list[str]:
         if self.template is None:
             return [self.path, "-f", fmt, "-i", where]
-        return [w.replace("{format}", fmt).replace("{path}", where) for w in self.words]
+        out: list[str] = []
+        for w in self.words:
+            if w == "{options}":
+                out += option_words(options)
+            else:
+                out.append(w.replace("{format}", fmt).replace("{path}", where))
+        return out
 
     def _stdin_word(self) -> str:
         return "0" if self.template is None else "/dev/stdin"
 
-    def verify(self, fmt: str, data: bytes, path: Path | None, mode: str) -> Observed:
+    def verify(self, fmt: str, data: bytes, path: Path | None, mode: str,
+               options: dict | None = None) -> Observed:
         if mode == FILE and self.takes_path:
-            return run_process(self.argv(fmt, str(path)), self.limits, mode=mode, env=self.env)
-        argv = self.argv(fmt, self._stdin_word())
+            return run_process(self.argv(fmt, str(path), options), self.limits, mode=mode,
+                               env=self.env)
+        argv = self.argv(fmt, self._stdin_word(), options)
         if mode == PIPE:
             return run_process(argv, self.limits, pipe_data=data, mode=mode, env=self.env)
         return run_process(argv, self.limits, stdin_path=path, mode=mode, env=self.env)
 
-    def replay(self, fmt: str, path: Path, mode: str) -> str:
+    def replay(self, fmt: str, path: Path, mode: str, options: dict | None = None) -> str:
         if mode == FILE and self.takes_path:
-            return shlex.join(self.argv(fmt, str(path)))
-        cmd = shlex.join(self.argv(fmt, self._stdin_word()))
+            return shlex.join(self.argv(fmt, str(path), options))
+        cmd = shlex.join(self.argv(fmt, self._stdin_word(), options))
         if mode == PIPE:
             return f"cat {shlex.quote(str(path))} | {cmd}"
         return f"{cmd} < {shlex.quote(str(path))}"
@@ -436,10 +446,24 @@ class Program(Implementation):
         return self.template if self.template is not None else self.path
 
 
+def option_words(options: dict | None) -> list[str]:
+    """Format options as ``xenstream verify`` takes them (``--width 64 --libxl --no-qemu``)."""
+    out: list[str] = []
+    for key, value in (options or {}).items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            out.append(flag)
+        elif value is False:
+            out.append(f"--no-{key.replace('_', '-')}")
+        elif value is not None:
+            out += [flag, str(value)]
+    return out
+
+
 def reference_command(role: str) -> str:
     """The reference verifier as a subprocess (``--impl=builtin-subprocess``)."""
     return shlex.join([sys.executable, "-m", "xenstream", "verify", "--role", role,
-                       "-f", "{format}", "-i", "{path}"])
+                       "-f", "{format}", "-i", "{path}"]) + " {options}"
 
 
 class Builtin(Implementation):
@@ -455,29 +479,31 @@ class Builtin(Implementation):
         self.role = Role(role)
         self.name = f"builtin ({role})"
 
-    def _check(self, fmt: str, src) -> Observed:
+    def _check(self, fmt: str, src, options: dict) -> Observed:
         from xenstream.reference.checker import Checker
         from xenstream.reference.formats import validate
 
         checker = Checker(self.role)
-        validate(src, fmt, checker)
+        validate(src, fmt, checker, **options)
         first = checker.first_refused()
         if first is None:
             return Observed(ACCEPT, exit_code=0)
         return Observed(REJECT, exit_code=1, stderr=first.describe())
 
-    def verify(self, fmt: str, data: bytes, path: Path | None, mode: str) -> Observed:
+    def verify(self, fmt: str, data: bytes, path: Path | None, mode: str,
+               options: dict | None = None) -> Observed:
         from xenstream.reference.source import Source
 
+        options = options or {}
         start = time.perf_counter()
         try:
             if mode == PIPE:
-                obs = self._via_pipe(fmt, data)
+                obs = self._via_pipe(fmt, data, options)
             elif mode == STDIN and path is not None:
                 with open(path, "rb", buffering=0) as raw:
-                    obs = self._check(fmt, Source(raw))
+                    obs = self._check(fmt, Source(raw), options)
             else:
-                obs = self._check(fmt, Source.from_bytes(data))
+                obs = self._check(fmt, Source.from_bytes(data), options)
         except MemoryError:
             obs = Observed(MEMORY, "MemoryError", 2)
         except Exception as exc:  # a bug in the reference: a crash like any other
@@ -485,7 +511,7 @@ class Builtin(Implementation):
         return Observed(obs.verdict, obs.detail, obs.exit_code, obs.stderr,
                         time.perf_counter() - start, mode)
 
-    def _via_pipe(self, fmt: str, data: bytes) -> Observed:
+    def _via_pipe(self, fmt: str, data: bytes, options: dict) -> Observed:
         from xenstream.reference.source import Source
 
         rfd, wfd = os.pipe()
@@ -505,13 +531,14 @@ class Builtin(Implementation):
         writer.start()
         raw = open(rfd, "rb", buffering=0)
         try:
-            return self._check(fmt, Source(raw))
+            return self._check(fmt, Source(raw), options)
         finally:
             raw.close()
             writer.join()
 
-    def replay(self, fmt: str, path: Path, mode: str) -> str:
-        cmd = ["python3", "-m", "xenstream", "verify", "--role", self.role_name, "-f", fmt]
+    def replay(self, fmt: str, path: Path, mode: str, options: dict | None = None) -> str:
+        cmd = ["python3", "-m", "xenstream", "verify", "--role", self.role_name, "-f", fmt,
+               *option_words(options)]
         if mode == FILE:
             return shlex.join([*cmd, "-i", str(path)])
         return f"{shlex.join([*cmd, '-i', '0'])} < {shlex.quote(str(path))}"

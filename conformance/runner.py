@@ -117,10 +117,13 @@ class Runner:
             os.replace(tmp, path)
         return path
 
-    def observe(self, fmt: str, data: bytes, modes: Sequence[str]) -> tuple[list[Observed], Path | None]:
+    def observe(self, fmt: str, data: bytes, modes: Sequence[str],
+                options: dict | None = None) -> tuple[list[Observed], Path | None]:
         path = None
         if self.impl.needs_file or STDIN in modes:
             path = self._stream_file(data)
+        if options:
+            return [self.impl.verify(fmt, data, path, m, options) for m in modes], path
         return [self.impl.verify(fmt, data, path, m) for m in modes], path
 
     def save(self, case_id: str, data: bytes) -> Path:
@@ -131,26 +134,29 @@ class Runner:
 
     def run_case(self, case: Case, modes: Sequence[str] | None = None) -> CaseRun:
         return self.run_stream(case.id, case.format, case.data, expected=case.expected,
-                               rule=case.rule, description=case.description, modes=modes)
+                               rule=case.rule, description=case.description, modes=modes,
+                               options=case.options)
 
     def run_stream(self, case_id: str, fmt: str, data: bytes, *, expected: str,
                    rule: str | None, description: str = "",
-                   modes: Sequence[str] | None = None, save: bool = True) -> CaseRun:
+                   modes: Sequence[str] | None = None, save: bool = True,
+                   options: dict | None = None) -> CaseRun:
         """Run and judge one stream; a failure is saved and explained unless
         ``save`` is false (Hypothesis saves only the shrunk stream: :meth:`explain`)."""
         modes = tuple(modes) if modes else self.modes_for(case_id)
-        observations, _ = self.observe(fmt, data, modes)
+        observations, _ = self.observe(fmt, data, modes, options)
         verdict = judge(expected, self.role, observations)
         run = CaseRun(case_id, verdict, observations, sum(o.duration for o in observations))
         run.known = self.known.match(case_id)
         if run.known is not None:
             run.known_reason = self.known.entries[run.known]
         if verdict.status == FAIL and save:
-            self.explain(run, fmt, data, expected=expected, rule=rule, description=description)
+            self.explain(run, fmt, data, expected=expected, rule=rule, description=description,
+                         options=options)
         return run
 
     def explain(self, run: CaseRun, fmt: str, data: bytes, *, expected: str, rule: str | None,
-                description: str = "") -> None:
+                description: str = "", options: dict | None = None) -> None:
         """Save a failing stream and write the failure message into ``run``."""
         run.saved = self.save(run.case_id, data)
         verdict = run.judgement
@@ -161,7 +167,7 @@ class Runner:
         run.message = failure_message(
             case_id=run.case_id, citation=citation(rule), description=description,
             expected=expected, role=self.role, judgement=verdict, observations=observations,
-            saved=str(run.saved), replay=self.impl.replay(fmt, run.saved, failing_mode))
+            saved=str(run.saved), replay=self.impl.replay(fmt, run.saved, failing_mode, options))
 
 
 def default_reason(run: CaseRun) -> str:
