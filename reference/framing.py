@@ -9,6 +9,7 @@ stream's byte order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from .checker import Checker
 from .layout import Endian, Layout
@@ -24,8 +25,10 @@ def padding_length(body_length: int) -> int:
     return -body_length & (ALIGN - 1)
 
 
-@dataclass(frozen=True, slots=True)
-class RecordHeader:
+class RecordHeader(NamedTuple):
+    """A record header as read; a named tuple because one is made per record
+    (a frozen dataclass costs twice as much to construct)."""
+
     type: int
     body_length: int
     offset: int  # of the record header in the input

@@ -537,14 +537,15 @@ def encode(stream: LibxcStream) -> bytes:
 # --------------------------------------------------------------------------
 
 _ARRAY_CHUNK = 8192  # entries per piece when streaming an array
-_Q_STRUCTS: dict[tuple[Endian, int], struct.Struct] = {}
+#: "nQ" structs by byte order and n (keyed by the order's value: an Enum's hash is slow Python code)
+_Q_STRUCTS: dict[str, dict[int, struct.Struct]] = {e.value: {} for e in Endian}
 
 
 def _q_array(endian: Endian, n: int) -> struct.Struct:
-    key = (endian, n)
-    s = _Q_STRUCTS.get(key)
+    cache = _Q_STRUCTS[endian.value]
+    s = cache.get(n)
     if s is None:
-        s = _Q_STRUCTS[key] = struct.Struct(("<" if endian is Endian.LITTLE else ">") + f"{n}Q")
+        s = cache[n] = struct.Struct(("<" if endian is Endian.LITTLE else ">") + f"{n}Q")
     return s
 
 
@@ -587,6 +588,11 @@ class LibxcReader:
         self.version = 3
         self.guest = DomainType.X86_HVM
         self._hdr_struct = RECORD_HEADER.le
+        self._ii_struct = PAGE_DATA_HEADER.le  # the "II" header of PAGE_DATA (and VCPU, HVM_PARAMS)
+        self._q_structs = _Q_STRUCTS[Endian.LITTLE.value]
+        #: record types whose stream-level rules passed and cannot change verdict until the
+        #: stream state changes (see _stream_rules)
+        self._quiet: set[int] = set()
 
     # -- truncation --------------------------------------------------------
     def _truncated(self, t: Truncated):
@@ -618,6 +624,8 @@ class LibxcReader:
             self.image_header = ImageHeader(version, options, marker, ident, reserved)
             self.endian = Endian.from_bit(options)
             self._hdr_struct = RECORD_HEADER.of(self.endian)
+            self._ii_struct = PAGE_DATA_HEADER.of(self.endian)
+            self._q_structs = _Q_STRUCTS[self.endian.value]
             self.version = version
 
             ck.at(LAYER, None, "domain header")
@@ -643,31 +651,42 @@ class LibxcReader:
 
     # -- records ---------------------------------------------------------------
     def read_one(self) -> tuple[int, RecordHeader, Record | None]:
-        """Read, check and (when collecting) decode the next record."""
-        src, ck = self.src, self.checker
+        """Read, check and (when collecting) decode the next record.
+
+        The hot path of a validation run (once per record): the location is
+        set once the header is read, and the stream-level rules are skipped
+        for a record type they have already passed in the same state.
+        """
+        src, ck, index = self.src, self.checker, self.index
+        offset = src.offset
         try:
-            offset = src.offset
-            ck.at(LAYER, self.index, "record header")
-            if src.at_eof():
-                ck.fail(END_MISSING, offset, "input ends without an END record")
             rtype, length = self._hdr_struct.unpack(src.read_exact(8, "record header"))
-            h = RecordHeader(rtype, length, offset)
+        except Truncated as t:
+            ck.at(LAYER, index, "record header")
+            if not t.got:
+                ck.fail(END_MISSING, offset, "input ends without an END record")
+            self._truncated(t)
+        h = RecordHeader(rtype, length, offset)
+        ck.at(LAYER, index, _NAMES.get(rtype) or record_name(rtype))
+        counts = self.counts
+        counts[rtype] = counts.get(rtype, 0) + 1
+        try:
             parser = _PARSERS.get(rtype)
-            ck.at(LAYER, self.index, _NAMES.get(rtype) or record_name(rtype))
-            self.counts[rtype] = self.counts.get(rtype, 0) + 1
             if parser is None:
                 value = self._unknown(h)
             else:
-                self._stream_rules(h)
+                if rtype not in self._quiet:
+                    self._stream_rules(h)
                 value = parser(self, h)
-            check_padding(src, h, ck, PADDING)
-            self.index += 1
-            if rtype == RecordType.END:
-                self._end_rules(h)
-                self.ended = True
-            return rtype, h, value
+            if length & 7:
+                check_padding(src, h, ck, PADDING)
         except Truncated as t:
             self._truncated(t)
+        self.index = index + 1
+        if rtype == RecordType.END:
+            self._end_rules(h)
+            self.ended = True
+        return rtype, h, value
 
     def read_records(self) -> int:
         """Read records until END (or CHECKPOINT when stopping there); returns which."""
@@ -736,7 +755,15 @@ class LibxcReader:
 
     # -- stream-level rules ------------------------------------------------------
     def _stream_rules(self, h: RecordHeader) -> None:
+        """Version, guest type, ordering and dependency rules for one record.
+
+        Their verdict depends only on the record type and the stream state
+        (the types seen so far, STATIC_DATA_END); a type that passed them with
+        nothing to report, its type already seen, goes into ``_quiet`` and is
+        not checked again until the state changes (``_state_changed``).
+        """
         rtype, ck, st = h.type, self.checker, self.state
+        seen_before, total = len(st.seen), ck.total
         if rtype in V3_ONLY and self.version < 3:
             ck.report(RECORD_VERSION, h.offset, f"{_NAMES[rtype]} in a version {self.version} stream")
         if self.guest is DomainType.X86_HVM and rtype in PV_ONLY:
@@ -762,6 +789,14 @@ class LibxcReader:
         elif rtype == RecordType.HVM_CONTEXT and RecordType.HVM_PARAMS not in st.seen:
             ck.report(HVM_PARAMS_FIRST, h.offset, "HVM_CONTEXT before HVM_PARAMS")
         st.seen.add(rtype)
+        if len(st.seen) != seen_before:
+            self._quiet.clear()
+        elif ck.total == total:
+            self._quiet.add(rtype)
+
+    def _state_changed(self) -> None:
+        """The stream state changed outside _stream_rules: forget what passed."""
+        self._quiet.clear()
 
     def _end_rules(self, h: RecordHeader) -> None:
         st, ck = self.state, self.checker
@@ -805,18 +840,20 @@ def _parse_checkpoint(r: LibxcReader, h: RecordHeader):
 def _parse_static_data_end(r: LibxcReader, h: RecordHeader):
     if r.state.static_end:
         r.checker.report(SDE_REPEATED, h.offset, "second STATIC_DATA_END")
-    r.state.static_end = True
+    if not r.state.static_end:
+        r.state.static_end = True
+        r._state_changed()
     return r.empty(h, SDE_LENGTH, StaticDataEnd())
 
 
 def _parse_page_data(r: LibxcReader, h: RecordHeader):
-    ck, length = r.checker, h.body_length
-    body_offset = h.body_offset
+    ck, length, src = r.checker, h.body_length, r.src
+    body_offset = h.offset + 8
     if length < PAGE_DATA_HEADER.size:
         ck.report(PD_SHORT, h.offset + 4, f"body_length {length} is too short for the count header")
         r.skip_body(h)
         return None
-    count, reserved = PAGE_DATA_HEADER.unpack(r.endian, r.src.read_exact(8, "PAGE_DATA header"))
+    count, reserved = r._ii_struct.unpack(src.read_exact(8, "PAGE_DATA header"))
     if count == 0:
         ck.report(PD_COUNT, body_offset, "count is 0")
     if reserved:
@@ -830,7 +867,14 @@ def _parse_page_data(r: LibxcReader, h: RecordHeader):
     collected: list[int] = []
     index = 0
     bad_reserved = bad_type = None
-    for piece in r.q_array(count, "PAGE_DATA pfn array"):
+    if not count:
+        pieces = ()
+    elif count <= _ARRAY_CHUNK:  # one piece: no generator
+        q = r._q_structs.get(count) or _q_array(r.endian, count)
+        pieces = (q.unpack(src.read_exact(8 * count, "PAGE_DATA pfn array")),)
+    else:
+        pieces = r.q_array(count, "PAGE_DATA pfn array")
+    for piece in pieces:
         if r.collect:
             collected.extend(piece)
         if max(piece) >> 52:  # some type or reserved bits set: look closer
@@ -861,9 +905,10 @@ def _parse_page_data(r: LibxcReader, h: RecordHeader):
                   f"{present} of {count} pfns carry data: expected body_length {expected}, got {length}")
         r.skip_body(h, consumed)
         return None
-    pages = r.blob(h, consumed)
     if r.collect:
-        return PageData(tuple(collected), pages, reserved)
+        return PageData(tuple(collected), r.blob(h, consumed), reserved)
+    if length > consumed:  # page contents: skipped, never held
+        src.skip(length - consumed, "PAGE_DATA body")
     return None
 
 
