@@ -1,0 +1,69 @@
+"""The xl savefile header: its typed value, legacy bodies (no STREAMv2 flag), and dump."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from xenstream.cli import main
+from xenstream.reference import build, legacy, libxc, xl
+from xenstream.reference.checker import Checker
+from xenstream.reference.errors import StreamError
+from xenstream.reference.formats import validate
+from xenstream.reference.layout import Endian
+from xenstream.reference.libxc import DomainType
+from xenstream.reference.source import Source
+
+
+def test_header_with_config_is_what_xl_writes():
+    header = xl.XlHeader.with_config(build.CONFIG_JSON)
+    assert header.mandatory_flags == xl.FLAG_STREAMV2 | xl.FLAG_JSON
+    assert header.config == build.CONFIG_JSON
+    raw = header.encode()
+    assert raw[:32] == xl.MAGIC and raw[32:36] == b"\x04\x03\x02\x01"
+    assert int.from_bytes(raw[44:48], "little") == 4 + len(build.CONFIG_JSON)
+    big = xl.XlHeader.with_config(b"x\0", endian=Endian.BIG, json_config=False).encode()
+    assert big[32:36] == b"\x01\x02\x03\x04" and big[36:40] == (2).to_bytes(4, "big")
+    assert xl.XlHeader().config is None
+    assert xl.XlHeader.with_config(None).mandatory_flags == xl.FLAG_STREAMV2
+
+
+@pytest.mark.parametrize("guest", ["pv", "hvm"])
+def test_legacy_body_without_streamv2(guest):
+    body = legacy.build_pv_stream() if guest == "pv" else legacy.build_hvm_stream()
+    header = xl.XlHeader.with_config(build.CONFIG_JSON, streamv2=False)
+    data = header.encode() + legacy.encode(body)
+    checker = validate(Source.from_bytes(data), "xl", Checker())
+    assert checker.accepted, [f.describe() for f in checker.findings]
+    value = xl.decode(data)
+    assert not value.header.streamv2
+    assert xl.encode(value) == data
+
+
+def test_raw_body_is_kept_when_encoding_bytes():
+    header = xl.XlHeader.with_config(None, streamv2=False)
+    assert xl.encode(xl.XlStream(header, b"\x01\x02")) == header.encode() + b"\x01\x02"
+
+
+def test_v2_libxc_body_without_streamv2_is_refused():
+    data = xl.XlHeader.with_config(None, streamv2=False).encode() + libxc.encode(build.libxc_stream())
+    with pytest.raises(StreamError) as info:
+        xl.decode(data)
+    assert info.value.rule.id == xl.LEGACY_EXPECTED
+
+
+def test_dump_shows_header_config_and_records(tmp_path, capsys):
+    path = tmp_path / "save"
+    path.write_bytes(xl.encode(build.xl_stream(DomainType.X86_PV)))
+    assert main(["dump", "--json", "-f", "xl", "-i", str(path)]) == 0
+    items = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert items[0]["kind"] == "savefile header" and items[0]["fields"]["json"] is True
+    assert json.loads(items[0]["fields"]["config"])["c_info"]["name"] == "guest"
+    assert any(i.get("type") == "X86_PV_P2M_FRAMES" for i in items)
+    legacy_path = tmp_path / "legacy-save"
+    legacy_path.write_bytes(xl.XlHeader.with_config(None, streamv2=False).encode()
+                            + legacy.encode(legacy.build_hvm_stream()))
+    assert main(["dump", "-f", "xl", "-i", str(legacy_path)]) == 0
+    text = capsys.readouterr().out
+    assert "streamv2=False" in text and "legacy" in text
