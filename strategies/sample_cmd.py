@@ -1,0 +1,50 @@
+"""``xenstream sample``: write example streams from the strategies.
+
+Each example is a file ``NNNN-<rule or valid>.bin`` with a JSON sidecar
+``NNNN-<rule or valid>.json`` (format, verdict, rule, description, family).
+The builders run under ``random.Random(seed)``, so the same seed gives the
+same files.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from xenstream.reference.errors import UsageError
+
+from . import FAMILIES, FORMATS, generate_malformed, generate_valid
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("format", choices=FORMATS)
+    kind = parser.add_mutually_exclusive_group(required=True)
+    kind.add_argument("--valid", action="store_true", help="valid streams")
+    kind.add_argument("--malformed", action="store_true", help="streams that break one rule each")
+    parser.add_argument("--family", choices=FAMILIES, help="the malformed family (default: any)")
+    parser.add_argument("-n", type=int, default=10, help="number of examples (default 10)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--out", required=True, help="directory to write into (created)")
+
+
+def run(args) -> int:
+    if args.family and not args.malformed:
+        raise UsageError("--family goes with --malformed")
+    if args.n < 0:
+        raise UsageError("-n must not be negative")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rnd = random.Random(args.seed)
+    for i in range(args.n):
+        if args.valid:
+            ex = generate_valid(args.format, rnd)
+        else:
+            ex = generate_malformed(args.format, rnd, args.family)
+        stem = f"{i:04d}-{ex.rule or 'valid'}"
+        (out / f"{stem}.bin").write_bytes(ex.data)
+        meta = {"format": ex.format, "verdict": ex.expected, "rule": ex.rule,
+                "description": ex.description, "family": ex.family, "seed": args.seed, "index": i}
+        (out / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"wrote {args.n} {args.format} example(s) to {out}")
+    return 0
