@@ -537,6 +537,8 @@ def encode(stream: LibxcStream) -> bytes:
 # --------------------------------------------------------------------------
 
 _ARRAY_CHUNK = 8192  # entries per piece when streaming an array
+#: record header and PAGE_DATA header together, for the validation fast path
+_PD_HEAD = Layout("PAGE_DATA record and body header", "IIII", "type", "body_length", "count", "reserved")
 #: "nQ" structs by byte order and n (keyed by the order's value: an Enum's hash is slow Python code)
 _Q_STRUCTS: dict[str, dict[int, struct.Struct]] = {e.value: {} for e in Endian}
 
@@ -590,6 +592,7 @@ class LibxcReader:
         self._hdr_struct = RECORD_HEADER.le
         self._ii_struct = PAGE_DATA_HEADER.le  # the "II" header of PAGE_DATA (and VCPU, HVM_PARAMS)
         self._q_structs = _Q_STRUCTS[Endian.LITTLE.value]
+        self._pd_head_struct = _PD_HEAD.le
         #: record types whose stream-level rules passed and cannot change verdict until the
         #: stream state changes (see _stream_rules)
         self._quiet: set[int] = set()
@@ -626,6 +629,7 @@ class LibxcReader:
             self._hdr_struct = RECORD_HEADER.of(self.endian)
             self._ii_struct = PAGE_DATA_HEADER.of(self.endian)
             self._q_structs = _Q_STRUCTS[self.endian.value]
+            self._pd_head_struct = _PD_HEAD.of(self.endian)
             self.version = version
 
             ck.at(LAYER, None, "domain header")
@@ -660,7 +664,7 @@ class LibxcReader:
         src, ck, index = self.src, self.checker, self.index
         offset = src.offset
         try:
-            rtype, length = self._hdr_struct.unpack(src.read_exact(8, "record header"))
+            rtype, length = src.unpack(self._hdr_struct, "record header")
         except Truncated as t:
             ck.at(LAYER, index, "record header")
             if not t.got:
@@ -691,7 +695,10 @@ class LibxcReader:
     def read_records(self) -> int:
         """Read records until END (or CHECKPOINT when stopping there); returns which."""
         read_one, collect, records = self.read_one, self.collect, self.records
+        run = None if collect else self._page_data_run
         while True:
+            if run is not None:
+                run()
             rtype, _, value = read_one()
             if collect and value is not None:
                 records.append(value)
@@ -699,6 +706,42 @@ class LibxcReader:
                 return RecordType.END
             if rtype == RecordType.CHECKPOINT and self.stop_at_checkpoint:
                 return RecordType.CHECKPOINT
+
+    def _page_data_run(self) -> None:
+        """Validation fast path: pass over buffered PAGE_DATA records that obey every rule.
+
+        A record is taken here only when all of it (header, body, padding) has
+        already arrived and it passes every rule that applies to it: the
+        stream-level rules (PAGE_DATA is in ``_quiet``), count > 0, reserved
+        zero, at most one array piece of pfns, no type or reserved bits set in
+        any pfn (so every pfn is NOTAB and carries a page), body_length exactly
+        the header, the pfns and one page per pfn, no padding.  Anything else,
+        and every record that is not PAGE_DATA, stops the run and goes through
+        :meth:`read_one`, which checks it and reports what it breaks; so this
+        path can only skip work, never a finding.  Page contents are passed
+        over in the buffer, never copied.
+        """
+        if RecordType.PAGE_DATA not in self._quiet:
+            return
+        buf, pos = self.src.window()
+        end = len(buf)
+        head = self._pd_head_struct
+        page_size, qs = self.page_size, self._q_structs
+        n = 0
+        while pos + 16 <= end:
+            rtype, length, count, reserved = head.unpack_from(buf, pos)
+            if rtype != 1 or reserved or not 0 < count <= _ARRAY_CHUNK \
+                    or length != 8 + count * (8 + page_size) or length & 7 or pos + 8 + length > end:
+                break
+            q = qs.get(count) or _q_array(self.endian, count)
+            if max(q.unpack_from(buf, pos + 16)) >> 52:
+                break
+            pos += 8 + length
+            n += 1
+        if n:
+            self.src.consume_to(pos)
+            self.index += n
+            self.counts[1] = self.counts.get(1, 0) + n
 
     def check_trailing(self) -> None:
         """For a stand-alone stream: nothing may follow END."""
@@ -853,7 +896,7 @@ def _parse_page_data(r: LibxcReader, h: RecordHeader):
         ck.report(PD_SHORT, h.offset + 4, f"body_length {length} is too short for the count header")
         r.skip_body(h)
         return None
-    count, reserved = r._ii_struct.unpack(src.read_exact(8, "PAGE_DATA header"))
+    count, reserved = src.unpack(r._ii_struct, "PAGE_DATA header")
     if count == 0:
         ck.report(PD_COUNT, body_offset, "count is 0")
     if reserved:
@@ -871,7 +914,7 @@ def _parse_page_data(r: LibxcReader, h: RecordHeader):
         pieces = ()
     elif count <= _ARRAY_CHUNK:  # one piece: no generator
         q = r._q_structs.get(count) or _q_array(r.endian, count)
-        pieces = (q.unpack(src.read_exact(8 * count, "PAGE_DATA pfn array")),)
+        pieces = (src.unpack(q, "PAGE_DATA pfn array"),)
     else:
         pieces = r.q_array(count, "PAGE_DATA pfn array")
     for piece in pieces:

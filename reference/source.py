@@ -12,11 +12,16 @@ from __future__ import annotations
 import io
 import os
 import stat
+import struct
 from typing import BinaryIO, Iterator
 
 #: Largest single read from the underlying file.
 MAX_READ = 1 << 20
-#: Read size when refilling for a small request (headers).
+#: Read size when refilling for a small request (headers), after a skip of more
+#: than a read past the buffer (large records whose contents are skipped: read
+#: little ahead); it
+#: doubles up to MAX_READ with each refill that follows no such skip (small
+#: records read through: fewer, larger reads).
 SMALL_READ = 64 << 10
 
 
@@ -43,7 +48,7 @@ class Source:
     ask for more than :data:`MAX_READ` octets at a time.
     """
 
-    __slots__ = ("_raw", "_buf", "_pos", "_base", "_eof", "_seekable", "_scratch")
+    __slots__ = ("_raw", "_buf", "_pos", "_base", "_eof", "_seekable", "_scratch", "_ahead", "_skipped")
 
     def __init__(self, raw: BinaryIO, *, start_offset: int = 0):
         self._raw = raw
@@ -56,6 +61,8 @@ class Source:
         except (AttributeError, OSError, ValueError):
             self._seekable = False
         self._scratch: bytearray | None = None
+        self._ahead = SMALL_READ  # read size for small requests
+        self._skipped = False     # a skip went past the buffer since the last refill
 
     # construction helpers -------------------------------------------------
     @classmethod
@@ -90,8 +97,12 @@ class Source:
         pieces = [self._buf[self._pos:]] if avail else []
         self._base += self._pos
         have = avail
+        if self._skipped:
+            self._ahead, self._skipped = SMALL_READ, False
+        elif self._ahead < MAX_READ:
+            self._ahead *= 2
         while have < need:
-            ask = max(need - have, SMALL_READ)
+            ask = max(need - have, self._ahead)
             chunk = self._raw.read(min(ask, MAX_READ))
             if not chunk:
                 self._eof = True
@@ -133,6 +144,27 @@ class Source:
             got += len(chunk)
         return b"".join(parts)
 
+    def unpack(self, layout: "struct.Struct", what: str) -> tuple:
+        """``layout.unpack(self.read_exact(layout.size, what))`` without the copy when
+        the octets are already buffered: the hot path of record headers."""
+        n, pos, buf = layout.size, self._pos, self._buf
+        if n <= len(buf) - pos:
+            self._pos = pos + n
+            return layout.unpack_from(buf, pos)
+        return layout.unpack(self.read_exact(n, what))
+
+    def window(self) -> tuple[bytes, int]:
+        """The buffered octets and the index of the next one to be read, for a
+        parser's fast path over records that have already arrived whole; it
+        must hand back what it used with :meth:`consume_to`."""
+        return self._buf, self._pos
+
+    def consume_to(self, pos: int) -> None:
+        """Mark the buffer up to ``pos`` (from :meth:`window`) as read."""
+        if not self._pos <= pos <= len(self._buf):
+            raise ValueError(f"consume_to({pos}) outside the buffered window")
+        self._pos = pos
+
     def peek(self, n: int) -> bytes:
         """Up to ``n`` (at most :data:`MAX_READ`) octets ahead, without consuming them;
         fewer only at the end of the input.  For formats that must look ahead to
@@ -167,12 +199,14 @@ class Source:
 
     def skip(self, n: int, what: str) -> None:
         """Consume ``n`` octets without keeping them; :class:`Truncated` at EOF."""
-        start_offset = self.offset
         avail = len(self._buf) - self._pos
         if n <= avail:
             self._pos += n
             return
+        start_offset = self._base + self._pos
         left = n - avail
+        if left >= self._ahead:
+            self._skipped = True  # reading further ahead would have been wasted
         self._base += len(self._buf)
         self._buf = b""
         self._pos = 0
