@@ -9,7 +9,6 @@ breaks a rule the role refuses; 2: usage or internal error.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .checker import Checker
@@ -105,6 +104,8 @@ def run(args) -> int:
     for line in checker.notes:
         out.info(line)
     name = args.input if not args.input.isdigit() else f"fd {args.input}"
+    if args.json:
+        import json  # only here: startup time of the plain verifier (issue 8)
     for finding in checker.findings:
         refused = role.refuses(finding.rule.severity)
         if args.json:

@@ -27,11 +27,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
+def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
+    """The parser with every built subcommand, or with just ``only`` when it is built:
+    ``xenstream verify`` then imports the verifier and its format, not the
+    strategies, corpus and conformance modules (startup time, issue 8)."""
     parser = argparse.ArgumentParser(prog="xenstream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, object] = {}
-    for name, (module_name, help_text) in COMMANDS.items():
+    names = [only] if only in COMMANDS and import_optional(COMMANDS[only][0]) is not None else COMMANDS
+    for name in names:
+        module_name, help_text = COMMANDS[name]
         module = import_optional(module_name)
         if module is None:
             continue  # not built yet
@@ -42,7 +47,8 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, object]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, modules = build_parser()
+    args_in = sys.argv[1:] if argv is None else argv
+    parser, modules = build_parser(args_in[0] if args_in else None)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help(sys.stderr)
