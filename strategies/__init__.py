@@ -84,6 +84,16 @@ def covered_rules() -> set[str]:
     return {r for rules in family_rules().values() for r in rules}
 
 
+def unreachable_rules() -> dict[str, str]:
+    """Rules no generated stream can break under the reader's defaults, with the reason."""
+    _load()
+    out: dict[str, str] = {}
+    for module in _FORMAT_MODULES.values():
+        loaded = import_optional(module)
+        out.update(getattr(loaded, "UNREACHABLE", {}) if loaded else {})
+    return out
+
+
 # -- plain builders, driven by any Draw ------------------------------------------
 
 
@@ -141,5 +151,5 @@ def malformed(fmt: str, family: str | None = None):
 
 
 __all__ = ["ACCEPT", "FAMILIES", "FORMATS", "Labelled", "Mutation", "valid", "malformed", "families",
-           "family_rules", "covered_rules", "mutations", "available_formats", "generate_valid",
+           "family_rules", "covered_rules", "unreachable_rules", "mutations", "available_formats", "generate_valid",
            "generate_malformed", "build_valid", "build_malformed", "Draw", "HypothesisDraw", "RandomDraw"]

@@ -12,7 +12,7 @@ from xenstream.reference import legacy as G
 from xenstream.reference import xl as XL
 
 from ._draw import Draw, pattern, pick
-from ._registry import fallback, mutation, valid_builder
+from ._registry import mutation, valid_builder
 
 FORMAT = "legacy"
 PV_TYPES = (0, 0, 1, 2, 3, 4, 9, 10, 11, 12, 0xD, 0xE, 0xF)
@@ -388,10 +388,13 @@ def _qemu_sig(d: Draw):
     return enc(replace(s, qemu=G.QemuRecord(sig, d.bytes(0, 8)))), f"qemu signature {sig!r}"
 
 
-# -- hand-written fallbacks ---------------------------------------------------------------
-# A PV image without the extended-info signature is told apart from an HVM one only
-# by that signature, so the detector reads a generated one as HVM; and a toolstack
-# blob whose version is not 1 does not look like a libxl blob and is kept opaque.
-# The hand-written examples pin both.
-fallback(FORMAT, "semantics", G.EXT_SIGNATURE, "detection needs the signature it lacks")
-fallback(FORMAT, "semantics", G.TOOLSTACK_VERSION, "a version other than 1 is read as an opaque blob")
+
+# -- rules out of reach ---------------------------------------------------------------------
+#: Rules no stream can break while the reader detects width and guest type itself
+#: (``xenstream verify -f legacy`` and the property tests pass no options).
+UNREACHABLE = {
+    G.EXT_SIGNATURE: "a PV image is told apart from an HVM one only by the extended-info signature, "
+                     "so an image without it is read as HVM (reachable only with guest=pv given)",
+    G.TOOLSTACK_VERSION: "a toolstack blob whose version is not 1 does not look like a libxl blob and is "
+                         "kept opaque (reachable only with libxl=True given)",
+}
