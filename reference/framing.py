@@ -9,6 +9,7 @@ stream's byte order.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import NamedTuple
 
 from .checker import Checker
@@ -42,20 +43,28 @@ class RecordHeader(NamedTuple):
         return self.body_offset + self.body_length
 
 
+#: ``make_header((type, body_length, offset))``: a RecordHeader without the
+#: Python-level ``__new__`` of a named tuple (readers make one per record).
+make_header = partial(tuple.__new__, RecordHeader)
+
+#: The zero padding of each length 0-7, by ``body_length & 7``.
+_ZERO_PADS = tuple(ZERO_PAD[:padding_length(n)] for n in range(ALIGN))
+
+
 def read_record_header(src: Source, endian: Endian) -> RecordHeader:
     offset = src.offset
-    rtype, length = RECORD_HEADER.of(endian).unpack(src.read_exact(RECORD_HEADER.size, "record header"))
-    return RecordHeader(rtype, length, offset)
+    rtype, length = src.unpack(RECORD_HEADER.of(endian), "record header")
+    return make_header((rtype, length, offset))
 
 
 def check_padding(src: Source, header: RecordHeader, checker: Checker, rule_id: str) -> None:
     """Read the padding after a body and report non-zero octets under ``rule_id``."""
-    n = padding_length(header.body_length)
-    if not n:
+    zeros = _ZERO_PADS[header[1] & 7]
+    if not zeros:
         return
-    offset = src.offset
-    pad = src.read_exact(n, "record padding")
-    if pad != ZERO_PAD[:n]:
+    pad = src.read_exact(len(zeros), "record padding")
+    if pad != zeros:
+        offset = src.offset - len(pad)
         first = next(i for i, b in enumerate(pad) if b)
         checker.report(rule_id, offset + first,
                        f"padding octet {first} is 0x{pad[first]:02x}, not zero")

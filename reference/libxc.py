@@ -17,7 +17,7 @@ from typing import ClassVar, Iterator
 from .checker import Checker
 from .errors import StreamError
 from .formats import Codec
-from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, encode_record
+from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, encode_record, make_header
 from .layout import Endian, Layout
 from .rules import Role, Severity, define
 from .source import Source, Truncated
@@ -670,7 +670,7 @@ class LibxcReader:
             if not t.got:
                 ck.fail(END_MISSING, offset, "input ends without an END record")
             self._truncated(t)
-        h = RecordHeader(rtype, length, offset)
+        h = make_header((rtype, length, offset))
         ck.at(LAYER, index, _NAMES.get(rtype) or record_name(rtype))
         counts = self.counts
         counts[rtype] = counts.get(rtype, 0) + 1

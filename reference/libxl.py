@@ -21,7 +21,7 @@ from typing import ClassVar, Iterator
 from . import libxc
 from .checker import Checker
 from .formats import Codec
-from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, encode_record
+from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, encode_record, make_header
 from .layout import Endian, Layout
 from .rules import Role, Severity, define
 from .source import Source, Truncated
@@ -331,8 +331,8 @@ class LibxlReader:
             ck.at(LAYER, self.index, "record header")
             if src.at_eof():
                 ck.fail(END_MISSING, offset, "input ends without an END record")
-            rtype, length = RECORD_HEADER.of(self.endian).unpack(src.read_exact(8, "record header"))
-            h = RecordHeader(rtype, length, offset)
+            rtype, length = src.unpack(RECORD_HEADER.of(self.endian), "record header")
+            h = make_header((rtype, length, offset))
             ck.at(LAYER, self.index, record_name(rtype))
             self.counts[rtype] = self.counts.get(rtype, 0) + 1
             parser = _PARSERS.get(rtype)
