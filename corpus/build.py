@@ -1,0 +1,213 @@
+"""``xenstream corpus build``: regenerate the corpus files and manifest, byte for byte.
+
+Sources, in this order:
+
+1. every hand-written example (``xenstream.reference.examples.all_examples()``),
+   origin ``hand-written``;
+2. streams from the Hypothesis strategies, drawn with fixed seeds (see
+   :mod:`.seeds`), origin ``strategy``, when the strategies package exists;
+3. the entries with origin ``fuzz`` already in the target folder's manifest:
+   they are committed by hand (``xenstream corpus add``) and kept as they are.
+
+A stream larger than :data:`REDUCE_ABOVE` octets is reduced before it is
+written (whole records, chunks or page batches deleted, see :mod:`.reduce`)
+as long as the reference still says exactly the same about it: the same
+verdict in both roles and the same findings for a malformed stream, no
+findings and the same kinds of record for a valid one.  The entry's ``meta``
+names the example it was reduced from.  Everything is deterministic, so that
+building twice gives identical files.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from xenstream.reference.rules import get_rule
+
+from . import manifest as mf
+from .reduce import reduce
+from .trim import variants as trim_variants
+from .verdict import options_of, record_kinds, signature, sniff
+
+#: Streams above this size are reduced (page payloads dominate valid streams).
+REDUCE_ABOVE = 8 * 1024
+#: Reducer budget per stream (predicate calls); ample for item-level reduction.
+REDUCE_TESTS = 4000
+#: Smallest piece the octet pass deletes from a malformed stream.
+OCTET_CHUNK = 1024
+
+
+def default_dir() -> Path:
+    return Path(__file__).resolve().parent
+
+
+@dataclass
+class Item:
+    entry: mf.Entry
+    data: bytes
+
+
+@dataclass
+class BuildResult:
+    folder: Path
+    entries: list[mf.Entry]
+    written: int = 0
+    unchanged: int = 0
+    removed: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum((self.folder / e.path).stat().st_size for e in self.entries)
+
+
+def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None) -> bytes:
+    """``data`` reduced while the reference says the same about it (see the module docstring)."""
+    if len(data) <= REDUCE_ABOVE:
+        return data
+    opts = options_of(fmt, meta)
+    want = signature(fmt, data, opts)
+    if valid:
+        kinds = record_kinds(fmt, data, opts)
+
+        def keep(candidate: bytes) -> bool:
+            return signature(fmt, candidate, opts) == want and record_kinds(fmt, candidate, opts) == kinds
+    else:
+        def keep(candidate: bytes) -> bool:
+            return signature(fmt, candidate, opts) == want
+    data = reduce(data, keep, fmt=fmt, max_tests=REDUCE_TESTS, options=opts,
+                  variants=lambda d: trim_variants(fmt, d, opts))
+    if not valid and len(data) > REDUCE_ABOVE:
+        # a malformed stream the reader gives up on early: whatever follows
+        # the finding is opaque to the item pass; drop it in 1 KiB pieces
+        data = reduce(data, keep, fmt=fmt, items=False, octets=True, min_chunk=OCTET_CHUNK,
+                      max_tests=REDUCE_TESTS, options=opts)
+    return data
+
+
+def make_entry(fmt: str, data: bytes, *, expected: str, rule: str | None, name: str,
+               description: str, origin: str, meta: dict | None = None) -> mf.Entry:
+    meta = dict(meta or {})
+    version, byteorder = meta.pop("version", None), meta.pop("byteorder", None)
+    sniffed_version, sniffed_order = sniff(fmt, data)
+    version = version if version is not None else sniffed_version
+    byteorder = byteorder if byteorder is not None else sniffed_order
+    fname = mf.file_name(fmt, expected, rule, name)
+    return mf.Entry(
+        id=f"{fmt}/{fname[:-len(mf.SUFFIX)]}", path=f"{fmt}/{fname}", format=fmt,
+        version=version if isinstance(version, int) else None,
+        byteorder=byteorder if byteorder in ("little", "big") else None,
+        expected=expected, rule=rule, section=None if rule is None else get_rule(rule).section,
+        description=description, origin=origin, sha256=mf.sha256(data), meta=_jsonable(meta))
+
+
+def _jsonable(meta: dict) -> dict:
+    out = {}
+    for k, v in sorted(meta.items()):
+        if isinstance(v, (str, int, float, bool)) or v is None:
+            out[str(k)] = v
+        elif hasattr(v, "value"):
+            out[str(k)] = v.value
+        else:
+            out[str(k)] = str(v)
+    return out
+
+
+def from_examples(notes: list[str] | None = None) -> list[Item]:
+    from xenstream.reference.examples import all_examples
+
+    items: list[Item] = []
+    for ex in all_examples():
+        data = shrink(ex.format, ex.data, ex.rule is None, ex.meta)
+        meta = dict(ex.meta)
+        description = ex.description
+        if data != ex.data:
+            meta["reduced_from"] = ex.case_id
+            meta["original_size"] = len(ex.data)
+            description += f" (reduced for the corpus from {len(ex.data)} to {len(data)} octets)"
+        elif ex.offset is not None:
+            meta["offset"] = ex.offset
+        items.append(Item(make_entry(ex.format, data, expected=ex.expected, rule=ex.rule, name=ex.name,
+                                     description=description, origin="hand-written", meta=meta), data))
+    return items
+
+
+def from_strategies(notes: list[str]) -> list[Item]:
+    from .seeds import strategy_samples
+
+    items: list[Item] = []
+    for s in strategy_samples(notes):
+        data = shrink(s.format, s.data, s.rule is None, s.meta)
+        meta = dict(s.meta)
+        if data != s.data:
+            meta["original_size"] = len(s.data)
+        items.append(Item(make_entry(s.format, data, expected=s.expected, rule=s.rule, name=s.name,
+                                     description=s.description, origin="strategy", meta=meta), data))
+    return items
+
+
+def kept_fuzz_entries(folder: Path, notes: list[str]) -> list[Item]:
+    items: list[Item] = []
+    for entry in mf.load(folder):
+        if entry.origin != "fuzz":
+            continue
+        path = folder / entry.path
+        if not path.is_file():
+            notes.append(f"fuzz entry {entry.id}: {entry.path} is missing; dropped")
+            continue
+        items.append(Item(entry, path.read_bytes()))
+    return items
+
+
+def collect(folder: Path, *, strategies: bool = True, notes: list[str] | None = None) -> list[Item]:
+    notes = notes if notes is not None else []
+    items = from_examples(notes)
+    if strategies:
+        items += from_strategies(notes)
+    items += kept_fuzz_entries(folder, notes)
+    out: list[Item] = []
+    seen_paths: set[str] = set()
+    seen_content: set[tuple] = set()
+    for it in items:
+        key = (it.entry.format, it.entry.expected, it.entry.rule, it.entry.sha256)
+        if key in seen_content:
+            notes.append(f"{it.entry.id}: same stream and label as an earlier entry; skipped")
+            continue
+        if it.entry.path in seen_paths:
+            notes.append(f"{it.entry.id}: name taken by an earlier entry; skipped")
+            continue
+        seen_content.add(key)
+        seen_paths.add(it.entry.path)
+        out.append(it)
+    return out
+
+
+def build(folder: Path | None = None, *, strategies: bool = True) -> BuildResult:
+    """Write every corpus file and the manifest into ``folder`` (default: this package's folder)."""
+    folder = Path(folder) if folder is not None else default_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    notes: list[str] = []
+    items = collect(folder, strategies=strategies, notes=notes)
+    result = BuildResult(folder, [it.entry for it in items], notes=notes)
+    wanted = set()
+    for it in items:
+        path = folder / it.entry.path
+        wanted.add(path.resolve())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file() and path.read_bytes() == it.data:
+            result.unchanged += 1
+            continue
+        path.write_bytes(it.data)
+        result.written += 1
+    for fmt in mf.FORMATS:
+        sub = folder / fmt
+        if not sub.is_dir():
+            continue
+        for path in sorted(sub.glob("*" + mf.SUFFIX)):
+            if path.resolve() not in wanted:
+                path.unlink()
+                result.removed.append(os.path.relpath(path, folder))
+    mf.save(folder, result.entries)
+    return result

@@ -1,0 +1,148 @@
+"""What the reference verifier says about a corpus file, and whether that is its label.
+
+A file's label is an expected verdict (``accept``, ``reject``, ``writer``,
+``either``) and, unless ``accept``, the rule it breaks.  The reference agrees
+with the label when:
+
+``accept``  no finding is refused in the strict role;
+``reject``  the labelled rule is reported and refused in the restore role;
+``writer``  refused in the strict role, accepted in the restore role, the
+            labelled rule reported;
+``either``  accepted in both roles, the labelled rule reported.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from xenstream.reference.checker import Checker
+from xenstream.reference.formats import validate
+from xenstream.reference.rules import Role, Severity
+from xenstream.reference.source import Source
+
+EXPECTED = ("accept", "reject", "writer", "either")
+ACCEPT = "accept"
+
+
+def options_of(fmt: str, meta: dict | None) -> dict:
+    """The codec options in an entry's ``meta`` (a legacy image's width, guest type, ...)."""
+    from xenstream.reference.formats import get_codec
+
+    if not meta:
+        return {}
+    codec = get_codec(fmt)
+    pick = getattr(codec, "pick_options", None)
+    return pick(meta) if pick is not None else {}
+
+
+def run(fmt: str, data: bytes, role: Role = Role.STRICT, options: dict | None = None) -> Checker:
+    """The reference validator's findings over ``data`` in ``role``."""
+    return validate(Source.from_bytes(data), fmt, Checker(role), **(options or {}))
+
+
+def problems(fmt: str, data: bytes, expected: str, rule: str | None,
+             options: dict | None = None) -> list[str]:
+    """Why the reference does not give ``data`` its label; [] when it does."""
+    strict = run(fmt, data, Role.STRICT, options)
+    restore = run(fmt, data, Role.RESTORE, options)
+    out: list[str] = []
+
+    def refused(checker: Checker) -> list[str]:
+        return [f.describe() for f in checker.findings if checker.role.refuses(f.rule.severity)]
+
+    reported = rule is not None and rule in strict.rule_ids()
+    if expected == ACCEPT:
+        if rule is not None:
+            out.append("a valid file names no rule")
+        if not strict.accepted:
+            out.append("refused in the strict role: " + "; ".join(refused(strict)[:3]))
+    elif expected == "reject":
+        if rule is None or rule not in [f.rule.id for f in restore.findings
+                                        if Role.RESTORE.refuses(f.rule.severity)]:
+            out.append(f"{rule} is not refused in the restore role; findings: "
+                       + ("; ".join(f.describe() for f in restore.findings[:3]) or "none"))
+    elif expected == "writer":
+        if strict.accepted:
+            out.append("accepted in the strict role")
+        if not restore.accepted:
+            out.append("refused in the restore role: " + "; ".join(refused(restore)[:3]))
+        if not reported:
+            out.append(f"{rule} is not reported")
+    elif expected == "either":
+        if not strict.accepted:
+            out.append("refused in the strict role: " + "; ".join(refused(strict)[:3]))
+        if not reported:
+            out.append(f"{rule} is not reported")
+    else:
+        out.append(f"unknown expected verdict {expected!r}")
+    return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    expected: str         # accept, reject, writer, either
+    rule: str | None      # the rule the label names
+    offset: int | None    # where the reference reports it
+    message: str | None
+
+
+def classify(fmt: str, data: bytes, options: dict | None = None) -> Verdict:
+    """The label the reference gives ``data`` (for fuzz-found files).
+
+    The first finding refused in the restore role makes it ``reject``; else
+    the first refused in the strict role ``writer``; else the first ``either``
+    finding ``either``; else ``accept``.
+    """
+    strict = run(fmt, data, Role.STRICT, options)
+    for severity, label in ((Severity.REJECT, "reject"), (Severity.WRITER, "writer"),
+                            (Severity.EITHER, "either")):
+        for f in strict.findings:
+            if f.rule.severity is severity:
+                return Verdict(label, f.rule.id, f.offset, f.message)
+    return Verdict(ACCEPT, None, None, None)
+
+
+def signature(fmt: str, data: bytes, options: dict | None = None) -> tuple:
+    """Everything the label depends on: both roles' verdicts and the strict findings' rules."""
+    strict = run(fmt, data, Role.STRICT, options)
+    restore = run(fmt, data, Role.RESTORE, options)
+    return (strict.accepted, restore.accepted, tuple(strict.rule_ids()), strict.total)
+
+
+def record_kinds(fmt: str, data: bytes, options: dict | None = None) -> frozenset:
+    """The kinds of item (layer, kind, record type) a stream holds, from the reference's dump."""
+    from xenstream.reference.formats import get_codec
+
+    kinds = set()
+    try:
+        for item in get_codec(fmt).dump(Source.from_bytes(data), Checker(), **(options or {})):
+            fields = item.get("fields") or {}
+            kind = item.get("type") or fields.get("type") if item.get("kind") in ("record", "chunk") \
+                else None
+            kinds.add((item.get("layer"), item.get("kind"), str(kind)))
+    except Exception:  # noqa: BLE001 - only called on valid streams
+        pass
+    return frozenset(kinds)
+
+
+def sniff(fmt: str, data: bytes) -> tuple[int | None, str | None]:
+    """``(version, byteorder)`` read from a stream's header, None where it cannot tell."""
+    def be32(off: int) -> int | None:
+        return struct.unpack_from(">I", data, off)[0] if len(data) >= off + 4 else None
+
+    if fmt == "legacy":
+        return None, "little"  # x86 toolstacks wrote legacy images in host (little-endian) order
+    if fmt in ("libxc", "libxl", "xenstore"):
+        vo, oo = {"libxc": (12, 16), "libxl": (8, 12), "xenstore": (8, 12)}[fmt]
+        version = be32(vo)
+        if fmt == "libxc":
+            opts = struct.unpack_from(">H", data, oo)[0] if len(data) >= oo + 2 else None
+        else:
+            opts = be32(oo)
+        return version, None if opts is None else ("big" if opts & 1 else "little")
+    if fmt == "xl":
+        word = data[32:36]
+        order = {b"\x04\x03\x02\x01": "little", b"\x01\x02\x03\x04": "big"}.get(word)
+        return None, order
+    return None, None
