@@ -310,7 +310,11 @@ def prefixes_of(case: Case, sample: int = PREFIX_SAMPLE) -> list[Case]:
     options = case.options
     for length in prefix_lengths(case.format, case.data, sample, options):
         data = case.data[:length]
-        checker = validate(Source.from_bytes(data), case.format, Checker(Role.RESTORE), **options)
+        try:
+            checker = validate(Source.from_bytes(data), case.format, Checker(Role.RESTORE),
+                               **options)
+        except Exception:  # a bug in the reference: the prefix has no rule to name
+            continue
         first = checker.first_refused()
         if first is None:
             continue
@@ -338,10 +342,13 @@ def collect(sources: Iterable[str] = SOURCES, *, formats: Iterable[str] | None =
     coll = Collection()
     seen: set[str] = set()
     base: list[Case] = []
-    if "examples" in sources:
-        base += from_examples(coll.notes)
-    if "corpus" in sources:
-        base += from_corpus(coll.notes, corpus_dir)
+    for name, load in (("examples", lambda: from_examples(coll.notes)),
+                       ("corpus", lambda: from_corpus(coll.notes, corpus_dir))):
+        if name in sources:
+            try:
+                base += load()
+            except Exception as exc:  # a source being rewritten must not break the run
+                coll.notes.append(f"{name}: cannot load: {type(exc).__name__}: {exc}")
     for case in base:
         if wanted is None or case.format in wanted:
             coll.add(case, seen)

@@ -456,9 +456,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not results:
         return
     if suite.report_dir:
+        # the xdist controller collects nothing: take what the results say
+        notes = list(suite._collection.notes) if suite._collection is not None else []
         run = Run(implementation=suite.impl.name, kind=suite.kind, role=suite.role,
-                  formats=suite.formats_wanted or suite.known_formats(), sources=suite.sources,
-                  notes=list(suite.collection.notes))
+                  formats=suite.formats_wanted or sorted({r["format"] for r in results}),
+                  sources=suite.sources, notes=notes)
         run.cases = [CaseResult.from_json(r) for r in results]
         run.write(suite.report_dir)
     ran = {r["id"] for r in results}
