@@ -218,6 +218,9 @@ BATCH_TYPE = _rule("legacy.page_batch.page_type", R, f"{LIBXC_DOC} BODY PHASE - 
                    "the type in bits 31-28 is a XEN_DOMCTL_PFINFO_* value (not 5-8)")
 BATCH_HIGH = _rule("legacy.page_batch.high_bits", R, f"{LIBXC_DOC} BODY PHASE - Format A",
                    "bits 63-32 of a 64-bit toolstack's PFN entry are zero (PFN in 27-0, type in 31-28)")
+BATCH_NONE = _rule("legacy.page_batch.none", R, f"{LIBXC_DOC} BODY PHASE - Format A",
+                   "a PV image sends the guest's memory in page batches; one with none has no memory to "
+                   "restore and cannot become a v2 PV stream, which must have PAGE_DATA records")
 VCPU_MAX = _rule("legacy.vcpu_info.max_vcpu_id", R, f"{LIBXC_DOC} BODY PHASE (XC_SAVE_ID_VCPU_INFO)",
                  "0 <= max_vcpu_id <= MAX_VCPU_ID (4095)")
 VCPU_MAP = _rule("legacy.vcpu_info.map_beyond_max", W, f"{LIBXC_DOC} BODY PHASE (XC_SAVE_ID_VCPU_INFO)",
@@ -844,6 +847,8 @@ class _Reader:
             elif isinstance(chunk, VcpuInfo):
                 chunks.append(chunk)  # small; the PV tail needs it
         self.emit("chunk", off, type=0, name="end of body")
+        if self.guest == "pv" and not batches:
+            ck.report(BATCH_NONE, off, "the body of a PV image ends without a page batch")
         self.index += 1
         ck.note(f"body: {batches} page batches, {pages} pages with data, "
                 f"{self.index - batches - 1} metadata chunks")

@@ -986,7 +986,8 @@ def _parse_x86_pv_p2m_frames(r: LibxcReader, h: RecordHeader):
     if end < start:
         ck.report(P2M_RANGE, h.body_offset + 4, f"p2m_end_pfn {end} is below p2m_start_pfn {start}")
     elif r.state.pv_info is not None:
-        per_frame = r.page_size // r.state.pv_info.guest_width
+        # a page smaller than a p2m entry (page_shift < 3, reported above) holds no entries
+        per_frame = max(r.page_size // r.state.pv_info.guest_width, 1)
         frames = end // per_frame - start // per_frame + 1
         if frames != n:
             ck.report(P2M_FRAME_COUNT, h.body_offset + 8,

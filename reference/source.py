@@ -180,7 +180,9 @@ class Source:
         return self._buf[start:self._pos]
 
     def chunks(self, n: int, what: str, size: int = SMALL_READ) -> Iterator[bytes]:
-        """Yield exactly ``n`` octets in pieces of at most ``size``; :class:`Truncated` at EOF."""
+        """Yield exactly ``n`` octets in pieces of ``size`` (the last one shorter);
+        :class:`Truncated` at EOF, before any short piece, so that a piece always
+        holds whole entries when ``size`` is a multiple of the entry size."""
         return self._chunks(n, self.offset, what, size)
 
     def _chunks(self, n: int, start_offset: int, what: str, size: int = MAX_READ) -> Iterator[bytes]:
@@ -189,12 +191,12 @@ class Source:
             want = min(left, size)
             self._refill(want)
             avail = len(self._buf) - self._pos
-            if avail == 0:
-                raise Truncated(start_offset, n, n - left, what)
-            take = min(want, avail)
+            if avail < want:  # only at the end of the input: never hand out a short piece
+                self._pos = len(self._buf)
+                raise Truncated(start_offset, n, n - left + avail, what)
             start = self._pos
-            self._pos = start + take
-            left -= take
+            self._pos = start + want
+            left -= want
             yield self._buf[start:self._pos]
 
     def skip(self, n: int, what: str) -> None:

@@ -123,6 +123,8 @@ def _malformed() -> list[Example]:
     dup = L.build_batches([(1, 0), (2, 0), (1, 0)])[0]
     add("batch-duplicate-pfn", replace(hvm, chunks=(dup,) + hvm.chunks), L.BATCH_DUPLICATE,
         "PFN 1 twice in one batch")
+    add("pv-no-page-batch", replace(pv, chunks=tuple(c for c in pv.chunks if not isinstance(c, L.PageBatch))),
+        L.BATCH_NONE, "a PV image whose body has no page batch")
     badtype = L.build_batches([(1, 0), (2, 5)])[0]
     add("batch-page-type-5", replace(hvm32, chunks=(badtype,) + hvm32.chunks), L.BATCH_TYPE,
         "page type 5 in bits 31-28")
