@@ -76,10 +76,15 @@ def options_from_meta(meta: dict) -> ConvertOptions | None:
     guest = _first(meta, "guest", "guest_type", "gtype")
     if width is None or guest is None:
         return None
-    target = _first(meta, "target", "to", "convert_to", "output_format", default="libxc")
-    return ConvertOptions(int(width), str(guest).lower(), str(target),
-                          bool(_first(meta, "xl", "has_xl_header", default=False)),
-                          bool(_first(meta, "skip_qemu", default=False)))
+    # a legacy image whose toolstack chunk is a libxl blob converts to libxl
+    target = _first(meta, "target", "to", "convert_to", "output_format",
+                    default="libxl" if meta.get("libxl") else "libxc")
+    guest = str(guest).lower()
+    skip_qemu = _first(meta, "skip_qemu", default=None)
+    if skip_qemu is None:  # an HVM libxc image without the qemu record
+        skip_qemu = guest == "hvm" and target == "libxc" and meta.get("qemu") is False
+    return ConvertOptions(int(width), guest, str(target),
+                          bool(_first(meta, "xl", "has_xl_header", default=False)), bool(skip_qemu))
 
 
 def reference_available() -> bool:

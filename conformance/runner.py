@@ -18,6 +18,7 @@ choice is stable; by path for the rest), or a comma-separated list of modes.
 from __future__ import annotations
 
 import hashlib
+import re
 import os
 import shutil
 import tempfile
@@ -31,6 +32,7 @@ from .judge import FAIL, PASS, Judgement, failure_message, judge
 from .known_failures import KnownFailures
 
 SAMPLE_EVERY = 8
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Warning|Exit)\b")
 DELIVERY_CHOICES = ("sample", "file", "all")
 
 
@@ -177,7 +179,9 @@ def default_reason(run: CaseRun) -> str:
     for o in run.observations:
         lines = [ln.strip() for ln in o.stderr.splitlines() if ln.strip()]
         if lines:
-            first = lines[-1][:120]
+            # the exception line of a traceback says more than a closing remark
+            errors = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
+            first = (errors or lines)[-1][:120]
             break
     text = f"{j.kind}: required {j.required or 'any'}, observed {j.observed}"
     return f"{text}; {first}" if first else text
