@@ -255,7 +255,7 @@ def _ext_size(d: Draw):
     s = build(d, guest="pv")
     ext = s.extended_info
     real = len(G.encode_extended_info(ext, s.width)) - G.ULONG[s.width].size - 4
-    total = real - d.int(1, 8)
+    total = real - d.int(1, 7)  # the last block header still starts inside the total
     return enc(replace(s, extended_info=replace(ext, total_size=total))), \
         f"extended-info total size {total}, its blocks take {real}"
 
