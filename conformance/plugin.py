@@ -107,8 +107,7 @@ class Suite:
         self.prefix_sample = opt("--prefix-sample")
         self.problems: list[str] = []
         self.impl = self._make_impl(opt("--impl"), opt("--impl-cmd"))
-        worker = getattr(config, "workerinput", {}).get("workerid", "main")
-        workdir = Path(os.environ.get("TMPDIR", "/tmp")) / f"xenstream-conformance-{os.getpid()}-{worker}"
+        workdir = None  # the runner's own temporary folder, removed at the end
         if self.kind == "converter":
             from .converter import ConverterRunner
 
