@@ -389,6 +389,13 @@ def _qemu_sig(d: Draw):
 
 
 
+@mutation(FORMAT, "semantics", getattr(G, "BATCH_NONE", "legacy.page_batch.none"))
+def _no_page_batch(d: Draw):
+    s = build(d, guest="pv")
+    chunks = tuple(c for c in s.chunks if not isinstance(c, G.PageBatch))
+    return enc(replace(s, chunks=chunks)), "a PV image whose body has no page batch"
+
+
 # -- rules out of reach ---------------------------------------------------------------------
 #: Rules no stream can break while the reader detects width and guest type itself
 #: (``xenstream verify -f legacy`` and the property tests pass no options).
