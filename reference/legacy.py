@@ -32,7 +32,7 @@ differs between 32- and 64-bit builds (see :class:`PhysmapEntry`).
 Nothing in the stream says the toolstack width or the guest type; the libxc
 spec ("Legacy Images") tells the width from octets 4-7 (:func:`detect`), and
 the guest type follows from the same octets.  What cannot be told is given by
-keyword arguments or :func:`set_defaults`.
+keyword arguments (see ``_DEFAULTS``).
 """
 
 from __future__ import annotations
@@ -582,22 +582,10 @@ def detect(prefix: bytes) -> Detection:
 # Parameters the stream does not carry
 # --------------------------------------------------------------------------
 
+#: Options (None: detect from the stream): ``width`` 32|64, ``guest`` "pv"|"hvm",
+#: ``libxl`` whether the toolstack chunk is a libxl blob, ``qemu`` whether an
+#: HVM image ends with the qemu record, ``xl`` whether an xl header precedes it.
 _DEFAULTS: dict[str, Any] = {"width": None, "guest": None, "libxl": None, "qemu": None, "xl": None}
-
-
-def set_defaults(**options: Any) -> None:
-    """Set what the stream cannot tell for later ``validate``/``decode`` calls
-    (``width`` 32|64, ``guest`` "pv"|"hvm", ``libxl`` whether the toolstack chunk
-    is a libxl blob, ``qemu`` whether an HVM image ends with the qemu record,
-    ``xl`` whether an xl header precedes it); None means detect."""
-    for key, value in options.items():
-        if key not in _DEFAULTS:
-            raise UsageError(f"legacy: unknown option {key!r}")
-        _DEFAULTS[key] = value
-
-
-def defaults() -> dict[str, Any]:
-    return dict(_DEFAULTS)
 
 
 def _options(kw: dict[str, Any]) -> dict[str, Any]:
@@ -1281,7 +1269,7 @@ def validate(src: Source, checker: Checker, **options: Any) -> None:
 
 def decode(data: bytes | bytearray | memoryview | Source, *, role: Role = Role.RESTORE,
            **options: Any) -> LegacyStream:
-    """Decode a legacy image; ``options`` as for :func:`set_defaults`.  Raises StreamError."""
+    """Decode a legacy image; ``options`` as in ``_DEFAULTS``.  Raises StreamError."""
     src = data if isinstance(data, Source) else Source.from_bytes(data)
     checker = Checker(role, fail_fast=True)
     stream = _Reader(src, checker, True, _options(options)).run()

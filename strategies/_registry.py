@@ -70,23 +70,3 @@ def valid_builder(fmt: str):
         VALID[fmt] = fn
         return fn
     return register
-
-
-def fallback(fmt: str, family: str, rule: str, why: str) -> None:
-    """Offer the hand-written examples of ``rule`` where a generated mutation is not natural."""
-    def fn(d: Draw):
-        from xenstream.reference.examples import all_examples
-
-        pool = [e for e in _examples(all_examples) if e.rule == rule and e.format == fmt]
-        ex = d.choice(pool)
-        return ex.data, f"hand-written example {ex.name}: {ex.description} ({why})"
-    MUTATIONS.append(Mutation(fmt, family, rule, f"handwritten_{rule.rsplit('.', 2)[-2]}_{rule.rsplit('.', 1)[-1]}", fn))
-
-
-_EXAMPLES: list = []
-
-
-def _examples(loader):
-    if not _EXAMPLES:
-        _EXAMPLES.extend(loader())
-    return _EXAMPLES
