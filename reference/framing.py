@@ -59,7 +59,7 @@ def read_record_header(src: Source, endian: Endian) -> RecordHeader:
 
 def check_padding(src: Source, header: RecordHeader, checker: Checker, rule_id: str) -> None:
     """Read the padding after a body and report non-zero octets under ``rule_id``."""
-    zeros = _ZERO_PADS[header[1] & 7]
+    zeros = _ZERO_PADS[header.body_length & 7]
     if not zeros:
         return
     pad = src.read_exact(len(zeros), "record padding")
