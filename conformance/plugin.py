@@ -63,6 +63,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="truncated prefixes checked per valid stream (default %(default)s)")
     g.addoption("--hypothesis-examples", type=int, default=25, metavar="N",
                 help="examples per Hypothesis property (default %(default)s)")
+
     g.addoption("--known-failures", default=None, metavar="FILE",
                 help="case ids expected to fail, with a reason each")
     g.addoption("--update-known-failures", action="store_true",
@@ -104,6 +105,8 @@ class Suite:
         self.report_dir = (base / opt("--report")).resolve() if opt("--report") else None
         self.corpus_dir = (base / opt("--corpus")).resolve() if opt("--corpus") else None
         self.hypothesis_examples = opt("--hypothesis-examples")
+        # Hypothesis' own --hypothesis-seed: a repeatable run of the properties
+        self.hypothesis_seed = config.getoption("hypothesis_seed", default=None)
         self.prefix_sample = opt("--prefix-sample")
         self.problems: list[str] = []
         self.impl = self._make_impl(opt("--impl"), opt("--impl-cmd"))
@@ -285,6 +288,10 @@ class Suite:
                         sample.format, prefix, "reject", ref_rule,
                         f"the first {cut} of {len(data)} octets of a generated valid stream")
 
+        if self.hypothesis_seed is not None:
+            from hypothesis import seed
+
+            prop = seed(self.hypothesis_seed)(prop)
         error = None
         try:
             prop()
@@ -302,7 +309,7 @@ class Suite:
                                     f"{stats['known']} known failures"), [], stats["duration"],
                           saved=run.saved if (error and run) else None)
         # Hypothesis cannot prove a listed failure gone: a listed target that
-        # found nothing this time passes (and --update-known-failures drops it)
+        # found nothing this time passes (and --update-known-failures keeps it)
         summary.known = self.known.match(target_id) if summary.failed else None
         summary.known_reason = self.known.entries.get(summary.known) if summary.known else None
         self.record(item, target_id, fmt, None, f"{fmt}.strategies", "strategies",
@@ -464,7 +471,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                   sources=suite.sources, notes=notes)
         run.cases = [CaseResult.from_json(r) for r in results]
         run.write(suite.report_dir)
-    ran = {r["id"] for r in results}
+    # A Hypothesis target that found nothing new this time proves nothing: it
+    # counts as not covered, so --update-known-failures keeps its entry.
+    ran = {r["id"] for r in results if not (r.get("source") == "strategies" and r["outcome"] == "pass")}
     failed = {r["id"]: r.get("reason", "") for r in results if r["outcome"] in ("fail", "xfail")}
     stale = [k for k in suite.known.stale({r["id"]: r["outcome"] in ("fail", "xfail") for r in results})
              if any(c in k for c in "*?[")]
