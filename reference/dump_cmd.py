@@ -25,6 +25,7 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per header or record")
     p.add_argument("--role", choices=[r.value for r in Role], default=Role.RESTORE.value,
                    help="which findings make the exit code 1 (default restore)")
+    add_format_options(p)
 
 
 def _fmt(value) -> str:

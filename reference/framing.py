@@ -51,12 +51,6 @@ make_header = partial(tuple.__new__, RecordHeader)
 _ZERO_PADS = tuple(ZERO_PAD[:padding_length(n)] for n in range(ALIGN))
 
 
-def read_record_header(src: Source, endian: Endian) -> RecordHeader:
-    offset = src.offset
-    rtype, length = src.unpack(RECORD_HEADER.of(endian), "record header")
-    return make_header((rtype, length, offset))
-
-
 def check_padding(src: Source, header: RecordHeader, checker: Checker, rule_id: str) -> None:
     """Read the padding after a body and report non-zero octets under ``rule_id``."""
     zeros = _ZERO_PADS[header.body_length & 7]

@@ -38,14 +38,14 @@ keyword arguments (see ``_DEFAULTS``).
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .checker import Checker
-from .errors import StreamError, UsageError
+from .errors import UsageError
 from .formats import Codec
 from .layout import Endian, Layout
-from .rules import Role, Severity, define
+from .rules import Role, Severity, definer
 from .source import Source, Truncated
 
 LAYER = "legacy"
@@ -172,9 +172,7 @@ LIBXC_DOC = "legacy.py: Libxc"
 LIBXL_DOC = "legacy.py: Libxl (seed 000)"
 
 
-def _rule(rid: str, sev: Severity, section: str, summary: str) -> str:
-    define(rid, sev, "legacy", section, summary)
-    return rid
+_rule = definer("legacy")
 
 
 TRUNCATED = _rule("legacy.stream.truncated", R, f"{LIBXC_DOC} HEADER, BODY PHASE, TAIL PHASE",

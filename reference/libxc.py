@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Iterator
 
 from .checker import Checker
-from .errors import StreamError
 from .formats import Codec
 from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, encode_record, make_header
 from .layout import Endian, Layout
-from .rules import Role, Severity, define
+from .rules import Role, Severity, definer
 from .source import Source, Truncated
 
 LAYER = "libxc"
@@ -135,9 +134,7 @@ CONTENT_RECORDS = frozenset({RecordType.PAGE_DATA, RecordType.X86_PV_P2M_FRAMES,
 R, W, E = Severity.REJECT, Severity.WRITER, Severity.EITHER
 
 
-def _rule(rid: str, sev: Severity, section: str, summary: str) -> str:
-    define(rid, sev, "libxc", section, summary)
-    return rid
+_rule = definer("libxc")
 
 
 STREAM_TRUNCATED = _rule("libxc.stream.truncated", R, "Records",

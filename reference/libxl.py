@@ -23,7 +23,7 @@ from .checker import Checker
 from .formats import Codec
 from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, encode_record, make_header
 from .layout import Endian, Layout
-from .rules import Role, Severity, define
+from .rules import Role, Severity, definer
 from .source import Source, Truncated
 
 LAYER = "libxl"
@@ -77,9 +77,7 @@ class ControlId(enum.IntEnum):
 R, W, E = Severity.REJECT, Severity.WRITER, Severity.EITHER
 
 
-def _rule(rid: str, sev: Severity, section: str, summary: str) -> str:
-    define(rid, sev, "libxl", section, summary)
-    return rid
+_rule = definer("libxl")
 
 
 STREAM_TRUNCATED = _rule("libxl.stream.truncated", R, "Record Overview",

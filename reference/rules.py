@@ -96,6 +96,14 @@ def define(rule_id: str, severity: Severity, spec: str, section: str, summary: s
     return rule
 
 
+def definer(spec: str):
+    """``_rule = definer("libxc")``: a function declaring rules of one spec and returning their ids."""
+    def _rule(rule_id: str, severity: Severity, section: str, summary: str) -> str:
+        define(rule_id, severity, spec, section, summary)
+        return rule_id
+    return _rule
+
+
 def get_rule(rule_id: str) -> Rule:
     try:
         return _CATALOGUE[rule_id]

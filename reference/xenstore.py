@@ -41,7 +41,7 @@ from .errors import StreamError
 from .formats import Codec
 from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, padding_length
 from .layout import Endian, Layout
-from .rules import Role, Severity, define
+from .rules import Role, Severity, definer
 from .source import Source, Truncated
 from .xenstore_records import (
     CONNECTION_DATA, DOMAIN_DATA, DOMID_INVALID, FIELD_UNIQUE_ID, GLOBAL_DATA, GLOBAL_QUOTA_DATA,
@@ -62,9 +62,7 @@ _DOMID = Layout("domid of perm1", "H", "domid")
 R, W, E = Severity.REJECT, Severity.WRITER, Severity.EITHER
 
 
-def _rule(rid: str, sev: Severity, section: str, summary: str) -> str:
-    define(rid, sev, "xenstore", section, summary)
-    return rid
+_rule = definer("xenstore")
 
 
 # stream, header, framing

@@ -20,7 +20,7 @@ from . import libxc, libxl
 from .checker import Checker
 from .formats import Codec, import_optional
 from .layout import Endian, Layout
-from .rules import Role, Severity, define
+from .rules import Role, Severity, definer
 from .source import Source, Truncated
 
 LAYER = "xl"
@@ -39,9 +39,7 @@ SECTION = "SaveFileHeader"
 R, W, E = Severity.REJECT, Severity.WRITER, Severity.EITHER
 
 
-def _rule(rid: str, sev: Severity, section: str, summary: str) -> str:
-    define(rid, sev, "xl", section, summary)
-    return rid
+_rule = definer("xl")
 
 
 TRUNCATED = _rule("xl.stream.truncated", R, SECTION,

@@ -19,7 +19,7 @@ from xenstream.reference.xenstore_records import (
     encode_header,
 )
 
-from ._draw import Draw, pattern, pick
+from ._draw import Draw, pick
 from ._registry import mutation, valid_builder
 
 FORMAT = "xenstore"

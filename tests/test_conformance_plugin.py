@@ -145,8 +145,8 @@ def test_impl_cmd_template_and_builtin_subprocess(suite):
 
 
 def test_xdist_gathers_results(suite):
-    r = suite.runpytest(*BASE, "-n", "2", f"--impl={suite.fake}", "--delivery=file",
-                        "--report=rep", "--known-failures=kf.txt", "--update-known-failures")
+    suite.runpytest(*BASE, "-n", "2", f"--impl={suite.fake}", "--delivery=file",
+                    "--report=rep", "--known-failures=kf.txt", "--update-known-failures")
     data = json.loads((suite.path / "rep" / "results.json").read_text())
     assert len(data["cases"]) == len(toy.CASES)
     assert len([l for l in (suite.path / "kf.txt").read_text().splitlines()
