@@ -244,11 +244,9 @@ class Suite:
         import xenstream.strategies as strategies
 
         target_id = f"{fmt}/strategies/{kind}" + (f"-{family}" if family else "")
-        try:
-            strat = strategies.valid(fmt) if kind == "valid" else \
-                strategies.malformed(fmt, family=family)
-        except Exception as exc:
-            pytest.skip(f"the strategies cannot generate {target_id}: {exc}")
+        # the targets come from strategies.families(): a strategy that cannot be
+        # built is a bug in the strategies, reported as an error, not a skip
+        strat = strategies.valid(fmt) if kind == "valid" else strategies.malformed(fmt, family=family)
         known_rules = {k.split("/")[1] for k in self.known.entries
                        if k.count("/") >= 2 and not any(c in k for c in "*?[")}
         known_rules.discard("valid")

@@ -83,7 +83,7 @@ def libxc_stream(guest: DomainType = DomainType.X86_HVM, *, version: int = 3, en
     if guest is DomainType.X86_PV:
         records.append(p2m_frames(pages))
     if optional:
-        records.append(libxc.UnknownRecord(0x80000123, b"optional", libxc.LAYER))
+        records.append(libxc.RawRecord(0x80000123, b"optional", libxc.LAYER))
     records += page_batches(pages, batch)
     records += tail_records(guest, vcpus)
     for _ in range(checkpoints):
@@ -127,7 +127,7 @@ def libxl_stream(guest: DomainType = DomainType.X86_HVM, *, endian: Endian = End
             items.append(libxl.CheckpointEnd())
     items += emu
     if optional:
-        items.append(libxl.UnknownRecord(0x80000042, b"libxl-optional", libxl.LAYER))
+        items.append(libxl.RawRecord(0x80000042, b"libxl-optional", libxl.LAYER))
     items.append(libxl.End())
     options = endian.bit | (libxl.OPT_LEGACY if legacy else 0)
     return libxl.LibxlStream(libxl.LibxlHeader(options=options), tuple(items))

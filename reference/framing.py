@@ -71,8 +71,13 @@ def encode_record(rtype: int, body: bytes, endian: Endian, *, padding: bytes | N
 
 
 @dataclass(frozen=True)
-class UnknownRecord:
-    """A record of a type the reader does not know; optional when bit 31 is set."""
+class RawRecord:
+    """A record held as its type and body.
+
+    What a reader makes of a type it does not know (optional when bit 31 is
+    set), and what tests and strategies build when they want a body that no
+    typed value expresses.  ``layer`` says whose byte order encodes it.
+    """
 
     record_type: int
     body: bytes = b""

@@ -16,7 +16,7 @@ from typing import ClassVar, Iterator
 
 from .checker import Checker
 from .formats import Codec
-from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, encode_record, make_header
+from .framing import RECORD_HEADER, RecordHeader, RawRecord, check_padding, encode_record, make_header
 from .layout import Endian, Layout
 from .rules import Role, Severity, definer
 from .source import Source, Truncated
@@ -859,7 +859,7 @@ class LibxcReader:
                                 f"unknown mandatory record type 0x{h.type:08x}")
         else:
             self.checker.note(f"  optional record 0x{h.type:08x} ignored ({h.body_length} octets)")
-        return UnknownRecord(h.type, self.blob(h), LAYER)
+        return RawRecord(h.type, self.blob(h), LAYER)
 
 
 # Parsers -----------------------------------------------------------------------

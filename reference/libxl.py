@@ -21,7 +21,7 @@ from typing import ClassVar, Iterator
 from . import libxc
 from .checker import Checker
 from .formats import Codec
-from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, encode_record, make_header
+from .framing import RECORD_HEADER, RecordHeader, RawRecord, check_padding, encode_record, make_header
 from .layout import Endian, Layout
 from .rules import Role, Severity, definer
 from .source import Source, Truncated
@@ -339,7 +339,7 @@ class LibxlReader:
                     ck.report(UNKNOWN_MANDATORY, offset, f"unknown mandatory record type 0x{rtype:08x}")
                 else:
                     ck.note(f"  optional record 0x{rtype:08x} ignored ({length} octets)")
-                value = UnknownRecord(rtype, self._blob(h), LAYER)
+                value = RawRecord(rtype, self._blob(h), LAYER)
             else:
                 value = parser(self, h)
             check_padding(src, h, ck, PADDING)

@@ -39,7 +39,7 @@ from typing import Iterator
 from .checker import Checker
 from .errors import StreamError
 from .formats import Codec
-from .framing import RECORD_HEADER, RecordHeader, UnknownRecord, check_padding, padding_length
+from .framing import RECORD_HEADER, RecordHeader, RawRecord, check_padding, padding_length
 from .layout import Endian, Layout
 from .rules import Role, Severity, definer
 from .source import Source, Truncated
@@ -386,7 +386,7 @@ class XenstoreReader:
     def _unknown(self, h: RecordHeader):
         self.checker.report(TYPE_RESERVED, h.offset, f"record type 0x{h.type:08x} is reserved")
         if self.collect:
-            return UnknownRecord(h.type, self.src.read_exact(h.body_length, "reserved record body"),
+            return RawRecord(h.type, self.src.read_exact(h.body_length, "reserved record body"),
                                  LAYER)
         self.src.skip(h.body_length, "reserved record body")
         return None

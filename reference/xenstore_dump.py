@@ -14,7 +14,7 @@ import dataclasses
 from typing import Iterable, Iterator
 
 from .checker import Checker
-from .framing import UnknownRecord
+from .framing import RawRecord
 from .layout import Endian
 from .source import Source
 from .xenstore import LAYER, iter_values, record_name
@@ -50,7 +50,7 @@ def _jsonable(v):
 
 def describe_record(rec) -> dict:
     """The fields of a record value, JSON-able."""
-    if isinstance(rec, UnknownRecord):
+    if isinstance(rec, RawRecord):
         return {"body_hex": rec.body[:256].hex(), "body_length": len(rec.body)}
     fields = _jsonable(rec)
     if isinstance(rec, ConnectionData):

@@ -23,7 +23,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from .framing import UnknownRecord, encode_record, padding_length
+from .framing import RawRecord, encode_record, padding_length
 from .layout import Endian, Layout
 
 IDENT = b"xenstore"
@@ -221,7 +221,7 @@ class DomainData:
 
 
 Record = (GlobalData | ConnectionData | WatchData | WatchDataExtended | TransactionData
-          | NodeData | GlobalQuotaData | DomainData | UnknownRecord)
+          | NodeData | GlobalQuotaData | DomainData | RawRecord)
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +279,7 @@ def encode_body(rec, endian: Endian) -> tuple[int, bytes]:
     if isinstance(rec, DomainData):
         fixed = DOMAIN_DATA.pack(endian, rec.domid, len(rec.quota), rec.features)
         return RecordType.DOMAIN_DATA, fixed + _quota_body(rec.quota, endian) + rec.trailing
-    if isinstance(rec, UnknownRecord):  # a type reserved for future use, kept raw
+    if isinstance(rec, RawRecord):  # a type reserved for future use, kept raw
         return rec.record_type, rec.body
     raise TypeError(f"not a xenstore record: {rec!r}")
 

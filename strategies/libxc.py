@@ -4,9 +4,10 @@ mutations that break one rule each."""
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 from xenstream.reference import libxc as X
-from xenstream.reference.framing import UnknownRecord, encode_record, padding_length
+from xenstream.reference.framing import RawRecord, encode_record, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType, PageType, RecordType
 
@@ -24,15 +25,8 @@ PV_TYPES = (PageType.NOTAB, PageType.L1TAB, PageType.L2TAB, PageType.L3TAB, Page
             PageType.XTAB, PageType.BROKEN, PageType.XALLOC)
 
 
-class Raw(X.Record):
-    """A record of any type and body, for framing typed values cannot express."""
-
-    def __init__(self, rtype: int, body: bytes):
-        self.TYPE = rtype
-        self.body = body
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return self.body
+#: A record of any type and body, for framing that typed values cannot express.
+Raw = partial(RawRecord, layer=X.LAYER)
 
 
 # --------------------------------------------------------------------------
@@ -106,9 +100,9 @@ def tail_records(d: Draw, guest, vcpus: int, page_size: int) -> list[X.Record]:
     return out
 
 
-def optional_record(d: Draw) -> UnknownRecord:
+def optional_record(d: Draw) -> RawRecord:
     rtype = X.OPTIONAL_BIT | d.choice([0x123, d.int(0x13, 0x7FFFFFFF)])
-    return UnknownRecord(rtype, pattern(rtype, d.int(0, 20)), X.LAYER)
+    return RawRecord(rtype, pattern(rtype, d.int(0, 20)), X.LAYER)
 
 
 def build(d: Draw, *, guest=None, version=None, byteorder=None, pages=None, records=None,
@@ -243,7 +237,7 @@ def _padding_nonzero(d: Draw):
     padded = [i for i, r in enumerate(s.records) if padding_length(len(r.encode_body(s.endian)))]
     if not padded or d.bool():
         i = d.int(0, len(s.records) - 1)
-        s = edit(s, i, UnknownRecord(X.OPTIONAL_BIT | 0x777, pattern(i, d.int(1, 7) + 8 * d.int(0, 2)),
+        s = edit(s, i, RawRecord(X.OPTIONAL_BIT | 0x777, pattern(i, d.int(1, 7) + 8 * d.int(0, 2)),
                                      X.LAYER), drop=0)
         padded = [i]
     i = d.choice(padded)

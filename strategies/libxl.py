@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 from xenstream.reference import libxc as X
 from xenstream.reference import libxl as L
-from xenstream.reference.framing import UnknownRecord, padding_length
+from xenstream.reference.framing import RawRecord, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType
 from xenstream.reference.libxl import RecordType
@@ -21,13 +22,8 @@ KEY_ALPHABET = bytes(sorted(L.KEY_CHARS - {ord("/")}))
 VALUE_ALPHABET = bytes(sorted(L.VALUE_CHARS))
 
 
-class Raw(L.Record):
-    def __init__(self, rtype: int, body: bytes):
-        self.TYPE = rtype
-        self.body = body
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return self.body
+#: A record of any type and body, for framing that typed values cannot express.
+Raw = partial(RawRecord, layer=L.LAYER)
 
 
 def key(d: Draw) -> bytes:
@@ -47,9 +43,9 @@ def emulator_records(d: Draw, emu_id: int) -> list[L.Record]:
     return out
 
 
-def optional_record(d: Draw) -> UnknownRecord:
+def optional_record(d: Draw) -> RawRecord:
     rtype = L.OPTIONAL_BIT | d.int(6, 0x7FFFFFFF)
-    return UnknownRecord(rtype, pattern(rtype, d.int(0, 20)), L.LAYER)
+    return RawRecord(rtype, pattern(rtype, d.int(0, 20)), L.LAYER)
 
 
 def build(d: Draw, *, guest=None, version=None, byteorder=None, libxc_byteorder=None, pages=None,
@@ -61,7 +57,7 @@ def build(d: Draw, *, guest=None, version=None, byteorder=None, libxc_byteorder=
     xc = SX.build(d, guest=guest, version=version, byteorder=xc_endian, pages=pages, records=records,
                   checkpoints=checkpoints, optional=optional, vcpus=vcpus)
     legacy = pick(d, legacy, lambda: d.bool())
-    opt = any(isinstance(r, UnknownRecord) for r in xc.records) if optional is None else optional
+    opt = any(isinstance(r, RawRecord) for r in xc.records) if optional is None else optional
     hvm = xc.domain_header.type == DomainType.X86_HVM
     emu_id = d.choice([2, 1, 0] if legacy else [2, 1])
 
@@ -174,7 +170,7 @@ def _padding_nonzero(d: Draw):
     cands = [i for i, (off, n, layer) in enumerate(lay) if layer == L.LAYER and padding_length(n)]
     if not cands or d.bool():
         i = d.choice(libxl_slots(s))
-        s = edit(s, i, UnknownRecord(L.OPTIONAL_BIT | 0x55, pattern(i, 8 * d.int(0, 1) + d.int(1, 7)), L.LAYER),
+        s = edit(s, i, RawRecord(L.OPTIONAL_BIT | 0x55, pattern(i, 8 * d.int(0, 1) + d.int(1, 7)), L.LAYER),
                  drop=0)
         lay, _ = layout(s)
         cands = [i]
@@ -190,7 +186,7 @@ def _padding_missing(d: Draw):
     s = build(d)
     n = d.int(1, 7)
     k = len(s.items) - 1
-    s = edit(s, k, UnknownRecord(L.OPTIONAL_BIT | 0x66, pattern(n, n), L.LAYER), drop=0)
+    s = edit(s, k, RawRecord(L.OPTIONAL_BIT | 0x66, pattern(n, n), L.LAYER), drop=0)
     lay, _ = layout(s)
     off, _, _ = lay[k]
     end = off + 8 + n
@@ -388,7 +384,7 @@ def _unknown_optional(d: Draw):
 def _body_length_past_end(d: Draw):
     s = build(d)
     k = len(s.items) - 1
-    s = edit(s, k, UnknownRecord(L.OPTIONAL_BIT | 0x77, pattern(k, d.int(0, 16)), L.LAYER), drop=0)
+    s = edit(s, k, RawRecord(L.OPTIONAL_BIT | 0x77, pattern(k, d.int(0, 16)), L.LAYER), drop=0)
     lay, total = layout(s)
     off = lay[k][0]
     value = total - (off + 8) + d.int(1, 4096)

@@ -5,9 +5,10 @@ reference must report."""
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 from .. import build, libxc
-from ..framing import encode_record
+from ..framing import RawRecord, encode_record
 from ..layout import Endian
 from ..libxc import DomainType, PageType, RecordType
 from . import Example
@@ -17,15 +18,8 @@ HVM, PV = DomainType.X86_HVM, DomainType.X86_PV
 HEADERS = libxc.IMAGE_HEADER.size + libxc.DOMAIN_HEADER.size
 
 
-class Raw(libxc.Record):
-    """A record with an arbitrary type and body, for framing that typed values cannot express."""
-
-    def __init__(self, rtype: int, body: bytes):
-        self.TYPE = rtype
-        self.body = body
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return self.body
+#: A record of any type and body, for framing that typed values cannot express.
+Raw = partial(RawRecord, layer=libxc.LAYER)
 
 
 def _meta(stream: libxc.LibxcStream, **extra) -> dict:

@@ -5,8 +5,10 @@ reference must report."""
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 from .. import build, libxc, libxl
+from ..framing import RawRecord
 from ..layout import Endian
 from ..libxc import DomainType
 from ..libxl import EmulatorId, RecordType
@@ -16,15 +18,8 @@ FORMAT = "libxl"
 HVM, PV = DomainType.X86_HVM, DomainType.X86_PV
 
 
-class Raw(libxl.Record):
-    """A libxl record with an arbitrary type and body."""
-
-    def __init__(self, rtype: int, body: bytes):
-        self.TYPE = rtype
-        self.body = body
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return self.body
+#: A record of any type and body, for framing that typed values cannot express.
+Raw = partial(RawRecord, layer=libxl.LAYER)
 
 
 def _meta(stream: libxl.LibxlStream, **extra) -> dict:
