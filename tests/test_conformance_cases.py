@@ -1,30 +1,15 @@
 """Case collection, ids, prefixes, known-failures files and reports of the conformance runner."""
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import pytest
 
+import conformance_toy as toy  # tests/ is on pytest's pythonpath (pyproject.toml)
 from xenstream.conformance import cases as cm
 from xenstream.conformance import report_cmd
 from xenstream.conformance.known_failures import KnownFailures
 from xenstream.conformance.results import CaseResult, Run
-
-
-def _load_toy():
-    name = "conformance_toy"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("conformance_toy.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-toy = _load_toy()
 
 
 @pytest.fixture(autouse=True)

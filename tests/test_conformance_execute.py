@@ -1,12 +1,11 @@
 """The conformance runner's process handling, verdicts, judging and runner (no pytest plugin)."""
 
-import importlib.util
-import pathlib
 import sys
 import time
 
 import pytest
 
+import conformance_toy as toy  # tests/ is on pytest's pythonpath (pyproject.toml)
 from xenstream.conformance import execute as ex
 from xenstream.conformance.execute import Builtin, Limits, Observed, Program, classify, run_process
 from xenstream.conformance.judge import judge, required_verdict
@@ -14,18 +13,6 @@ from xenstream.conformance.known_failures import KnownFailures
 from xenstream.conformance.runner import Runner, parse_delivery
 
 
-def _load_toy():
-    name = "conformance_toy"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("conformance_toy.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-toy = _load_toy()
 FAST = Limits(timeout=2.0, memory_mb=512, output_limit=200_000)
 
 

@@ -1,29 +1,15 @@
 """The conformance pytest plugin, run with pytester on the toy format and a buggy fake verifier."""
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import pytest
+
+import conformance_toy as toy  # tests/ is on pytest's pythonpath (pyproject.toml)
 
 pytest_plugins = ["pytester"]
 
 SUITE = pathlib.Path(__file__).resolve().parent.parent / "conformance" / "test_conformance.py"
-
-
-def _load_toy():
-    name = "conformance_toy"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, pathlib.Path(__file__).with_name("conformance_toy.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
-
-
-toy = _load_toy()
 
 
 @pytest.fixture
