@@ -689,15 +689,23 @@ class LibxcReader:
             self.ended = True
         return rtype, h, value
 
-    def read_records(self) -> int:
-        """Read records until END (or CHECKPOINT when stopping there); returns which."""
+    def read_records(self, each=None) -> int:
+        """Read records until END (or CHECKPOINT when stopping there); returns which.
+
+        When collecting, each typed record is appended to ``records``, or
+        handed to ``each(index, header, value)`` instead when that is given
+        (a dump wants the offsets too)."""
         read_one, collect, records = self.read_one, self.collect, self.records
         run = None if collect else self._page_data_run
         while True:
             if run is not None:
                 run()
-            rtype, _, value = read_one()
-            if collect and value is not None:
+            index = self.index
+            rtype, h, value = read_one()
+            if each is not None:
+                if value is not None:
+                    each(index, h, value)
+            elif collect and value is not None:
                 records.append(value)
             if rtype == RecordType.END:
                 return RecordType.END
@@ -1203,6 +1211,13 @@ def describe_record(rec: Record) -> dict:
     return out
 
 
+def record_item(index: int, offset: int, length: int, rec, layer: str = LAYER) -> dict:
+    """The ``xenstream dump`` item of one record."""
+    return {"layer": layer, "kind": "record", "index": index, "offset": offset,
+            "type": record_name(rec.type), "type_value": rec.type, "body_length": length,
+            "fields": describe_record(rec)}
+
+
 def dump_items(image: ImageHeader, domain: DomainHeader, records_with_offsets, layer: str = LAYER):
     yield {"layer": layer, "kind": "image header", "offset": None,
            "fields": {"version": image.version, "endian": image.endian.value,
@@ -1212,9 +1227,7 @@ def dump_items(image: ImageHeader, domain: DomainHeader, records_with_offsets, l
                       "page_shift": domain.page_shift, "xen_major": domain.xen_major,
                       "xen_minor": domain.xen_minor, "reserved": domain.reserved}}
     for index, offset, length, rec in records_with_offsets:
-        yield {"layer": layer, "kind": "record", "index": index, "offset": offset,
-               "type": record_name(rec.type), "type_value": rec.type, "body_length": length,
-               "fields": describe_record(rec)}
+        yield record_item(index, offset, length, rec, layer)
 
 
 def iter_records(reader: LibxcReader) -> Iterator[tuple[int, int, int, Record]]:

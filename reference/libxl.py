@@ -355,6 +355,9 @@ class LibxlReader:
         return rtype, h, value
 
     _resumable = False
+    #: when set, the embedded libxc records go to ``libxc_each(index, header, value)``
+    #: instead of ``items`` (see LibxcReader.read_records)
+    libxc_each = None
 
     def read_records(self) -> None:
         while not self.ended:
@@ -379,7 +382,7 @@ class LibxlReader:
                 self.items[-1] = LibxcContext(reader.image_header, reader.domain_header)
         self._resumable = False
         first = len(reader.records)
-        result = reader.read_records()
+        result = reader.read_records(each=self.libxc_each)
         if self.collect:
             self.items.extend(reader.records[first:])
             del reader.records[:]
@@ -601,6 +604,8 @@ def dump(src: Source, checker: Checker) -> Iterator[dict]:
     yield {"layer": LAYER, "kind": "header", "offset": 0,
            "fields": {"version": reader.header.version, "endian": reader.endian.value,
                       "legacy": reader.header.legacy, "options": reader.header.options}}
+    handed: list[tuple] = []
+    reader.libxc_each = lambda index, h, value: handed.append((index, h, value))
     while not reader.ended:
         index = reader.index
         before = len(reader.items)
@@ -608,18 +613,22 @@ def dump(src: Source, checker: Checker) -> Iterator[dict]:
         new = reader.items[before:]
         del reader.items[before:]
         for item in new:
-            if item.layer == libxc.LAYER:
-                yield {"layer": libxc.LAYER, "kind": "record", "type": libxc.record_name(item.type),
-                       "type_value": item.type, "fields": libxc.describe_record(item)}
-            elif isinstance(item, LibxcContext):
+            if isinstance(item, LibxcContext):
                 yield {"layer": LAYER, "kind": "record", "index": index, "offset": h.offset,
                        "type": "LIBXC_CONTEXT", "type_value": 1, "body_length": h.body_length, "fields": {}}
                 if item.image_header is not None:
-                    yield from libxc.dump_items(item.image_header, item.domain_header, ())
+                    at = h.offset + 8 + h.body_length
+                    for header_item, size in zip(libxc.dump_items(item.image_header, item.domain_header, ()),
+                                                 (libxc.IMAGE_HEADER.size, libxc.DOMAIN_HEADER.size)):
+                        yield {**header_item, "offset": at}
+                        at += size
             else:
                 yield {"layer": LAYER, "kind": "record", "index": index, "offset": h.offset,
                        "type": record_name(item.type), "type_value": item.type,
                        "body_length": h.body_length, "fields": describe_record(item)}
+        for xc_index, xc_header, xc_value in handed:
+            yield libxc.record_item(xc_index, xc_header.offset, xc_header.body_length, xc_value)
+        handed.clear()
     reader.check_trailing()
 
 

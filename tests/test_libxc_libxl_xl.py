@@ -181,3 +181,14 @@ def test_decode_accepts_writer_findings_in_restore_role_only():
     with pytest.raises(StreamError) as info:
         libxc.decode(bytes(data), role=Role.STRICT)
     assert info.value.rule.id == "libxc.image_header.options_reserved"
+
+
+def test_libxl_dump_gives_every_record_of_both_layers_with_its_offset():
+    s = build.libxl_stream(DomainType.X86_HVM, checkpoints=1)
+    data = libxl.encode(s)
+    items = list(libxl.dump(Source.from_bytes(data), Checker()))
+    records = [i for i in items if i["kind"] == "record"]
+    assert [r["offset"] for r in records] == build.libxl_item_offsets(s)
+    assert [(r["layer"], r["type_value"]) for r in records] == [(i.layer, i.type) for i in s.items]
+    image = next(i for i in items if i["kind"] == "image header")
+    assert data[image["offset"]:image["offset"] + 8] == b"\xff" * 8
