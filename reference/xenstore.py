@@ -39,7 +39,7 @@ from typing import Iterator
 from .checker import Checker
 from .errors import StreamError
 from .formats import Codec
-from .framing import RECORD_HEADER, RecordHeader, RawRecord, check_padding, padding_length
+from .framing import RECORD_HEADER, RecordHeader, RawRecord, check_padding, make_header, padding_length
 from .layout import Endian, Layout
 from .rules import Role, Severity, definer
 from .source import Source, Truncated
@@ -341,13 +341,13 @@ class XenstoreReader:
             while True:
                 offset = src.offset
                 try:
-                    rtype, length = hdr_struct.unpack(src.read_exact(8, "record header"))
+                    rtype, length = src.unpack(hdr_struct, "record header")
                 except Truncated as t:
                     ck.at(LAYER, self.index, "record header")
                     if t.got:
                         raise
                     ck.fail(TRUNCATED, offset, "input ends without an END record")
-                h = RecordHeader(rtype, length, offset)
+                h = make_header((rtype, length, offset))
                 ck.at(LAYER, self.index, _NAMES.get(rtype) or record_name(rtype))
                 self._end = offset + 8 + length
                 if rtype == RecordType.END:
