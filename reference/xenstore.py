@@ -54,6 +54,9 @@ from .xenstore_records import (
 
 LAYER = "xenstore"
 _DOMID = Layout("domid of perm1", "H", "domid")
+#: A NODE_DATA record's header and fixed fields, read in one go by the validation fast path.
+_NODE_RECORD = Layout("NODE_DATA record header and fields", "IIIIHHHH", "type", "len", "conn-id",
+                      "tx-id", "path-len", "value-len", "access", "perm-count")
 
 # --------------------------------------------------------------------------
 # Rules
@@ -248,7 +251,9 @@ class XenstoreReader:
     :meth:`items` yields ``("header", offset, Header)``, then
     ``("record", RecordHeader, value)`` for each record before END (``value``
     is None unless ``collect``, or when the record cannot be decoded), then
-    ``("end", RecordHeader, None)``.
+    ``("end", RecordHeader, None)``.  When not collecting, the records that
+    :meth:`_node_data_run` passes over are not yielded; ``counts`` (records
+    by type, in order of first appearance) counts every record before END.
     """
 
     def __init__(self, src: Source, checker: Checker, *, collect: bool = False):
@@ -263,6 +268,8 @@ class XenstoreReader:
         self._end = 0  # absolute offset of the end of the current body
         self._node = NODE_DATA.le  # NODE_DATA's struct in the stream's byte order
         self._domid = _DOMID.le
+        self._node_record = _NODE_RECORD.le
+        self.counts: dict[int, int] = {}
 
     # -- truncation ------------------------------------------------------------
     def _truncated(self, t: Truncated):
@@ -325,6 +332,7 @@ class XenstoreReader:
         self.endian = Endian.from_bit(flags)
         self._node = NODE_DATA.of(self.endian)
         self._domid = _DOMID.of(self.endian)
+        self._node_record = _NODE_RECORD.of(self.endian)
         self.version = version
         self.header = Header(version, self.endian, flags & ~1)
         ck.note(f"xenstore header: version {version}, {self.endian.value}-endian")
@@ -337,8 +345,12 @@ class XenstoreReader:
         src, ck = self.src, self.checker
         hdr_struct = RECORD_HEADER.of(self.endian)
         parsers = _PARSERS
+        counts = self.counts
+        run = None if self.collect else self._node_data_run
         try:
             while True:
+                if run is not None:
+                    run()
                 offset = src.offset
                 try:
                     rtype, length = src.unpack(hdr_struct, "record header")
@@ -379,9 +391,64 @@ class XenstoreReader:
                 if length & 7:
                     check_padding(src, h, ck, PADDING)
                 self.index += 1
+                counts[rtype] = counts.get(rtype, 0) + 1
                 yield ("record", h, value)
         except Truncated as t:
             self._truncated(t)
+
+    def _node_data_run(self) -> None:
+        """Validation fast path: pass over buffered committed NODE_DATA records that obey every rule.
+
+        A record is taken here only when all of it (header, body, padding) has
+        already arrived and it passes every rule that applies to it: type
+        NODE_DATA, conn-id, tx-id and access 0 (committed, nothing ignored
+        set), perm-count > 0, every perm letter one of w r b n and every perm
+        flags 0 or 1, len exactly the fixed fields, permissions, path and
+        value (neither short nor excess), zero padding, a path that ends with
+        its only NUL, starts with '/' and whose parent ('/' or an earlier
+        committed node) is known.  For such a record it does what
+        :func:`_parse_node` does and nothing more: add the owner (perm1's
+        domid) to the named domains and the path's hash to the known nodes.
+        Anything else, and every record that is not NODE_DATA, stops the run
+        and goes through :func:`_parse_node` or its own parser, which checks
+        it and reports what it breaks; so this path can only skip work (the
+        checker's location, the copies of body parts), never a finding.  Values
+        are passed over in the buffer, never copied.
+        """
+        buf, pos = self.src.window()
+        end = len(buf)
+        head, owner = self._node_record, self._domid
+        known, domids = self.state.known, self.state.domids
+        node_data = RecordType.NODE_DATA
+        n = 0
+        while pos + 24 <= end:
+            rtype, length, conn_id, tx_id, plen, vlen, access, nperm = head.unpack_from(buf, pos)
+            if rtype != node_data or conn_id or tx_id or access or not nperm or not plen:
+                break
+            at = pos + 24 + 4 * nperm  # the path
+            stop = pos + 8 + length    # the end of the body; the padding follows
+            following = stop + (-length & 7)
+            if length != 16 + 4 * nperm + plen + vlen or following > end:
+                break
+            if buf.count(0, stop, following) != following - stop:
+                break
+            perms = buf[pos + 24:at]
+            if perms[0::4].translate(None, PERM_LETTERS) or perms[1::4].translate(None, b"\x00\x01"):
+                break
+            if buf[at] != 0x2F or buf.find(0, at, at + plen) != at + plen - 1:  # '/'
+                break
+            name = buf[at:at + plen - 1]
+            cut = name.rfind(b"/")
+            if hash(name[:cut] if cut > 0 else b"/") not in known:
+                break
+            known.add(hash(name))
+            domids.add(owner.unpack_from(buf, pos + 26)[0])
+            pos = following
+            n += 1
+        if n:
+            self.src.consume_to(pos)
+            self.index += n
+            self.counts[RecordType.NODE_DATA] = self.counts.get(RecordType.NODE_DATA, 0) + n
 
     def _unknown(self, h: RecordHeader):
         self.checker.report(TYPE_RESERVED, h.offset, f"record type 0x{h.type:08x} is reserved")
@@ -698,13 +765,11 @@ def _as_source(data) -> Source:
 def validate(src: Source, checker: Checker) -> None:
     """Validate a xenstore stream (streaming; bounded memory, see the module docstring)."""
     reader = XenstoreReader(src, checker)
-    counts: dict[str, int] = {}
-    for kind, h, _ in reader.items():
-        if kind == "record" and checker.verbose:
-            name = record_name(h.type)
-            counts[name] = counts.get(name, 0) + 1
+    for _ in reader.items():
+        pass
     if checker.verbose:
-        checker.note("xenstore records: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
+        checker.note("xenstore records: "
+                     + ", ".join(f"{n} {record_name(t)}" for t, n in reader.counts.items()))
 
 
 def decode(data, *, role: Role = Role.RESTORE) -> XenstoreStream:
