@@ -34,6 +34,7 @@ only reported (``xenstore.node_data.parent_outside_stream``, ``either``).
 from __future__ import annotations
 
 import io
+import re
 from typing import Iterator
 
 from .checker import Checker
@@ -57,6 +58,8 @@ _DOMID = Layout("domid of perm1", "H", "domid")
 #: A NODE_DATA record's header and fixed fields, read in one go by the validation fast path.
 _NODE_RECORD = Layout("NODE_DATA record header and fields", "IIIIHHHH", "type", "len", "conn-id",
                       "tx-id", "path-len", "value-len", "access", "perm-count")
+#: Node permission specifiers that break no rule: perm one of w r b n, flags 0 or 1 (fast path).
+_GOOD_PERMS = re.compile(rb"(?:[" + PERM_LETTERS + rb"][\x00\x01]..)*", re.DOTALL)
 
 # --------------------------------------------------------------------------
 # Rules
@@ -419,7 +422,7 @@ class XenstoreReader:
         end = len(buf)
         head, owner = self._node_record, self._domid
         known, domids = self.state.known, self.state.domids
-        node_data = RecordType.NODE_DATA
+        node_data, good_perms = RecordType.NODE_DATA, _GOOD_PERMS.fullmatch
         n = 0
         while pos + 24 <= end:
             rtype, length, conn_id, tx_id, plen, vlen, access, nperm = head.unpack_from(buf, pos)
@@ -432,8 +435,7 @@ class XenstoreReader:
                 break
             if buf.count(0, stop, following) != following - stop:
                 break
-            perms = buf[pos + 24:at]
-            if perms[0::4].translate(None, PERM_LETTERS) or perms[1::4].translate(None, b"\x00\x01"):
+            if good_perms(buf, pos + 24, at) is None:
                 break
             if buf[at] != 0x2F or buf.find(0, at, at + plen) != at + plen - 1:  # '/'
                 break
