@@ -530,7 +530,7 @@ class Detection:
     ambiguous: bool = False
 
 
-def detect(prefix: bytes) -> Detection:
+def detect(prefix: bytes, *, xl_header: bool = True) -> Detection:
     """Tell the toolstack width and guest type from an image's first octets.
 
     libxc spec, "Legacy Images": octets 4-7 are zero in a 64-bit image (the
@@ -538,9 +538,10 @@ def detect(prefix: bytes) -> Detection:
     signature 0xffffffff (PV) or the first chunk type, negative or a positive
     page count (HVM).  A 32-bit HVM image whose body is empty (first chunk 0)
     is indistinguishable and is reported as 64-bit, ``ambiguous``.  An xl
-    savefile header in front is recognised by its magic and skipped.
+    savefile header in front is recognised by its magic and skipped, unless
+    ``xl_header`` is false (the caller has dealt with any xl header already).
     """
-    xl = prefix.startswith(XL_MAGIC)
+    xl = xl_header and prefix.startswith(XL_MAGIC)
     if xl:
         hdr_end = len(XL_MAGIC) + XL_HEADER_WORDS.size
         if len(prefix) < hdr_end:
@@ -667,7 +668,8 @@ class _Reader:
             if self.sink:
                 self.sink(xl_header)
         prefix = src.peek(64)
-        det = detect(prefix)
+        # the xl header, if any, is behind us: octets that look like another one are the image's
+        det = detect(prefix, xl_header=False)
         self.detection = det
         width = self.opt["width"] or det.width
         guest = self.opt["guest"] or det.guest
