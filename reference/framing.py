@@ -70,6 +70,46 @@ def encode_record(rtype: int, body: bytes, endian: Endian, *, padding: bytes | N
     return RECORD_HEADER.pack(endian, rtype, len(body)) + body + pad
 
 
+class BodyReader:
+    """What the record readers of the libxc and libxl streams share.
+
+    A subclass sets ``src``, ``checker``, ``collect`` and ``index``, names its
+    ``LAYER`` and ``TRAILING_DATA`` rule, and says what a record is called
+    (``record_name``), for messages.
+    """
+
+    LAYER: str
+    TRAILING_DATA: str
+
+    def record_name(self, rtype: int) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def skip_body(self, h: RecordHeader, consumed: int = 0) -> None:
+        """Pass over the rest of a body (a seek on a regular file)."""
+        left = h.body_length - consumed
+        if left > 0:
+            self.src.skip(left, f"{self.record_name(h.type)} body")
+
+    def blob(self, h: RecordHeader, consumed: int = 0) -> bytes:
+        """The rest of the body: kept when collecting, skipped otherwise."""
+        if self.collect:
+            return self.src.read_exact(h.body_length - consumed, f"{self.record_name(h.type)} body")
+        self.skip_body(h, consumed)
+        return b""
+
+    def empty(self, h: RecordHeader, rule: str) -> None:
+        """A record whose body_length is 0: report ``rule`` and skip the body otherwise."""
+        if h.body_length:
+            self.checker.report(rule, h.offset + 4, f"body_length is {h.body_length}, expected 0")
+            self.skip_body(h)
+
+    def check_trailing(self) -> None:
+        """For the outermost stream: nothing may follow END."""
+        if not self.src.at_eof():
+            self.checker.at(self.LAYER, self.index, "after END")
+            self.checker.report(self.TRAILING_DATA, self.src.offset, "data follows the END record")
+
+
 @dataclass(frozen=True)
 class RawRecord:
     """A record held as its type and body.

@@ -16,7 +16,7 @@ from typing import ClassVar, Iterator
 
 from .checker import Checker
 from .formats import Codec
-from .framing import RECORD_HEADER, RecordHeader, RawRecord, check_padding, encode_record, make_header
+from .framing import RECORD_HEADER, BodyReader, RecordHeader, RawRecord, check_padding, encode_record, make_header
 from .layout import Endian, Layout
 from .rules import Role, Severity, definer
 from .source import Source, Truncated
@@ -559,7 +559,7 @@ class _StreamState:
         self.pv_info: X86PvInfo | None = None
 
 
-class LibxcReader:
+class LibxcReader(BodyReader):
     """Reads (and validates) a libxc stream from a :class:`Source`.
 
     ``read_headers()`` then ``read_records()`` until it returns ``END``; when
@@ -568,6 +568,10 @@ class LibxcReader:
     streams).  With ``collect`` the typed records are appended to
     ``self.records``.
     """
+
+    LAYER = LAYER
+    TRAILING_DATA = TRAILING_DATA
+    record_name = staticmethod(record_name)
 
     def __init__(self, src: Source, checker: Checker, *, collect: bool = False,
                  stop_at_checkpoint: bool = False):
@@ -596,9 +600,7 @@ class LibxcReader:
 
     # -- truncation --------------------------------------------------------
     def _truncated(self, t: Truncated):
-        self.checker.fail(STREAM_TRUNCATED, t.end,
-                          f"input ends inside the {t.what} that starts at offset {t.offset} "
-                          f"({t.got} of {t.wanted} octets present)")
+        self.checker.fail(STREAM_TRUNCATED, t.end, t.describe())
 
     # -- headers -------------------------------------------------------------
     def read_headers(self) -> None:
@@ -748,20 +750,9 @@ class LibxcReader:
             self.index += n
             self.counts[1] = self.counts.get(1, 0) + n
 
-    def check_trailing(self) -> None:
-        """For a stand-alone stream: nothing may follow END."""
-        if not self.src.at_eof():
-            self.checker.at(LAYER, self.index, "after END")
-            self.checker.report(TRAILING_DATA, self.src.offset, "data follows the END record")
-
     # -- helpers for parsers -------------------------------------------------
     def body(self, h: RecordHeader) -> bytes:
         return self.src.read_exact(h.body_length, f"{_NAMES.get(h.type, 'record')} body")
-
-    def skip_body(self, h: RecordHeader, consumed: int = 0) -> None:
-        left = h.body_length - consumed
-        if left > 0:
-            self.src.skip(left, f"{_NAMES.get(h.type, 'record')} body")
 
     def fixed(self, h: RecordHeader, layout: Layout, rule: str) -> tuple | None:
         """Read a fixed-size body; report ``rule`` and skip it when the length is wrong."""
@@ -771,19 +762,6 @@ class LibxcReader:
             self.skip_body(h)
             return None
         return layout.unpack(self.endian, self.src.read_exact(layout.size, f"{layout.name} body"))
-
-    def empty(self, h: RecordHeader, rule: str, value: Record) -> Record | None:
-        if h.body_length:
-            self.checker.report(rule, h.offset + 4, f"body_length is {h.body_length}, expected 0")
-            self.skip_body(h)
-        return value
-
-    def blob(self, h: RecordHeader, consumed: int = 0) -> bytes:
-        """The rest of the body: kept when collecting, skipped otherwise."""
-        if self.collect:
-            return self.src.read_exact(h.body_length - consumed, f"{_NAMES.get(h.type, 'record')} body")
-        self.skip_body(h, consumed)
-        return b""
 
     def entries(self, layout: Layout, count: int, what: str):
         """Yield ``count`` fixed-size entries, read a bounded piece at a time."""
@@ -874,15 +852,18 @@ class LibxcReader:
 
 
 def _parse_end(r: LibxcReader, h: RecordHeader):
-    return r.empty(h, END_LENGTH, End())
+    r.empty(h, END_LENGTH)
+    return End()
 
 
 def _parse_verify(r: LibxcReader, h: RecordHeader):
-    return r.empty(h, VERIFY_LENGTH, Verify())
+    r.empty(h, VERIFY_LENGTH)
+    return Verify()
 
 
 def _parse_checkpoint(r: LibxcReader, h: RecordHeader):
-    return r.empty(h, CHECKPOINT_LENGTH, Checkpoint())
+    r.empty(h, CHECKPOINT_LENGTH)
+    return Checkpoint()
 
 
 def _parse_static_data_end(r: LibxcReader, h: RecordHeader):
@@ -891,7 +872,8 @@ def _parse_static_data_end(r: LibxcReader, h: RecordHeader):
     if not r.state.static_end:
         r.state.static_end = True
         r._state_changed()
-    return r.empty(h, SDE_LENGTH, StaticDataEnd())
+    r.empty(h, SDE_LENGTH)
+    return StaticDataEnd()
 
 
 def _parse_page_data(r: LibxcReader, h: RecordHeader):

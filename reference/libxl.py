@@ -21,7 +21,7 @@ from typing import ClassVar, Iterator
 from . import libxc
 from .checker import Checker
 from .formats import Codec
-from .framing import RECORD_HEADER, RecordHeader, RawRecord, check_padding, encode_record, make_header
+from .framing import RECORD_HEADER, BodyReader, RecordHeader, RawRecord, check_padding, encode_record, make_header
 from .layout import Endian, Layout
 from .rules import Role, Severity, definer
 from .source import Source, Truncated
@@ -280,7 +280,11 @@ def encode(stream: LibxlStream) -> bytes:
 # --------------------------------------------------------------------------
 
 
-class LibxlReader:
+class LibxlReader(BodyReader):
+    LAYER = LAYER
+    TRAILING_DATA = TRAILING_DATA
+    record_name = staticmethod(record_name)
+
     def __init__(self, src: Source, checker: Checker, *, collect: bool = False):
         self.src = src
         self.checker = checker
@@ -295,9 +299,7 @@ class LibxlReader:
         self.counts: dict[int, int] = {}
 
     def _truncated(self, t: Truncated):
-        self.checker.fail(STREAM_TRUNCATED, t.end,
-                          f"input ends inside the {t.what} that starts at offset {t.offset} "
-                          f"({t.got} of {t.wanted} octets present)")
+        self.checker.fail(STREAM_TRUNCATED, t.end, t.describe())
 
     def read_header(self) -> None:
         src, ck = self.src, self.checker
@@ -339,7 +341,7 @@ class LibxlReader:
                     ck.report(UNKNOWN_MANDATORY, offset, f"unknown mandatory record type 0x{rtype:08x}")
                 else:
                     ck.note(f"  optional record 0x{rtype:08x} ignored ({length} octets)")
-                value = RawRecord(rtype, self._blob(h), LAYER)
+                value = RawRecord(rtype, self.blob(h), LAYER)
             else:
                 value = parser(self, h)
             check_padding(src, h, ck, PADDING)
@@ -363,11 +365,6 @@ class LibxlReader:
         while not self.ended:
             self.read_one()
 
-    def check_trailing(self) -> None:
-        if not self.src.at_eof():
-            self.checker.at(LAYER, self.index, "after END")
-            self.checker.report(TRAILING_DATA, self.src.offset, "data follows the END record")
-
     # -- the embedded libxc stream ----------------------------------------------
     def _run_libxc(self, rtype: int) -> None:
         saved = self.checker.save()
@@ -390,28 +387,12 @@ class LibxlReader:
         self._resumable = False
         self.checker.restore(saved)
 
-    def _blob(self, h: RecordHeader, consumed: int = 0) -> bytes:
-        if self.collect:
-            return self.src.read_exact(h.body_length - consumed, f"{record_name(h.type)} body")
-        if h.body_length - consumed:
-            self.src.skip(h.body_length - consumed, f"{record_name(h.type)} body")
-        return b""
-
-    def _skip(self, h: RecordHeader, consumed: int = 0) -> None:
-        if h.body_length - consumed:
-            self.src.skip(h.body_length - consumed, f"{record_name(h.type)} body")
-
-    def _empty(self, h: RecordHeader, rule: str) -> None:
-        if h.body_length:
-            self.checker.report(rule, h.offset + 4, f"body_length is {h.body_length}, expected 0")
-            self._skip(h)
-
     def _emulator_header(self, h: RecordHeader) -> tuple[int, int] | None:
         ck = self.checker
         if h.body_length < EMULATOR_HEADER.size:
             ck.report(EMU_LENGTH, h.offset + 4,
                       f"body_length {h.body_length} is shorter than the 8-octet emulator sub header")
-            self._skip(h)
+            self.skip_body(h)
             return None
         emu_id, index = EMULATOR_HEADER.unpack(self.endian, self.src.read_exact(8, "emulator sub header"))
         if emu_id not in EmulatorId._value2member_map_:
@@ -428,7 +409,7 @@ class LibxlReader:
 
 
 def _parse_end(r: LibxlReader, h: RecordHeader):
-    r._empty(h, END_LENGTH)
+    r.empty(h, END_LENGTH)
     if r.libxc_paused:
         r.checker.report(END_IN_CHECKPOINT, h.offset, "END before CHECKPOINT_END")
     if r.libxc is None:
@@ -437,12 +418,12 @@ def _parse_end(r: LibxlReader, h: RecordHeader):
 
 
 def _parse_libxc_context(r: LibxlReader, h: RecordHeader):
-    r._empty(h, LIBXC_LENGTH)
+    r.empty(h, LIBXC_LENGTH)
     return LibxcContext()
 
 
 def _parse_checkpoint_end(r: LibxlReader, h: RecordHeader):
-    r._empty(h, CPE_LENGTH)
+    r.empty(h, CPE_LENGTH)
     if not r.libxc_paused:
         r.checker.report(CPE_OUTSIDE, h.offset, "CHECKPOINT_END without a libxc CHECKPOINT before it")
     else:
@@ -455,7 +436,7 @@ def _parse_checkpoint_state(r: LibxlReader, h: RecordHeader):
     ck.report(CPS_DIRECTION, h.offset, "CHECKPOINT_STATE in a saved stream")
     if h.body_length != CHECKPOINT_STATE.size:
         ck.report(CPS_LENGTH, h.offset + 4, f"body_length is {h.body_length}, expected 8")
-        r._skip(h)
+        r.skip_body(h)
         return None
     control, padding = CHECKPOINT_STATE.unpack(r.endian, r.src.read_exact(8, "CHECKPOINT_STATE body"))
     if control not in ControlId._value2member_map_:
@@ -469,7 +450,7 @@ def _parse_emulator_context(r: LibxlReader, h: RecordHeader):
     fields = r._emulator_header(h)
     if fields is None:
         return None
-    return EmulatorContext(fields[0], fields[1], r._blob(h, 8))
+    return EmulatorContext(fields[0], fields[1], r.blob(h, 8))
 
 
 class _PairScanner:

@@ -40,6 +40,11 @@ class Truncated(Exception):
         self.got = got
         self.what = what
 
+    def describe(self) -> str:
+        """The message of the truncation finding a format reader raises for it."""
+        return (f"input ends inside the {self.what} that starts at offset {self.offset} "
+                f"({self.got} of {self.wanted} octets present)")
+
 
 class Source:
     """Forward reading with an absolute offset.

@@ -276,9 +276,7 @@ class XenstoreReader:
 
     # -- truncation ------------------------------------------------------------
     def _truncated(self, t: Truncated):
-        self.checker.fail(TRUNCATED, t.end,
-                          f"input ends inside the {t.what} that starts at offset {t.offset} "
-                          f"({t.got} of {t.wanted} octets present)")
+        self.checker.fail(TRUNCATED, t.end, t.describe())
 
     # -- the body cursor -----------------------------------------------------------
     def take(self, n: int, what: str) -> bytes:

@@ -146,8 +146,7 @@ def read_header(src: Source, checker: Checker, *, collect: bool = True) -> XlHea
         optbase = src.offset
         optdata = src.read_exact(optlen, "xl optional data")
     except Truncated as t:
-        checker.fail(TRUNCATED, t.end, f"input ends inside the {t.what} that starts at offset {t.offset} "
-                     f"({t.got} of {t.wanted} octets present)")
+        checker.fail(TRUNCATED, t.end, t.describe())
     header = XlHeader(endian, mandatory, optional, optdata, magic, order)
     _check_optional_data(header, optbase, checker)
     checker.note(f"xl header: {endian.value}-endian, mandatory flags 0x{mandatory:x}, "
