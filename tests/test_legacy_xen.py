@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def xen_convert() -> Path:
         script = ROOT / "scripts" / "fetch-xen-tools"
         if not script.exists():
             pytest.skip("scripts/fetch-xen-tools is missing")
-        r = subprocess.run(["sh", str(script), str(tool_dir)], capture_output=True, text=True, timeout=600)
+        r = subprocess.run([sys.executable, str(script), "--release", "4.17", str(tool_dir)], capture_output=True, text=True, timeout=600)
         if r.returncode != 0 or not tool.exists():
             pytest.skip(f"xen-utils could not be fetched: {r.stderr.strip()[-300:]}")
     return tool
