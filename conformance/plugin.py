@@ -192,9 +192,9 @@ class Suite:
             if self.kind == "converter":
                 continue  # a converter only reads legacy images; nothing to report
             if self.kind == "libxenguest" and not self.supported(fmt):
-                from .libxenguest.testee import NOT_SUPPORTED
+                from .libxenguest.testee import not_supported
 
-                out[fmt] = f"format {fmt}: {NOT_SUPPORTED}"
+                out[fmt] = f"format {fmt}: {not_supported(fmt)}"
             elif not self.supported(fmt):
                 out[fmt] = f"format {fmt} is not in --formats={','.join(self.formats_wanted or [])}"
         return out

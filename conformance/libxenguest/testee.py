@@ -53,6 +53,13 @@ NOT_SUPPORTED = ("libxenguest restores the libxc stream; the libxl and xl layers
                  "read by libxl, which is not run here")
 
 
+def not_supported(fmt: str) -> str:
+    """Why cases of ``fmt`` are skipped (one line)."""
+    if fmt in ("libxl", "xl"):
+        return NOT_SUPPORTED
+    return "not a libxc stream: libxenguest's xc_domain_restore reads libxc streams only"
+
+
 def guest_of(data: bytes) -> str:
     """``pv`` or ``hvm`` from the domain header (little-endian, as x86 writes)."""
     if len(data) >= 28:
