@@ -8,9 +8,11 @@ case ends, and dies with the process that started it (``PR_SET_PDEATHSIG``,
 * SIGTERM becomes a KeyboardInterrupt in the process that runs the cases,
   so pytest stops as it does on Ctrl-C: the current case's daemon is ended
   and its run dir removed, and the session ends normally;
-* a pytest-xdist worker asks for SIGTERM when its controller dies, so that
-  killing the controller alone (the usual ``kill PID``) interrupts the
-  workers the same way.
+* the controller passes SIGTERM on to its children (the pytest-xdist
+  workers) before it stops, so that ``kill PID`` of the controller alone
+  interrupts every worker's case at once rather than after its timeout;
+* a worker also asks for SIGTERM when its controller dies
+  (``PR_SET_PDEATHSIG``), in case the controller could not pass it on.
 """
 
 from __future__ import annotations
@@ -20,7 +22,29 @@ import signal
 import threading
 
 
+def _children() -> list[int]:
+    """The pids whose parent is this process (read from /proc)."""
+    me, out = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            stat = open(f"/proc/{name}/stat", "rb").read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            out.append(int(name))
+    return out
+
+
 def _interrupt(signum, frame):  # noqa: ARG001 - a signal handler's signature
+    signal.signal(signum, signal.SIG_IGN)  # once is enough
+    for pid in _children():
+        try:
+            os.kill(pid, signum)
+        except OSError:
+            pass
     raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
