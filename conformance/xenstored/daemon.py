@@ -247,6 +247,9 @@ class Daemon:
         except (wire.WireError, OSError) as exc:
             if self.proc.poll() is not None:
                 return self._exited()
+            if isinstance(exc, wire.ProtocolError) and exc.closed:
+                return self._observed(CRASH, "serves nothing: it closes a new connection "
+                                      "without answering its first request")
             return self._observed(TIMEOUT, f"does not answer on its socket ({exc})")
         if self.client is not None:
             self.client.timeout = max(1.0, self.limits.timeout)

@@ -67,7 +67,12 @@ class XsError(WireError):
 
 
 class ProtocolError(WireError):
-    """The daemon broke the protocol, closed the connection or did not answer in time."""
+    """The daemon broke the protocol, closed the connection (``closed``) or did not
+    answer in time."""
+
+    def __init__(self, message: str, closed: bool = False):
+        super().__init__(message)
+        self.closed = closed
 
 
 @dataclass(frozen=True)
@@ -144,7 +149,7 @@ class Client:
             except OSError as exc:
                 raise ProtocolError(f"connection failed: {exc.strerror or exc}") from None
             if not chunk:
-                raise ProtocolError("the daemon closed the connection")
+                raise ProtocolError("the daemon closed the connection", closed=True)
             self._buf += chunk
         out, self._buf = self._buf[:n], self._buf[n:]
         return out
