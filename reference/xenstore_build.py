@@ -161,7 +161,7 @@ def _doomed(domid: int) -> bytes:
 
 
 def c_restorable_state(*, version: int = 1, domains: tuple[int, ...] = (1, 2),
-                       transactions: bool = False) -> XenstoreStream:
+                       transactions: bool = False, dom0_ring: bool = True) -> XenstoreStream:
     """A live-update stream that C xenstored 4.17 and 4.20 can restore, and that
     follows the spec to the letter (docs/findings.md says what C xenstored needs):
 
@@ -180,11 +180,13 @@ def c_restorable_state(*, version: int = 1, domains: tuple[int, ...] = (1, 2),
 
     ``transactions`` adds an open transaction on the first guest's ring with
     a modified, a created and a deleted node, which must change nothing
-    committed.
+    committed; ``dom0_ring=False`` leaves dom0's ring out (the spec does not
+    ask for it; C xenstored cannot do without it).
     """
     le = Endian.LITTLE
-    recs: list = [GlobalData(rw_socket_fd=5, evtchn_fd=7),
-                  ConnectionData(1, SharedRing(DOM0, evtchn=1), unique_id=0x1000)]
+    recs: list = [GlobalData(rw_socket_fd=5, evtchn_fd=7)]
+    if dom0_ring:
+        recs.append(ConnectionData(1, SharedRing(DOM0, evtchn=1), unique_id=0x1000))
     # a READ reply (an 8-octet value) still to be sent on the toolstack's socket
     reply = b"\x02\x00\x00\x00\x2a\x00\x00\x00\x00\x00\x00\x00\x08\x00\x00\x0010485760"
     recs.append(ConnectionData(2, Socket(12), out_data=reply))

@@ -135,6 +135,9 @@ def _valid(b: _Builder) -> None:
     b.valid("live_update_c_restorable_v1_transaction", c_restorable_state(transactions=True),
             "the same with an open transaction on the first guest's ring that modifies, creates "
             "and deletes a node: the committed store is unchanged by it")
+    b.valid("live_update_c_restorable_v1_no_dom0", c_restorable_state(dom0_ring=False),
+            "the same without a shared-ring connection for domain 0, which the spec does not "
+            "ask for (C xenstored creates its node database only when it restores that ring)")
     b.valid("minimal", XenstoreStream(Header(1)), "header and END only")
     b.valid("minimal_be_v2", XenstoreStream(Header(2, BE)), "header and END only, big-endian, version 2")
     b.valid("watch_ext_spec_layout", XenstoreStream(Header(2), (
