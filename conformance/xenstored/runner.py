@@ -138,6 +138,7 @@ def check_state(d: Daemon, stream) -> list[state.Difference]:
     restored = state.read_store(d.client)
     diffs = state.compare(exp, restored)
     diffs += state.check_domains(d.client, exp)
+    diffs += state.check_special(d.client, exp)
     diffs += check_watches(d, exp)
     return diffs
 

@@ -13,8 +13,9 @@ WATCH_DATA of a socket connection is a watch that must still fire.
 differences, one :class:`Difference` each (path, what, expected, restored),
 which :func:`render` turns into the lines of a failure message.  What cannot
 be observed over a privileged socket is not compared: the ``stale`` flag of a
-permission (XS_GET_PERMS does not show it), the special nodes'
-permissions (C xenstored answers EINVAL to XS_GET_PERMS on them), quotas.
+permission (XS_GET_PERMS does not show it), the special nodes' permissions
+when the daemon answers XS_GET_PERMS on them with an error (C xenstored 4.17
+answers EINVAL; 4.20 answers), quotas.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ class Expected:
     named: set[int] = field(default_factory=set)
     #: socket connection fd -> [(wpath, token)]
     watches: dict[int, list[tuple[bytes, bytes]]] = field(default_factory=dict)
+    #: special nodes (@releaseDomain, @introduceDomain) -> permissions
+    special: dict[bytes, tuple[str, ...]] = field(default_factory=dict)
     #: path -> the pending node records about it, to explain a difference
     pending: dict[bytes, list[NodeData]] = field(default_factory=dict)
     has_root: bool = False
@@ -72,8 +75,11 @@ def expected(stream: XenstoreStream) -> Expected:
             if fd is not None:
                 out.watches.setdefault(fd, []).append((rec.wpath, rec.token))
         elif isinstance(rec, NodeData):
+            if rec.path[:1] == b"@" and not rec.pending:
+                out.special[rec.path] = perm_strings(rec)
+                continue
             if rec.path[:1] != b"/":
-                continue  # special nodes: not observable (see the module docstring)
+                continue
             if rec.pending:
                 out.pending.setdefault(rec.path, []).append(rec)
                 continue
@@ -227,6 +233,18 @@ def check_domains(client: wire.Client, exp: Expected) -> list[Difference]:
     return out
 
 
+def check_special(client: wire.Client, exp: Expected) -> list[Difference]:
+    out = []
+    for path, want in sorted(exp.special.items()):
+        try:
+            got = tuple(client.get_perms(path))
+        except wire.XsError:
+            continue  # not readable over the wire in this daemon
+        if got != want:
+            out.append(Difference(path.decode(errors="replace"), "perms", _perms(want), _perms(got)))
+    return out
+
+
 def render(diffs: list[Difference], limit: int = 40) -> list[str]:
     lines = [d.line() for d in diffs[:limit]]
     if len(diffs) > limit:
@@ -234,5 +252,6 @@ def render(diffs: list[Difference], limit: int = 40) -> list[str]:
     return lines
 
 
-__all__ = ["Difference", "Expected", "Node", "WalkError", "check_domains", "compare", "expected",
+__all__ = ["Difference", "Expected", "Node", "WalkError", "check_domains", "check_special",
+           "compare", "expected",
            "read_store", "render"]
