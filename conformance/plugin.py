@@ -39,10 +39,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--impl-cmd", default=None, metavar="TEMPLATE",
                 help="command template with {format} and {path} (stdin when {path} is absent); "
                      "for converters {in}, {out}, {options}")
-    g.addoption("--impl-kind", choices=("verifier", "converter", "libxenguest"), default="verifier",
-                help="verifier (default), legacy converter (convert-legacy-stream options), or "
-                     "libxenguest (Xen's xc_domain_restore under a fake hypervisor; --impl is a "
-                     "release directory from scripts/fetch-xen-tools, default .cache/xen-tools/4.17)")
+    g.addoption("--impl-kind", choices=("verifier", "converter", "libxenguest", "xenstored"),
+                default="verifier",
+                help="verifier (default); converter: a legacy converter (convert-legacy-stream "
+                     "options); libxenguest: Xen's xc_domain_restore under a fake hypervisor (--impl "
+                     "is a release directory from scripts/fetch-xen-tools, default "
+                     ".cache/xen-tools/4.17); xenstored: a daemon restoring live-update streams "
+                     "(--impl=the daemon or a script that execs it; judged as a restorer, its "
+                     "restored store checked)")
     g.addoption("--impl-role", choices=("strict", "restore"), default="strict",
                 help="how 'writer' cases are judged: strict must refuse, restore must accept")
     g.addoption("--impl-timeout", type=float, default=5.0, metavar="SECONDS",
@@ -88,7 +92,9 @@ class Suite:
         self.config = config
         self.kind = opt("--impl-kind")
         self.role = opt("--impl-role")
-        if self.kind == "libxenguest" and not any(
+        if self.kind == "xenstored":
+            self.role = "restore"   # a daemon restoring its own state is a restorer
+        elif self.kind == "libxenguest" and not any(
                 str(a).startswith("--impl-role") for a in config.invocation_params.args):
             self.role = "restore"   # Xen's restore code is a restorer unless told otherwise
         self.limits = Limits(opt("--impl-timeout"), opt("--impl-memory"), opt("--impl-output-limit"))
@@ -126,6 +132,11 @@ class Suite:
 
             self.runner = LibxenguestRunner(self.impl, self.role, delivery, self.failures_dir,
                                             workdir, self.known)
+        elif self.kind == "xenstored":
+            from .xenstored.runner import XenstoredRunner
+
+            self.runner = XenstoredRunner(self.impl, self.role, "file", self.failures_dir,
+                                          workdir, self.known)
         else:
             self.runner = Runner(self.impl, self.role, delivery, self.failures_dir, workdir, self.known)
         self.formats_wanted = _split(opt("--formats"))
@@ -136,6 +147,17 @@ class Suite:
             from .libxenguest.testee import Libxenguest
 
             return Libxenguest(None if impl == "builtin" else impl, self.limits)
+        if self.kind == "xenstored":
+            from .xenstored.runner import XenstoredProgram
+
+            if template:
+                return XenstoredProgram(shlex.split(template), self.limits)
+            if impl in ("builtin", "builtin-subprocess"):
+                raise pytest.UsageError("--impl-kind xenstored needs --impl=PATH (the daemon, or a "
+                                        "script that execs it, e.g. .cache/xen-tools/4.17/xenstored)")
+            self._check_path(impl)
+            return XenstoredProgram([str(Path(impl).absolute()) if os.sep in impl else impl],
+                                    self.limits)
         if self.kind == "converter":
             from .converter import ConverterProgram
 
@@ -184,10 +206,20 @@ class Suite:
             from .libxenguest.testee import SUPPORTED_FORMATS
 
             return fmt in SUPPORTED_FORMATS and (self.formats_wanted is None or fmt in self.formats_wanted)
+        if self.kind == "xenstored":
+            return fmt == "xenstore"
         return self.formats_wanted is None or fmt in self.formats_wanted
 
     def skipped_formats(self) -> dict[str, str]:
         out = {}
+        if self.kind == "xenstored":
+            from .xenstored.runner import NOT_APPLICABLE, applicable
+
+            n = sum(1 for c in self.collection.cases
+                    if c.format == "xenstore" and not applicable(c.format, c.data))
+            if n:
+                out["xenstore-migration"] = f"{n} xenstore cases not applicable: {NOT_APPLICABLE}"
+            return out
         for fmt in self.known_formats():
             if self.kind == "converter":
                 continue  # a converter only reads legacy images; nothing to report
@@ -209,12 +241,26 @@ class Suite:
             if not reference_available():
                 return []
             out = [c for c in out if options_from_meta(c.meta) is not None]
+        if self.kind == "xenstored":
+            from .xenstored.runner import applicable
+
+            if self.xenstored_skip():
+                return []
+            out = [c for c in out if applicable(c.format, c.data)]
         return out
+
+    def xenstored_skip(self) -> str | None:
+        """Why no xenstored case can run here (no cc for the fake hypervisor), or None."""
+        if self.kind != "xenstored":
+            return None
+        return self.impl.unavailable()
 
     def converter_skip(self) -> str | None:
         """Why no case of this kind of implementation can run (one line), or None."""
         if self.kind == "libxenguest":
             return getattr(self.impl, "problem", None)
+        if self.kind == "xenstored":
+            return self.xenstored_skip()
         if self.kind != "converter":
             return None
         from .converter import reference_available, reference_missing_reason
@@ -232,7 +278,8 @@ class Suite:
             id=case_id, format=fmt, rule=rule, family=family, source=source, expected=expected,
             required=run.judgement.required, observed=run.judgement.observed,
             outcome=run.outcome, kind=run.judgement.kind, duration=round(run.duration, 6),
-            known=run.known, saved=str(run.saved) if run.saved else None)
+            known=run.known, saved=str(run.saved) if run.saved else None,
+            state_diff=getattr(run, "diff", None) or None)
         data = result.to_json()
         if run.failed:
             data["reason"] = default_reason(run)
@@ -257,7 +304,7 @@ class Suite:
                     case.expected, run)
         self.conclude(run)
 
-    def check_strategy(self, item: pytest.Item, target: tuple) -> None:
+    def check_strategy(self, item: pytest.Item, target: tuple) -> None:  # noqa: C901
         """A Hypothesis property over one strategy; on failure the shrunk stream
         is saved like any failing case.  Failures covered by the known-failures
         file (by case id, pattern, or a rule already listed for a static case)
@@ -373,6 +420,10 @@ def suite_of(config: pytest.Config) -> Suite:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SUITE] = Suite(config)
+    if config.stash[_SUITE].kind == "xenstored":
+        from .xenstored.containment import contain
+
+        contain(is_worker=_is_worker(config))
     config.stash[_RESULTS] = []
     _CURRENT_RESULTS.clear()
     config.addinivalue_line("markers", "xenstream_nothing: placeholder, deselected")
@@ -399,7 +450,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def _strategy_targets(suite: Suite) -> tuple[list, str | None]:
-    if "strategies" not in suite.sources or suite.kind == "converter":
+    if "strategies" not in suite.sources or suite.kind == "converter" or suite.xenstored_skip():
         return [], None
     from xenstream.reference.formats import import_optional
 
@@ -436,7 +487,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 reason=f"no listed cases: {why}"))], ids=["no-cases"])
     if "skipped_format" in metafunc.fixturenames:
         skipped = suite.skipped_formats()
-        reason = suite.converter_skip()
+        reason = suite.converter_skip() if suite.kind != "xenstored" else None
         items = list(skipped.items()) + ([(suite.kind, reason)] if reason else [])
         if items:
             metafunc.parametrize("skipped_format", items, ids=[k for k, _ in items])
@@ -448,7 +499,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if missing:
             targets = [("strategies", missing, None)]
         ids = [f"{f}/strategies/{k}" + (f"-{fam}" if fam else "") for f, k, fam in targets]
-        metafunc.parametrize("strategy_target", targets, ids=ids)
+        if not targets and suite.xenstored_skip():  # said once, by the cases' skip line
+            metafunc.parametrize("strategy_target", [pytest.param(
+                None, marks=pytest.mark.xenstream_nothing)], ids=["none"])
+        else:
+            metafunc.parametrize("strategy_target", targets, ids=ids)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:

@@ -58,6 +58,7 @@ class CaseRun:
     message: str = ""
     known: str | None = None         # the known-failures entry covering the case
     known_reason: str | None = None
+    diff: list | None = None         # a daemon's restored state: differences (wrong-state)
 
     @property
     def failed(self) -> bool:

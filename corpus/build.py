@@ -6,7 +6,8 @@ Sources, in this order:
    origin ``hand-written``;
 2. streams from the Hypothesis strategies, drawn with fixed seeds (see
    :mod:`.seeds`), origin ``strategy``, when the strategies package exists;
-3. the entries with origin ``fuzz`` already in the target folder's manifest:
+3. the entries with origin ``fuzz`` (or a real writer's, such as
+   ``xenstored-4.17``: :data:`.manifest.KEPT_ORIGINS`) already in the target folder's manifest:
    they are committed by hand (``xenstream corpus add``) and kept as they are.
 
 A stream larger than :data:`REDUCE_ABOVE` octets is reduced before it is
@@ -19,6 +20,8 @@ building twice gives identical files.
 """
 
 from __future__ import annotations
+
+import json
 
 import os
 from dataclasses import dataclass, field
@@ -118,6 +121,8 @@ def _jsonable(meta: dict) -> dict:
             out[str(k)] = v
         elif hasattr(v, "value"):
             out[str(k)] = v.value
+        elif isinstance(v, (dict, list, tuple)):  # JSON-able already (a real dump's store)
+            out[str(k)] = json.loads(json.dumps(v))
         else:
             out[str(k)] = str(v)
     return out
@@ -159,11 +164,11 @@ def from_strategies(notes: list[str]) -> list[Item]:
 def kept_fuzz_entries(folder: Path, notes: list[str]) -> list[Item]:
     items: list[Item] = []
     for entry in mf.load(folder):
-        if entry.origin != "fuzz":
+        if entry.origin not in mf.KEPT_ORIGINS:
             continue
         path = folder / entry.path
         if not path.is_file():
-            notes.append(f"fuzz entry {entry.id}: {entry.path} is missing; dropped")
+            notes.append(f"{entry.origin} entry {entry.id}: {entry.path} is missing; dropped")
             continue
         items.append(Item(entry, path.read_bytes()))
     return items
