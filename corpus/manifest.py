@@ -13,7 +13,9 @@ keys (``meta`` optional):
 ``rule``       the rule broken (``libxc.page_data.count_nonzero``); null when valid
 ``section``    the section of the spec that states the rule; null when valid
 ``description``one line
-``origin``     ``"hand-written"``, ``"strategy"`` or ``"fuzz"``
+``origin``     ``"hand-written"``, ``"strategy"``, ``"fuzz"``, or
+               ``"writer-profile: WRITER, Xen RELEASE (PROFILE)"`` for a
+               stream shaped as a released Xen writer shapes it
 ``sha256``     of the file, lower-case hex
 ``meta``       free-form details (guest type, what it was reduced from, ...)
 =============  ==========================================================
@@ -36,6 +38,12 @@ SUFFIX = ".bin"
 FORMATS = ("libxc", "libxl", "xl", "xenstore", "legacy")
 EXPECTED = ("accept", "reject", "writer", "either")
 ORIGINS = ("hand-written", "strategy", "fuzz")
+#: origin prefix of a writer profile's stream; the writer and release follow
+WRITER_PROFILE = "writer-profile: "
+
+
+def known_origin(origin) -> bool:
+    return origin in ORIGINS or (isinstance(origin, str) and origin.startswith(WRITER_PROFILE))
 PREFIX = {"accept": "y", "reject": "n", "writer": "w", "either": "i"}
 VERDICT_OF_PREFIX = {v: k for k, v in PREFIX.items()}
 KEYS = ("id", "path", "format", "version", "byteorder", "expected", "rule", "section",
@@ -132,7 +140,7 @@ def schema_problems(raw) -> list[str]:
         checks = [
             (fmt in FORMATS, f"unknown format {fmt!r}"),
             (expected in EXPECTED, f"unknown expected verdict {expected!r}"),
-            (obj["origin"] in ORIGINS, f"unknown origin {obj['origin']!r}"),
+            (known_origin(obj["origin"]), f"unknown origin {obj['origin']!r}"),
             (obj["version"] is None or isinstance(obj["version"], int), "version is not an int or null"),
             (obj["byteorder"] in (None, "little", "big"), "byteorder is not little, big or null"),
             (isinstance(obj["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", obj["sha256"]) is not None,
