@@ -8,13 +8,18 @@ come from here and from nowhere else, so that building them from the ABI
 module (``reference/xen_abi.py``, when it exists) is a change to this file
 alone.
 
-Until then these are stand-ins with the ABI's sizes and the few fields Xen's
-restore code reads from them to find its way (a PV vcpu's cr3 and start info
-frame, the start info page's xenstore and console frames, page-table entries
-naming the stream's own pfns).  Sizes and offsets are those of Xen's public
-headers (``public/arch-x86/xen-x86_{32,64}.h``, ``public/domctl.h``,
-``public/xen.h``, ``public/arch-x86/hvm/save.h``), checked against Debian's
-``libxen-dev`` 4.17 headers.
+When ``reference/xen_abi.py`` is present (it builds the ABI structures from
+Xen's public headers, as a real guest has them) every function here takes
+its contents from it.  Without it, the fallbacks are stand-ins with the ABI's
+sizes and the few fields Xen's restore code reads to find its way (a PV
+vcpu's cr3 and start info frame, the start info page's xenstore and console
+frames, page-table entries naming the stream's own pfns); sizes and offsets
+are those of Xen's public headers (``public/arch-x86/xen-x86_{32,64}.h``,
+``public/domctl.h``, ``public/xen.h``, ``public/arch-x86/hvm/save.h``),
+checked against Debian's ``libxen-dev`` 4.17 headers.
+
+What stays with the profiles is what the *writer* decides: which pages a
+batch holds, which params the saver's list has, which records appear.
 """
 
 from __future__ import annotations
@@ -67,11 +72,13 @@ def cr3_of(pfn: int, width: int) -> int:
     return pfn << 12
 
 
+def _rel(release: tuple[int, int]) -> str:
+    return f"{release[0]}.{release[1]}"
+
+
 def vcpu_basic(width: int, vcpu_id: int, *, cr3_pfn: int, start_info_pfn: int | None) -> bytes:
     """X86_PV_VCPU_BASIC context: a vcpu_guest_context of ``width`` as the saver normalises it
     (cr3 and, for vcpu 0, edx as pfns; xg_sr_save_x86_pv.c, write_one_vcpu_basic())."""
-    if ABI is not None and hasattr(ABI, "vcpu_guest_context"):
-        return ABI.vcpu_guest_context(width, vcpu_id, cr3_pfn=cr3_pfn, start_info_pfn=start_info_pfn)
     buf = bytearray(VCPU_CONTEXT_SIZE[width])
     _put(buf, _VCPU_FLAGS, width, VGCF_IN_KERNEL | VGCF_ONLINE)
     if start_info_pfn is not None:
@@ -80,9 +87,13 @@ def vcpu_basic(width: int, vcpu_id: int, *, cr3_pfn: int, start_info_pfn: int | 
     return bytes(buf)
 
 
-def vcpu_extended(release: tuple[int, int], vcpu_id: int) -> bytes:
-    """X86_PV_VCPU_EXTENDED context: the whole xen_domctl_ext_vcpucontext, vcpu and size first."""
+def vcpu_extended(release: tuple[int, int], vcpu_id: int, width: int = 8) -> bytes:
+    """X86_PV_VCPU_EXTENDED context: the whole xen_domctl_ext_vcpucontext, vcpu and size first
+    (56 octets before 4.10, whose vmce part had no mcg_ext_ctl)."""
     size = EXT_VCPUCONTEXT_SIZE["4.10" if release >= (4, 10) else "4.6"]
+    if ABI is not None:
+        full = ABI.vcpu_extended(width, vcpu_id)
+        return full[:4] + struct.pack("<I", size) + full[8:size]
     buf = bytearray(size)
     struct.pack_into("<II", buf, 0, vcpu_id, size)
     return bytes(buf)
@@ -90,6 +101,8 @@ def vcpu_extended(release: tuple[int, int], vcpu_id: int) -> bytes:
 
 def vcpu_xsave(vcpu_id: int) -> bytes:
     """X86_PV_VCPU_XSAVE context: xcr0, xcr0_accum and the XSAVE area."""
+    if ABI is not None:
+        return ABI.vcpu_xsave(xcr0=XCR0)
     area = bytearray(XSAVE_AREA)
     struct.pack_into("<Q", area, 512, XCR0)  # xsave header: xstate_bv
     return struct.pack("<QQ", XCR0, XCR0) + bytes(area)
@@ -100,8 +113,10 @@ def vcpu_msrs(entries) -> bytes:
     return b"".join(struct.pack("<IIQ", index, 0, value) for index, value in entries)
 
 
-def shared_info(width: int, seed: int) -> bytes:
+def shared_info(width: int, seed: int, *, vcpus: int = 1, max_pfn: int = 0) -> bytes:
     """SHARED_INFO: the guest's shared info page as the saver copies it."""
+    if ABI is not None:
+        return ABI.shared_info(width, vcpus=vcpus, max_pfn=max_pfn)
     return pattern(0x5151 + seed, PAGE)
 
 
@@ -127,7 +142,7 @@ def page_table(width: int, entries: list[int]) -> bytes:
     return bytes(buf)
 
 
-def p2m_frame(width: int, mfns: list[int]) -> bytes:
+def p2m_frame_page(width: int, mfns: list[int]) -> bytes:
     """A frame of the guest's p2m table (its entries are rewritten by the restore)."""
     buf = bytearray(PAGE)
     for i, mfn in enumerate(mfns[:PAGE // width]):
@@ -142,8 +157,8 @@ def ram_page(pfn: int, seed: int) -> bytes:
 def cpuid_policy(release: tuple[int, int], guest: str) -> tuple[tuple[int, int, int, int, int, int], ...]:
     """X86_CPUID_POLICY leaves (xen_cpuid_leaf_t: leaf, subleaf, a, b, c, d; XEN_CPUID_NO_SUBLEAF
     where a leaf has none), as xc_cpu_policy_serialise() lays them out: basic leaves in order."""
-    if ABI is not None and hasattr(ABI, "cpuid_policy"):
-        return ABI.cpuid_policy(release, guest)
+    if ABI is not None:
+        return ABI.cpuid_policy("hvm" if guest == "hvm" else "pv", release=_rel(release))
     none = 0xFFFFFFFF
     return ((0x0, none, 0xD, 0x756E6547, 0x6C65746E, 0x49656E69),
             (0x1, none, 0x000906EA, 0x00100800, 0xF7FA3203, 0x1F8BFBFF),
@@ -157,8 +172,8 @@ def cpuid_policy(release: tuple[int, int], guest: str) -> tuple[tuple[int, int, 
 def msr_policy(release: tuple[int, int], guest: str) -> tuple[tuple[int, int, int], ...]:
     """X86_MSR_POLICY entries (xen_msr_entry_t: idx, flags, val): MSR_INTEL_PLATFORM_INFO and
     MSR_ARCH_CAPABILITIES, the MSRs the policy carries."""
-    if ABI is not None and hasattr(ABI, "msr_policy"):
-        return ABI.msr_policy(release, guest)
+    if ABI is not None:
+        return ABI.msr_policy(release=_rel(release))
     return ((0xCE, 0, 0x0), (0x10A, 0, 0x0))
 
 
@@ -167,8 +182,8 @@ def hvm_context(release: tuple[int, int], vcpus: int, *, gtsc_khz: int) -> bytes
 
     The stand-in holds the save header and the END record only (typed
     descriptors: typecode, instance, length; public/arch-x86/hvm/save.h)."""
-    if ABI is not None and hasattr(ABI, "hvm_context"):
-        return ABI.hvm_context(release, vcpus, gtsc_khz=gtsc_khz)
+    if ABI is not None:
+        return ABI.hvm_context(vcpus, release=_rel(release), gtsc_khz=gtsc_khz)
     header = struct.pack("<IIQII", HVM_SAVE_MAGIC, HVM_SAVE_VERSION, 0, 0x000906EA, gtsc_khz)
     return (struct.pack("<HHI", 1, 0, len(header)) + header  # HEADER, instance 0
             + struct.pack("<HHI", 0, 0, 0))                    # END
@@ -179,3 +194,50 @@ def emulator_context(emulator: int, seed: int) -> bytes:
     with QEMU_VM_EOF); the spec leaves its format to the emulator."""
     body = pattern(0xE1 + seed, 40)
     return b"QEVM" + struct.pack(">I", 3) + body + b"\x00"
+
+
+class PvLayout:
+    """A consistent scaled-down x86 PV guest: which pfn holds what, each page's type and content.
+
+    From ``xen_abi.pv_guest`` when present (start info, xenstore, console and
+    GDT pages, the page-table tree with its pinned root, the p2m frames, every
+    frame reference consistent), else the stand-in below.  ``ram`` lists the
+    ordinary pages (what a running guest dirties)."""
+
+    def __init__(self, width: int, ram_pages: int, vcpus: int, seed: int):
+        self.width, self.vcpus = width, vcpus
+        if ABI is not None:
+            g = ABI.pv_guest(width, ABI.pv_min_pages(width) + ram_pages, vcpus)
+            self.p2m_size = g.pages
+            self.cr3_pfn, self.start_info_pfn, self.p2m_frames = g.cr3_pfn, g.start_info_pfn, g.p2m_pfns
+            structural = set(g.p2m_pfns) | {g.start_info_pfn, g.store_pfn, g.console_pfn, g.gdt_pfn} \
+                | {pfn for pfn, _ in g.pagetables}
+            self.ram = tuple(p for p in range(g.pages) if p not in structural)
+            self.pages = tuple((pfn, g.page_type(pfn), g.page(pfn) if pfn in structural
+                                else ram_page(pfn, seed)) for pfn in range(g.pages))
+            self._contexts = [g.vcpu_context(v) for v in range(vcpus)]
+            return
+        levels = 3 if width == 4 else 4
+        start_info, store, console = 0, 1, 2
+        tables = list(range(3, 3 + levels))
+        p2m_frame = 3 + levels
+        first_ram = p2m_frame + 1
+        self.ram = tuple(range(first_ram, first_ram + ram_pages))
+        self.p2m_size = first_ram + ram_pages
+        self.cr3_pfn, self.start_info_pfn, self.p2m_frames = tables[0], start_info, (p2m_frame,)
+        top = 0xC if levels == 4 else 0xB   # L4TAB|LPINTAB, L3TAB|LPINTAB
+        kinds = [top] + [1 + lvl for lvl in range(levels - 2, -1, -1)]
+        pages = [(start_info, 0, start_info_page(width, nr_pages=self.p2m_size, store_pfn=store,
+                                                 console_pfn=console)),
+                 (store, 0, bytes(PAGE)), (console, 0, bytes(PAGE))]
+        for i, pfn in enumerate(tables):
+            entries = list(range(self.p2m_size)) if i == len(tables) - 1 else [tables[i + 1]]
+            pages.append((pfn, kinds[i], page_table(width, entries)))
+        pages.append((p2m_frame, 0, p2m_frame_page(width, [0x10000 + x for x in range(self.p2m_size)])))
+        pages += [(pfn, 0, ram_page(pfn, seed)) for pfn in self.ram]
+        self.pages = tuple(pages)
+        self._contexts = [vcpu_basic(width, v, cr3_pfn=self.cr3_pfn,
+                                     start_info_pfn=start_info if v == 0 else None) for v in range(vcpus)]
+
+    def vcpu_context(self, vcpu: int) -> bytes:
+        return self._contexts[vcpu]

@@ -269,6 +269,7 @@ class Guest:
     cr3_pfn: int = 0                # PV: the pinned top-level page table
     start_info_pfn: int = 0         # PV
     p2m_frames: tuple[int, ...] = ()  # PV
+    layout: object = None             # PV: profile_content.PvLayout (its vcpu contexts)
 
 
 def hvm_guest(p: Params) -> Guest:
@@ -288,40 +289,19 @@ def hvm_guest(p: Params) -> Guest:
     return Guest(tuple(pages), special + NR_SPECIAL_PAGES, ram, special, ioreq)
 
 
-def pv_guest(p: Params, width: int) -> Guest:
-    """start info, xenstore and console pages, the page tables (pinned top level), the p2m frame,
-    then RAM; every page NOTAB unless a page table."""
-    levels = 3 if width == 4 else 4
-    n_tables = levels
-    start_info, store, console = 0, 1, 2
-    tables = list(range(3, 3 + n_tables))
-    p2m_frame = 3 + n_tables
-    first_ram = p2m_frame + 1
-    ram = tuple(range(first_ram, first_ram + p.ram_pages))
-    p2m_size = first_ram + p.ram_pages
-    per_frame = content.PAGE // width
-    frames = tuple(p2m_frame + i for i in range((p2m_size - 1) // per_frame + 1))
-    assert len(frames) == 1, "the scaled guest has one p2m frame"
-    pages = [Page(start_info, PageType.NOTAB, content.start_info_page(width, nr_pages=p2m_size,
-                                                                       store_pfn=store, console_pfn=console)),
-             Page(store, PageType.NOTAB, bytes(content.PAGE)),
-             Page(console, PageType.NOTAB, bytes(content.PAGE))]
-    top_type = PageType.L4TAB_PIN if levels == 4 else PageType.L3TAB_PIN
-    level_types = [top_type] + [PageType(PageType.L1TAB + lvl) for lvl in range(levels - 2, -1, -1)]
-    for i, pfn in enumerate(tables):
-        is_l1 = i == len(tables) - 1
-        entries = list(range(p2m_size)) if is_l1 else [tables[i + 1]]
-        pages.append(Page(pfn, level_types[i], content.page_table(width, entries)))
-    pages.append(Page(p2m_frame, PageType.NOTAB, content.p2m_frame(width, [0x10000 + x for x in range(p2m_size)])))
-    for pfn in ram:
-        pages.append(Page(pfn, PageType.NOTAB, content.ram_page(pfn, p.seed)))
-    return Guest(tuple(pages), p2m_size, ram, cr3_pfn=tables[0], start_info_pfn=start_info, p2m_frames=frames)
+def pv_guest(p: Params, width: int, vcpus: int = 1) -> Guest:
+    """The PV guest's pages as profile_content lays them out: start info, xenstore and console
+    pages, page tables (pinned root), p2m frames, RAM; vcpu contexts naming them."""
+    layout = content.PvLayout(width, p.ram_pages, vcpus, p.seed)
+    pages = tuple(Page(pfn, t, data) for pfn, t, data in layout.pages)
+    return Guest(pages, layout.p2m_size, layout.ram, cr3_pfn=layout.cr3_pfn,
+                 start_info_pfn=layout.start_info_pfn, p2m_frames=layout.p2m_frames, layout=layout)
 
 
 def guest_of(profile: Profile) -> Guest:
     if profile.guest == "hvm":
         return hvm_guest(profile.params)
-    return pv_guest(profile.params, profile.width)
+    return pv_guest(profile.params, profile.width, profile.params.vcpus)
 
 
 # --------------------------------------------------------------------------
@@ -347,16 +327,19 @@ def dirty_pages(guest: Guest, seed: int, round_: int) -> list[int]:
 
 
 def hvm_params(profile: Profile, guest: Guest) -> tuple[tuple[int, int], ...]:
-    """The non-zero params of write_hvm_params()'s list, in its order, as xg_dom_x86.c and hvmloader
-    set them (the pfns scaled with the guest)."""
+    """The non-zero params of write_hvm_params()'s list, in its order, as xg_dom_x86.c
+    (special and ioreq-server pfns, scaled with the guest), hvmloader (VM86_TSS_SIZED:
+    TSS_SIZE 384 << 32 | address; ACPI_IOPORTS_LOCATION 1) and Xen (X87_FIP_WIDTH 8 on a CPU
+    without FPU CS/DS) set them.  Params outside the saver's list (TIMER_MODE) never appear."""
     sp = guest.special_base
     values = dict(STORE_PFN=sp + SPECIAL["XENSTORE"], IOREQ_PFN=sp + SPECIAL["IOREQ"],
                   BUFIOREQ_PFN=sp + SPECIAL["BUFIOREQ"], PAGING_RING_PFN=sp + SPECIAL["PAGING"],
                   MONITOR_RING_PFN=sp + SPECIAL["ACCESS"], SHARING_RING_PFN=sp + SPECIAL["SHARING"],
-                  VM86_TSS=0xFC00A000, VM86_TSS_SIZED=(0x80 << 32) | 0xFC00A000,
+                  VM86_TSS=0xFC00A000, VM86_TSS_SIZED=(0x180 << 32) | 0xFC00A000,
                   CONSOLE_PFN=sp + SPECIAL["CONSOLE"], ACPI_IOPORTS_LOCATION=1,
                   IDENT_PT=(sp + SPECIAL["IDENT_PT"]) << 12, PAE_ENABLED=1,
-                  IOREQ_SERVER_PFN=guest.ioreq_server_base, NR_IOREQ_SERVER_PAGES=NR_IOREQ_SERVER_PAGES)
+                  IOREQ_SERVER_PFN=guest.ioreq_server_base, NR_IOREQ_SERVER_PAGES=NR_IOREQ_SERVER_PAGES,
+                  X87_FIP_WIDTH=8)
     return tuple((HVM_PARAM[name], values[name]) for name in hvm_param_list(profile.release)
                  if values.get(name, 0))
 
@@ -375,11 +358,11 @@ def end_of_checkpoint(profile: Profile, guest: Guest, checkpoint: int) -> list[l
         if params or profile.release < (4, 9):
             out.append(libxc.HvmParams(params))
         return out
-    out.append(libxc.SharedInfo(content.shared_info(profile.width, p.seed)))
+    out.append(libxc.SharedInfo(content.shared_info(profile.width, p.seed, vcpus=p.vcpus,
+                                                    max_pfn=guest.p2m_size)))
     for v in range(p.vcpus):
-        out.append(libxc.X86PvVcpuBasic(v, content.vcpu_basic(
-            profile.width, v, cr3_pfn=guest.cr3_pfn, start_info_pfn=guest.start_info_pfn if v == 0 else None)))
-        out.append(libxc.X86PvVcpuExtended(v, content.vcpu_extended(profile.release, v)))
+        out.append(libxc.X86PvVcpuBasic(v, guest.layout.vcpu_context(v)))
+        out.append(libxc.X86PvVcpuExtended(v, content.vcpu_extended(profile.release, v, profile.width)))
         if p.xsave:
             out.append(libxc.X86PvVcpuXsave(v, content.vcpu_xsave(v)))
         if p.msrs:
