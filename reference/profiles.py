@@ -556,10 +556,10 @@ def convert_legacy(fmt: str = "libxl", *, guest: str = "hvm", width: int = 64, p
 
 
 def c_xenstored(*, domains: tuple[int, ...] = (1, 2, 3)) -> bytes:
-    """A live-update dump as C xenstored writes it (tools/xenstored/lu.c ``lu_dump_state()``;
-    ``core.c`` ``dump_state_nodes()``, ``domain.c`` ``dump_state_connections()``,
-    ``dump_state_domain()``, ``watch.c`` ``dump_state_watches()``; 4.18+ paths, ``tools/xenstore/``
-    before): ``len`` counts the padding, the special nodes are NODE_DATA, no open transaction is
+    """A live-update dump as C xenstored (4.15 and later) writes it (tools/xenstored/lu.c
+    ``lu_dump_state()``; ``core.c`` ``dump_state_nodes()``, ``domain.c`` ``dump_state_connections()``,
+    ``dump_state_domain()``, ``watch.c`` ``dump_state_watches()``; 4.18+ paths,
+    ``tools/xenstore/xenstored_*.c`` before): ``len`` counts the padding, the special nodes are NODE_DATA, no open transaction is
     written, DOMAIN_DATA last.  Depth-limited watches are left out: C xenstored writes those in a
     layout its own reader misreads (docs/findings.md), no profile of a working writer."""
     from .xenstore_build import c_style, live_update_state

@@ -285,3 +285,15 @@ def render_markdown() -> list[str]:
         out.append(f"| `{c.rule}`{only} | {c.component} | {c.releases}{modes} | {c.source} | "
                    f"{c.behaviour.replace('|', chr(92) + '|')} |")
     return out
+
+
+def render_matrix() -> str:
+    """The reader checks × releases table of docs/profiles.md (plain restore; R: refused)."""
+    head = "| check | " + " | ".join(release_name(r) for r in RELEASES) + " | source |"
+    out = [head, "|---|" + "---|" * len(RELEASES) + "---|"]
+    for c in CHECKS:
+        cells = [("R" if c.rule != "libxc.record.length_max" else "8M" if r <= (4, 9) else "128M")
+                 if c.enforced_by(r, c.modes[0]) else "" for r in RELEASES]
+        mode = "" if c.modes == MODES else f" ({'/'.join(c.modes)})"
+        out.append(f"| `{c.rule}`{mode} | " + " | ".join(cells) + f" | {c.component}: {c.source} |")
+    return "\n".join(out) + "\n"

@@ -329,3 +329,10 @@ def test_reader_profile_xen_4_17_agrees_with_the_real_libxenguest(libxenguest, e
     args = [str(libxenguest / "restore")] + (["--remus"] if remus else []) + [str(stream)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode == 0) is ours, done.stderr[-1500:]
+
+
+def test_docs_profiles_has_the_current_reader_matrix():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "profiles.md").read_text()
+    assert readers.render_matrix() in doc, "docs/profiles.md: paste readers.render_matrix() again"
