@@ -39,8 +39,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--impl-cmd", default=None, metavar="TEMPLATE",
                 help="command template with {format} and {path} (stdin when {path} is absent); "
                      "for converters {in}, {out}, {options}")
-    g.addoption("--impl-kind", choices=("verifier", "converter"), default="verifier",
-                help="verifier (default) or legacy converter (convert-legacy-stream options)")
+    g.addoption("--impl-kind", choices=("verifier", "converter", "libxenguest"), default="verifier",
+                help="verifier (default), legacy converter (convert-legacy-stream options), or "
+                     "libxenguest (Xen's xc_domain_restore under a fake hypervisor; --impl is a "
+                     "release directory from scripts/fetch-xen-tools, default .cache/xen-tools/4.17)")
     g.addoption("--impl-role", choices=("strict", "restore"), default="strict",
                 help="how 'writer' cases are judged: strict must refuse, restore must accept")
     g.addoption("--impl-timeout", type=float, default=5.0, metavar="SECONDS",
@@ -86,6 +88,9 @@ class Suite:
         self.config = config
         self.kind = opt("--impl-kind")
         self.role = opt("--impl-role")
+        if self.kind == "libxenguest" and not any(
+                str(a).startswith("--impl-role") for a in config.invocation_params.args):
+            self.role = "restore"   # Xen's restore code is a restorer unless told otherwise
         self.limits = Limits(opt("--impl-timeout"), opt("--impl-memory"), opt("--impl-output-limit"))
         self.sources = _split(opt("--sources")) or []
         bad = [s for s in self.sources if s not in ALL_SOURCES]
@@ -116,12 +121,21 @@ class Suite:
 
             self.runner: Runner = ConverterRunner(self.impl, self.role, delivery, self.failures_dir,
                                                   workdir, self.known)
+        elif self.kind == "libxenguest":
+            from .libxenguest.testee import LibxenguestRunner
+
+            self.runner = LibxenguestRunner(self.impl, self.role, delivery, self.failures_dir,
+                                            workdir, self.known)
         else:
             self.runner = Runner(self.impl, self.role, delivery, self.failures_dir, workdir, self.known)
         self.formats_wanted = _split(opt("--formats"))
         self._collection: casesmod.Collection | None = None
 
     def _make_impl(self, impl: str, template: str | None):
+        if self.kind == "libxenguest":
+            from .libxenguest.testee import Libxenguest
+
+            return Libxenguest(None if impl == "builtin" else impl, self.limits)
         if self.kind == "converter":
             from .converter import ConverterProgram
 
@@ -166,6 +180,10 @@ class Suite:
     def supported(self, fmt: str) -> bool:
         if self.kind == "converter":
             return fmt == "legacy"
+        if self.kind == "libxenguest":
+            from .libxenguest.testee import SUPPORTED_FORMATS
+
+            return fmt in SUPPORTED_FORMATS and (self.formats_wanted is None or fmt in self.formats_wanted)
         return self.formats_wanted is None or fmt in self.formats_wanted
 
     def skipped_formats(self) -> dict[str, str]:
@@ -173,12 +191,18 @@ class Suite:
         for fmt in self.known_formats():
             if self.kind == "converter":
                 continue  # a converter only reads legacy images; nothing to report
-            if not self.supported(fmt):
+            if self.kind == "libxenguest" and not self.supported(fmt):
+                from .libxenguest.testee import not_supported
+
+                out[fmt] = f"format {fmt}: {not_supported(fmt)}"
+            elif not self.supported(fmt):
                 out[fmt] = f"format {fmt} is not in --formats={','.join(self.formats_wanted or [])}"
         return out
 
     def cases(self) -> list[casesmod.Case]:
         out = [c for c in self.collection.cases if self.supported(c.format)]
+        if self.kind == "libxenguest" and self.converter_skip():
+            return []
         if self.kind == "converter":
             from .converter import options_from_meta, reference_available
 
@@ -188,6 +212,9 @@ class Suite:
         return out
 
     def converter_skip(self) -> str | None:
+        """Why no case of this kind of implementation can run (one line), or None."""
+        if self.kind == "libxenguest":
+            return getattr(self.impl, "problem", None)
         if self.kind != "converter":
             return None
         from .converter import reference_available, reference_missing_reason
@@ -238,6 +265,8 @@ class Suite:
         fmt, kind, family = target
         if fmt == "strategies":
             pytest.skip(kind)
+        if self.kind == "libxenguest" and self.converter_skip():
+            pytest.skip(self.converter_skip())
         from hypothesis import HealthCheck, given, settings
         from hypothesis import strategies as st
 
@@ -408,7 +437,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "skipped_format" in metafunc.fixturenames:
         skipped = suite.skipped_formats()
         reason = suite.converter_skip()
-        items = list(skipped.items()) + ([("converter", reason)] if reason else [])
+        items = list(skipped.items()) + ([(suite.kind, reason)] if reason else [])
         if items:
             metafunc.parametrize("skipped_format", items, ids=[k for k, _ in items])
         else:

@@ -503,25 +503,23 @@ SHOWCASE: tuple[tuple[str, str, dict], ...] = (
     ("libxc", "xen-4.13-pv32", {}),
     ("libxc", "xen-4.17-hvm", {}),
     ("libxc", "xen-4.17-pv", {"msrs": ((MSR_TSC_AUX, 1),)}),
-    ("libxc", "xen-4.17-pv32", {}),
-    ("libxc", "xen-4.17-hvm-migrate", {"debug": True}),
-    ("libxc", "xen-4.20-pv-remus", {}),
-    ("libxc", "xen-4.22-hvm", {"vcpus": 2}),
-    ("libxl", "xen-4.6-hvm-remus", {}),
+    ("libxc", "xen-4.20-pv-remus", {"checkpoints": 0}),
+    ("libxl", "xen-4.6-hvm-remus", {"checkpoints": 0}),
     ("libxl", "xen-4.13-pv", {}),
     ("libxl", "xen-4.17-hvm", {}),
     ("libxl", "xen-4.17-hvm-remus", {}),
-    ("libxl", "xen-4.17-pv-remus", {}),
-    ("libxl", "xen-4.17-hvm-colo", {}),
+    ("libxl", "xen-4.17-pv-remus", {"checkpoints": 0}),
+    ("libxl", "xen-4.17-hvm-colo", {"checkpoints": 0}),
     ("libxl", "xen-4.20-hvm", {"emulator": libxl.EmulatorId.QEMU_TRADITIONAL}),
     ("xl", "xen-4.17-hvm", {}),
     ("xl", "xen-4.17-pv", {}),
-    ("xl", "xen-4.20-hvm-migrate", {}),
+    ("xl", "xen-4.20-hvm-migrate", {"debug": True}),
 )
 
 
 def showcase() -> list[tuple[str, Profile]]:
-    return [(layer, get(name, **params)) for layer, name, params in SHOWCASE]
+    """The showcase profiles, with one page of RAM (the corpus keeps them whole)."""
+    return [(layer, get(name, **{"ram_pages": 1, **params})) for layer, name, params in SHOWCASE]
 
 
 def origin(layer: str, profile: Profile) -> str:

@@ -825,10 +825,12 @@ class PvGuest:
     pagetables: tuple[tuple[int, int], ...]       # (pfn, page type) root first
     types: dict = field(repr=False, compare=False, default_factory=dict)
     contents: dict = field(repr=False, compare=False, default_factory=dict)
+    p2m_size: int = 0                             # pfns the p2m covers (>= pages)
 
     @property
     def max_pfn(self) -> int:
-        return self.pages - 1
+        """The highest pfn of the p2m (pfns from ``pages`` up are not populated: ballooned out)."""
+        return max(self.pages, self.p2m_size) - 1
 
     @property
     def cr3_pfn(self) -> int:
@@ -852,17 +854,19 @@ class PvGuest:
                                   gdt_ents=32 if vcpu == 0 else 0)
 
     def shared_info(self) -> bytes:
-        return shared_info(self.width, vcpus=self.vcpus, max_pfn=self.pages)
+        return shared_info(self.width, vcpus=self.vcpus, max_pfn=self.max_pfn + 1)
 
 
-def pv_guest(width: int = 8, pages: int = 16, vcpus: int = 1) -> PvGuest:
-    """A consistent PV guest of ``pages`` pfns (at least 12) for ``width``
-    (8: 64-bit, 4 levels; 4: 32-bit PAE, 3 levels)."""
+def pv_guest(width: int = 8, pages: int = 16, vcpus: int = 1, *, p2m_size: int = 0) -> PvGuest:
+    """A consistent PV guest of ``pages`` populated pfns (at least
+    :func:`pv_min_pages`) for ``width`` (8: 64-bit, 4 levels; 4: 32-bit PAE,
+    3 levels); ``p2m_size`` (default ``pages``) pfns in its p2m, those from
+    ``pages`` up not populated."""
     if width not in (4, 8):
         raise ValueError("guest width is 4 or 8 octets")
     levels = 4 if width == 8 else 3
     per_frame = PAGE_SIZE // width
-    frames = (pages - 1) // per_frame + 1
+    frames = (max(pages, p2m_size) - 1) // per_frame + 1
     need = 1 + frames + 4 + levels + 1
     if pages < need:
         raise ValueError(f"a PV guest of width {width} with {pages} pages needs at least {need}")
@@ -880,10 +884,10 @@ def pv_guest(width: int = 8, pages: int = 16, vcpus: int = 1) -> PvGuest:
     for i, (pfn, kind) in enumerate(zip(tables, kinds)):
         entries = [0] * 512
         if kind == L1TAB:
-            # map the guest's first pages; page tables read-only, as a PV
+            # map the guest's own pages; page tables read-only, as a PV
             # kernel must map them (xen/arch/x86/mm.c refuses writable mappings
             # of page-table frames); data pages no-execute on 64-bit guests
-            for k in range(min(pages, 64)):
+            for k in range(need - 1):             # the structural pages: pfn 0 .. last table
                 flags = PTE_FLAGS if types[k] == NOTAB else PTE_FLAGS & ~_PAGE_RW
                 entries[k] = pte(k, flags) | (1 << 63 if width == 8 and types[k] == NOTAB else 0)
         else:
@@ -891,7 +895,8 @@ def pv_guest(width: int = 8, pages: int = 16, vcpus: int = 1) -> PvGuest:
         contents[pfn] = struct.pack("<512Q", *entries)
     # p2m frames: the source host's machine frames, as the guest had them
     p2m = list(p2m)
-    words = [0x80000 + pfn for pfn in range(pages)]
+    invalid = (1 << (width * 8)) - 1
+    words = [0x80000 + pfn if pfn < pages else invalid for pfn in range(frames * per_frame)]
     for i, frame in enumerate(p2m):
         chunk = words[i * per_frame:(i + 1) * per_frame]
         chunk += [0] * (per_frame - len(chunk))
@@ -902,9 +907,11 @@ def pv_guest(width: int = 8, pages: int = 16, vcpus: int = 1) -> PvGuest:
     contents[console] = bytes(PAGE_SIZE)
     contents[gdt] = bytes(PAGE_SIZE)
     return PvGuest(width, levels, pages, vcpus, tuple(p2m), start, store, console, gdt,
-                   tuple(pagetables), types, contents)
+                   tuple(pagetables), types, contents, max(pages, p2m_size))
 
 
-def pv_min_pages(width: int) -> int:
-    """The fewest pages :func:`pv_guest` builds a guest of ``width`` with."""
-    return 1 + 1 + 4 + (4 if width == 8 else 3) + 1
+def pv_min_pages(width: int, p2m_size: int = 0) -> int:
+    """The fewest pages :func:`pv_guest` builds a guest of ``width`` with
+    (one p2m frame, or as many as a p2m of ``p2m_size`` pfns needs)."""
+    frames = (max(p2m_size, 1) - 1) // (PAGE_SIZE // width) + 1
+    return 1 + frames + 4 + (4 if width == 8 else 3) + 1
