@@ -293,6 +293,9 @@ CPUID_EMPTY = _rule("libxc.x86_cpuid_policy.empty", E, "X86_CPUID_POLICY",
 MSR_EMPTY = _rule("libxc.x86_msr_policy.empty", E, "X86_MSR_POLICY",
                   "an X86_MSR_POLICY with no entries; the Errata ask readers to tolerate empty records, Xen "
                   "since 4.14 refuses this one")
+HVM_CONTEXT_EMPTY = _rule("libxc.hvm_context.empty", E, "Errata",
+                          "an HVM_CONTEXT with no content; the Errata ask readers to tolerate empty records, "
+                          "Xen since 4.14 refuses this one")
 HVM_CONTEXT_MISSING = _rule("libxc.hvm.context_missing", E, "x86 HVM Guest",
                             "an x86 HVM stream carries HVM_CONTEXT; the spec lists it in a typical stream "
                             "and does not require it")
@@ -1153,10 +1156,12 @@ def _parse_x86_tsc_info(r: LibxcReader, h: RecordHeader):
     return X86TscInfo(mode, khz, nsec, incarnation, reserved)
 
 
-def _parse_blob_record(cls, empty_rule: str | None):
+def _parse_blob_record(cls, empty_rule: str | None, reader_rule: str | None = None):
     def parse(r: LibxcReader, h: RecordHeader):
         if h.body_length == 0 and empty_rule:
             r.checker.report(empty_rule, h.offset + 4, f"{_NAMES[h.type]} with no content")
+            if reader_rule in r._reader:
+                r.checker.report(reader_rule, h.offset + 4, f"{_NAMES[h.type]} with no content")
         return cls(r.blob(h))
     return parse
 
@@ -1241,7 +1246,7 @@ _PARSERS = {
     RecordType.X86_PV_VCPU_MSRS: _make_vcpu_parser(X86PvVcpuMsrs),
     RecordType.SHARED_INFO: _parse_shared_info,
     RecordType.X86_TSC_INFO: _parse_x86_tsc_info,
-    RecordType.HVM_CONTEXT: _parse_blob_record(HvmContext, EMPTY_CONTENT),
+    RecordType.HVM_CONTEXT: _parse_blob_record(HvmContext, EMPTY_CONTENT, HVM_CONTEXT_EMPTY),
     RecordType.HVM_PARAMS: _parse_hvm_params,
     RecordType.TOOLSTACK: _parse_toolstack,
     RecordType.VERIFY: _parse_verify,

@@ -148,6 +148,10 @@ CHECKS: tuple[ReaderCheck, ...] = (
                 _GUEST.format("common_x86") + ", handle_x86_msr_policy()",
                 "refuses an X86_MSR_POLICY with no entries: \"size 0 should be multiple of 16\"",
                 since=(4, 14)),
+    ReaderCheck("libxc.hvm_context.empty", "libxenguest",
+                _GUEST.format("restore_x86_hvm") + ", handle_hvm_context(); xg_sr_common.h, update_blob()",
+                "refuses an HVM_CONTEXT with no content: \"Unable to allocate 0 bytes for hvm context\" "
+                "(update_blob() refuses a zero size)", since=(4, 14)),
     ReaderCheck("libxc.hvm.context_missing", "libxenguest",
                 _GUEST.format("restore_x86_hvm") + ", x86_hvm_stream_complete()",
                 "hands XEN_DOMCTL_sethvmcontext the last HVM_CONTEXT; without one Xen has no save header to "

@@ -111,6 +111,10 @@ def _libxc_readers(b: _Builder) -> None:
     sr = remus.libxc()
     b.libxc("checkpoint_in_plain_restore", libxc.CHECKPOINT_PLAIN, sr, "a Xen 4.17 Remus stream given to a plain "
             "restore (xl restore)", at=_find(sr.records, libxc.Checkpoint), reader="xen-4.22", profile=remus.name)
+    k = _find(s.records, libxc.HvmContext)
+    b.libxc("empty_hvm_context", libxc.HVM_CONTEXT_EMPTY,
+            _edit_xc(s, k + 1, libxc.HvmContext(b""), drop=0), "a Xen 4.17 HVM stream with an empty "
+            "HVM_CONTEXT after its real one", at=k + 1, plus=4, reader="xen-4.22", profile=name)
     hvm_end = len(s.records) - 1
     b.libxc("no_hvm_context", libxc.HVM_CONTEXT_MISSING,
             _edit_xc(s, _find(s.records, libxc.HvmContext)), "a Xen 4.17 HVM stream without its HVM_CONTEXT",
