@@ -539,7 +539,10 @@ def convert_legacy(fmt: str = "libxl", *, guest: str = "hvm", width: int = 64, p
     later: ``write_libxc_hdr()``, ``write_libxl_hdr()``, the ``read_*`` functions) writes for a
     legacy image: xen_major 0 and xen_minor the script's version, the libxl legacy option bit,
     emulator_id Unknown.  The reference converter writes the same octets (compared with Debian's
-    4.17 script in tests/test_legacy_xen.py), so it stands in for the script here."""
+    4.17 script in tests/test_legacy_xen.py), so it stands in for the script here.  The legacy
+    image is the legacy builder's, whose page contents and vCPU contexts are synthetic: the
+    record shape is the converter's, but a real restore of the output fails on content (no
+    HVM save header, no start info page), as it would for any such input."""
     import io
 
     from . import legacy, legacy_convert
