@@ -51,12 +51,13 @@ def same_file(a: str | os.PathLike | int, b: str | os.PathLike | int) -> bool:
             and os.path.samestat(sa, sb))
 
 
-def refuse_same_file(output: str | os.PathLike | int, inputs: dict[str, object]) -> None:
-    """:class:`UsageError` when ``output`` is one of ``inputs`` (what -> path or fd)."""
-    for what, spec in inputs.items():
+def refuse_same_file(output: str | os.PathLike | int, inputs) -> None:
+    """:class:`UsageError` when ``output`` is one of ``inputs`` (paths or
+    descriptor numbers)."""
+    for spec in inputs:
         if spec is not None and same_file(output, spec):
-            raise UsageError(f"the output {output} is the same file as {what} {spec}: "
-                             "refusing to overwrite an input")
+            same = "" if os.fspath(spec) == os.fspath(output) else f" (as {spec})"
+            raise UsageError(f"the output {output} is an input{same}: refusing to overwrite it")
 
 
 def in_place(path: str | os.PathLike) -> bool:
