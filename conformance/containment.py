@@ -24,6 +24,7 @@ after a signal) can still end them: :func:`end_all_live`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -201,6 +202,33 @@ def end_orphans(baseline: set[int], *, limit: float = 5.0) -> int:
             except InterruptedError:  # pragma: no cover - PEP 475 retries
                 pass
     return found
+
+
+def wait_childless(pids, limit: float) -> None:
+    """Wait until none of ``pids`` has a process below it that is not a zombie
+    (their running cases ended), or they are gone; at most ``limit`` s."""
+    give_up = time.monotonic() + limit
+    while time.monotonic() < give_up:
+        table = _table()
+        alive = {p for p in pids if p in table and table[p][1] != "Z"}
+        below = {p for p in descendants(alive) if p in table and table[p][1] != "Z"}
+        if not below:
+            return
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def signals_held():
+    """SIGINT and SIGTERM wait while the block runs (the main thread's
+    clean-up after a run must not be cut short by a second signal)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def register_live(pid: int) -> None:

@@ -86,9 +86,12 @@ _MEMORY_RE = re.compile(
     rb"|operator new)\b[^\n]*\b(?:[Ff]ail(?:ed|ure|s)?|NULL)\b[^\n]*"
     rb"|[^\n]*\b(?:[Ff]ailed to allocate|[Aa]llocation failed|[Uu]nable to allocate|"
     rb"[Cc]ould not allocate|[Mm]emory allocation failed|memory exhausted)\b[^\n]*"
-    rb"|[a-z_]+\(\): (?:[^\n]*\b(?:corrupted|invalid|unaligned|misaligned)\b)[^\n]*"
+    rb"|[a-z_]+\(\): (?:[^\n]*\b(?:corrupted|invalid|unaligned|misaligned|double free)\b)[^\n]*"
     rb"|double free or corruption[^\n]*|corrupted size vs\. prev_size[^\n]*)$",
     re.MULTILINE)
+#: strerror(EFBIG): a write past the file limit (RLIMIT_FSIZE) by a program that
+#: ignores SIGXFSZ (Python does), with any non-zero status.
+_FILE_LIMIT_RE = re.compile(rb"^[^\n]*File too large[^\n]*$", re.MULTILINE)
 #: Allocation failures that a program may also print when it refuses (exit 1) on purpose.
 _MEMORY_WEAK_RE = re.compile(
     rb"^[^\n]*(?:[Oo]ut of memory|\bENOMEM\b|[Ii]nsufficient memory)[^\n]*$", re.MULTILINE)
@@ -145,13 +148,13 @@ def classify(returncode: int, stderr: bytes) -> tuple[str, str]:
     m = _MEMORY_RE.search(stderr)
     if m:
         return MEMORY, m.group(0).decode("utf-8", "replace").strip()[:200]
+    if returncode == -signal.SIGXFSZ or _FILE_LIMIT_RE.search(stderr):
+        return FLOOD, "a file larger than the file limit (SIGXFSZ or EFBIG)"
     if returncode == 1:
         return REJECT, ""
     m = _MEMORY_WEAK_RE.search(stderr)
     if m:
         return MEMORY, m.group(0).decode("utf-8", "replace").strip()[:200]
-    if returncode == -signal.SIGXFSZ:
-        return FLOOD, "a file larger than the file limit (SIGXFSZ)"
     if returncode < 0:
         try:
             name = signal.Signals(-returncode).name
@@ -190,7 +193,7 @@ class _ErrorLog:
         if len(self.hits) < 8:
             for m in _SANITIZER_RE.finditer(scan):
                 self.hits.append(m.group(0))
-            for regex in (_MEMORY_RE, _MEMORY_WEAK_RE):
+            for regex in (_MEMORY_RE, _MEMORY_WEAK_RE, _FILE_LIMIT_RE):
                 for m in regex.finditer(scan):
                     self.hits.append(m.group(0))
         cut = scan.rfind(b"\n")
@@ -479,22 +482,23 @@ def run_process(argv: list[str], limits: Limits, *, stdin_path: str | os.PathLik
         io = ChildIO(proc, limits, start, feeder)
         killed = io.run()
     finally:
-        if feeder_fd is not None:
-            os.close(feeder_fd)
-        if not subreaper:   # best effort: what is still below it, before it goes
-            containment.kill_tree(containment.descendants({proc.pid}))
-        # its group: the program when it must be killed, what it left in the group anyway
-        _kill_group(proc)
-        proc.wait()
-        containment.forget_live(proc.pid)
-        for f in (proc.stdout, proc.stderr):
-            if f is not None:
-                try:
-                    f.close()
-                except OSError:
-                    pass
-        if subreaper:
-            containment.end_orphans(baseline)
+        with containment.signals_held():
+            if feeder_fd is not None:
+                os.close(feeder_fd)
+            if not subreaper:   # best effort: what is still below it, before it goes
+                containment.kill_tree(containment.descendants({proc.pid}))
+            # its group: the program when it must be killed, what it left in the group anyway
+            _kill_group(proc)
+            proc.wait()
+            containment.forget_live(proc.pid)
+            for f in (proc.stdout, proc.stderr):
+                if f is not None:
+                    try:
+                        f.close()
+                    except OSError:
+                        pass
+            if subreaper:
+                containment.end_orphans(baseline)
     duration = time.monotonic() - start
     stderr = io.err.text() if capture else ""
     if killed is not None:

@@ -456,41 +456,64 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RESULTS] = []
     _CURRENT_RESULTS.clear()
     config.addinivalue_line("markers", "xenstream_nothing: placeholder, deselected")
-    config.stash[_SIGNALS] = _catch_termination(_is_worker(config))
+    config.stash[_SIGNALS] = _catch_termination(config)
+    atexit.register(config.stash[_SUITE].runner.close)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     suite = config.stash.get(_SUITE, None)
     if suite is not None:
         suite.runner.close()
-    previous = config.stash.get(_SIGNALS, None)
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    for signum, previous in (config.stash.get(_SIGNALS, None) or {}).items():
+        signal.signal(signum, previous)
 
 
-_SIGNALS = pytest.StashKey[object]()
+_SIGNALS = pytest.StashKey[dict]()
+_TERMINATING: list[int] = []
 
 
 def _terminate(signum, frame):
+    """SIGTERM or SIGINT: end the run through KeyboardInterrupt, once (a second
+    signal must not cut the first one's clean-up short).  An xdist controller
+    first has its workers end their running cases the same way, and waits
+    for them, so that nothing they started outlives the run."""
+    if _TERMINATING:
+        return
+    _TERMINATING.append(signum)
+    if _CONTROLLER:
+        workers = containment.children()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        containment.wait_childless(workers, 10.0)
     raise KeyboardInterrupt(f"{signal.Signals(signum).name}: ending the running case")
 
 
-def _catch_termination(worker: bool):
-    """SIGTERM ends the run like SIGINT (KeyboardInterrupt): the running case
-    kills its testee and everything it started, the runner removes its
-    folder.  An xdist worker also gets SIGTERM when the controller dies,
-    whatever killed it.  Returns the handler to restore."""
+_CONTROLLER: list[bool] = []
+
+
+def _catch_termination(config: pytest.Config) -> dict:
+    """Install :func:`_terminate` for SIGTERM (and SIGINT, in place of
+    Python's own handler) in the main thread; returns the handlers to restore.
+    An xdist worker also gets SIGTERM when its controller dies, whatever
+    killed it."""
     if threading.current_thread() is not threading.main_thread():
-        return None
+        return {}
+    _TERMINATING.clear()
+    _CONTROLLER[:] = [config.pluginmanager.hasplugin("dsession") and not _is_worker(config)]
     atexit.register(containment.end_all_live)
-    if worker and not getattr(_catch_termination, "watching", False):
+    if _is_worker(config) and not getattr(_catch_termination, "watching", False):
         containment.die_with_parent(signal.SIGTERM)
         _catch_termination.watching = True
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous in (signal.SIG_DFL, None):
-        signal.signal(signal.SIGTERM, _terminate)
-        return previous
-    return None
+    previous = {}
+    for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+        current = signal.getsignal(signum)
+        if current in (default, signal.SIG_DFL, None):
+            signal.signal(signum, _terminate)
+            previous[signum] = current
+    return previous
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
