@@ -48,7 +48,7 @@ from .delivery import FD, SOCKET, STREAM_FD, Feed
 from .execute import ACCEPT, CRASH, FILE, FLOOD, HARNESS, MODES, PIPE, REJECT, STDIN, TIMEOUT, \
     Builtin, Limits, Observed, deliver_command, run_process, stream_marks
 from .judge import BAD_OUTPUT, DIFFERS, FAIL, Judgement, failure_message, judge
-from .runner import CaseRun, Runner
+from .runner import HANG_STREAK, CaseRun, Runner
 
 REFERENCE_MODULE = "xenstream.reference.legacy_convert"
 
@@ -254,8 +254,8 @@ class ConverterRunner(Runner):
                 seen = self.impl.convert(data, in_path, out_path, opts, mode)
             if short is not None and seen.verdict == TIMEOUT:
                 seen = dataclasses.replace(seen, detail=(
-                    f"after {short:g} s, shortened: the {self.timeout_streak} cases before "
-                    "timed out in every run"))
+                    f"after {short:g} s, shortened: every run of the {HANG_STREAK} cases before "
+                    "timed out"))
             if seen.verdict == ACCEPT:
                 limits = getattr(self.impl, "limits", Limits())
                 out, why = read_output(out_path, output_limit(len(data), limits.file_limit))

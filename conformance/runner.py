@@ -214,8 +214,8 @@ class Runner:
                     seen = self.impl.verify(fmt, data, path, mode)
             if short is not None and seen.verdict == TIMEOUT:
                 seen = dataclasses.replace(seen, detail=(
-                    f"after {short:g} s, shortened: the {self.timeout_streak} cases before "
-                    "timed out in every run"))
+                    f"after {short:g} s, shortened: every run of the {HANG_STREAK} cases before "
+                    "timed out"))
         except Exception as exc:  # noqa: BLE001 - the runner's failure, not the implementation's
             seen = Observed(HARNESS, f"{type(exc).__name__}: {exc}", mode=mode)
         finally:
