@@ -46,7 +46,8 @@ from .cases import Case, citation
 from . import containment
 from .delivery import FD, SOCKET, STREAM_FD, Feed
 from .execute import ACCEPT, CRASH, FILE, FLOOD, HARNESS, MODES, PIPE, REJECT, STDIN, TIMEOUT, \
-    Builtin, Limits, Observed, deliver_command, run_process, stream_marks
+    Builtin, Limits, Observed, absolute_path, absolute_words, deliver_command, run_process, \
+    stream_marks
 from .judge import BAD_OUTPUT, DIFFERS, FAIL, Judgement, failure_message, judge
 from .runner import HANG_STREAK, CaseRun, Runner
 
@@ -142,7 +143,8 @@ class ConverterProgram:
 
     def __init__(self, path: str | None = None, template: str | None = None,
                  limits: Limits = Limits(), env: dict | None = None):
-        self.path, self.template, self.limits, self.env = path, template, limits, env
+        self.path = absolute_path(path) if path is not None else None
+        self.template, self.limits, self.env = template, limits, env
         self.name = os.path.basename(path or shlex.split(template)[0])
         self.modes = MODES if template is None else (FILE, STDIN, PIPE)
 
@@ -150,7 +152,7 @@ class ConverterProgram:
         if self.template is None:
             return [self.path, "-i", in_word, "-o", out_path, *opts.argv()]
         out: list[str] = []
-        for w in shlex.split(self.template):
+        for w in absolute_words(shlex.split(self.template)):
             if w == "{options}":
                 out += opts.argv()
             else:

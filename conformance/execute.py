@@ -570,12 +570,12 @@ class Program(Implementation):
                  limits: Limits = Limits(), env: dict | None = None, name: str | None = None):
         if (path is None) == (template is None):
             raise ValueError("give a program path or a command template")
-        self.path = path
+        self.path = absolute_path(path) if path is not None else None
         self.template = template
         self.limits = limits
         self.env = env
         if template is not None:
-            self.words = shlex.split(template)
+            self.words = absolute_words(shlex.split(template))
             self.name = name or os.path.basename(self.words[0]) if self.words else "?"
             self.takes_path = any("{path}" in w for w in self.words)
             self.takes_fd = any("{fd}" in w for w in self.words)
@@ -636,6 +636,20 @@ class Program(Implementation):
 
     def describe(self) -> str:
         return self.template if self.template is not None else self.path
+
+
+def absolute_path(word: str) -> str:
+    """A program's path made absolute when it names a file relative to the
+    current directory (the program runs in a private directory, not here)."""
+    if os.sep in word and not os.path.isabs(word) and "{" not in word and os.path.exists(word):
+        return os.path.abspath(word)
+    return word
+
+
+def absolute_words(words: list[str]) -> list[str]:
+    """The words of a command template with relative paths to existing files
+    made absolute (see :func:`absolute_path`)."""
+    return [absolute_path(w) for w in words]
 
 
 def deliver_command(mode: str, fmt: str, path: Path, cmd: str) -> str:

@@ -466,6 +466,7 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         suite.runner.close()
     for signum, previous in (config.stash.get(_SIGNALS, None) or {}).items():
         signal.signal(signum, previous)
+    _CONTROLLER.clear()
 
 
 _SIGNALS = pytest.StashKey[dict]()
@@ -480,7 +481,8 @@ def _terminate(signum, frame):
     if _TERMINATING:
         return
     _TERMINATING.append(signum)
-    if _CONTROLLER:
+    config = _CONTROLLER[0] if _CONTROLLER else None
+    if config is not None and config.pluginmanager.hasplugin("dsession"):  # an xdist controller
         workers = containment.children()
         for pid in workers:
             try:
@@ -491,7 +493,7 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt(f"{signal.Signals(signum).name}: ending the running case")
 
 
-_CONTROLLER: list[bool] = []
+_CONTROLLER: list = []   # the config of a process that may be an xdist controller
 
 
 def _catch_termination(config: pytest.Config) -> dict:
@@ -502,7 +504,7 @@ def _catch_termination(config: pytest.Config) -> dict:
     if threading.current_thread() is not threading.main_thread():
         return {}
     _TERMINATING.clear()
-    _CONTROLLER[:] = [config.pluginmanager.hasplugin("dsession") and not _is_worker(config)]
+    _CONTROLLER[:] = [] if _is_worker(config) else [config]
     atexit.register(containment.end_all_live)
     if _is_worker(config) and not getattr(_catch_termination, "watching", False):
         containment.die_with_parent(signal.SIGTERM)

@@ -2,6 +2,7 @@
 
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -257,3 +258,14 @@ def test_runner_overhead_is_small():
     overhead = (time.perf_counter() - start - spent) / n
     assert overhead < 0.005
     r.close()
+
+
+def test_relative_program_paths_survive_the_private_working_directory(fake, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = "./" + Path(fake).name
+    stream = tmp_path / "run" / "s.bin"
+    stream.parent.mkdir()
+    stream.write_bytes(toy.VALID)
+    for impl in (Program(path=name, limits=FAST), Program(template=f"{name} -f {{format}} -i {{path}}",
+                                                          limits=FAST)):
+        assert impl.verify("toy", toy.VALID, stream, "file").verdict == "accept"

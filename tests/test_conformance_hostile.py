@@ -425,3 +425,17 @@ def test_an_implementation_that_hangs_on_everything_gets_a_shorter_timeout(tmp_p
     assert time.monotonic() - start < 2 * 2 * 0.6 + 4 * 0.1 + 2
     assert all(r.judgement.observed.startswith("timeout") for r in runs)
     assert "shortened" in runs[-1].judgement.observed and len(runs[-1].observations) == 1
+
+
+def test_deliver_replays_a_mode_and_passes_the_exit_status_on(tmp_path, capfd):
+    from xenstream.conformance import deliver
+
+    stream = tmp_path / "s.bin"
+    stream.write_bytes(toy.stream(*[(1, bytes(100)) for _ in range(10)]))
+    naive = script(tmp_path, "naive", NAIVE_READER, PY)
+    assert deliver.main(["file", "-f", "toy", str(stream), "--", naive, str(stream)]) == 0
+    assert deliver.main(["pipe", "-f", "toy", str(stream), "--", naive, "0"]) == 1
+    assert "Stream truncated" in capfd.readouterr().err
+    assert deliver.main(["socket", str(stream), "--", "sh", "-c", "exit 7"]) == 7
+    assert deliver.main(["fd", str(stream), "--", "sh", "-c", "kill -SEGV $$"]) == 128 + 11
+    assert deliver.main(["stdin", str(tmp_path / "missing"), "--", "true"]) == 2
