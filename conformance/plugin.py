@@ -474,15 +474,15 @@ _TERMINATING: list[int] = []
 
 
 def _terminate(signum, frame):
-    """SIGTERM or SIGINT: end the run through KeyboardInterrupt, once (a second
-    signal must not cut the first one's clean-up short).  An xdist controller
-    first has its workers end their running cases the same way, and waits
-    for them, so that nothing they started outlives the run."""
-    if _TERMINATING:
-        return
+    """SIGTERM or SIGINT: end the run through KeyboardInterrupt (the clean-up
+    of a running case holds further signals until it is done).  An xdist
+    controller first has its workers end their running cases the same way
+    and waits for them (up to 10 s; not on a second signal), so that nothing
+    they started outlives the run."""
+    first = not _TERMINATING
     _TERMINATING.append(signum)
     config = _CONTROLLER[0] if _CONTROLLER else None
-    if config is not None and config.pluginmanager.hasplugin("dsession"):  # an xdist controller
+    if first and config is not None and config.pluginmanager.hasplugin("dsession"):
         workers = containment.children()
         for pid in workers:
             try:
