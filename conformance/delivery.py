@@ -151,7 +151,7 @@ class Feeder:
         self._pending = b""
         self._state = "idle"          # idle -> write -> drain -> pause -> idle ... -> done
         self._resume = 0.0
-        self._poll = 0.0002
+        self._poll = 0.00005
         self.written = 0
         self.broken = False           # the reader closed its end
         os.set_blocking(fd, False)
@@ -167,7 +167,7 @@ class Feeder:
                 self._state, self._resume = "pause", now + self.pause
             else:
                 self._resume = now + self._poll
-                self._poll = min(self._poll * 2, 0.005)
+                self._poll = min(self._poll * 2, 0.002)
         if self._state == "pause" and now >= self._resume:
             self._state = "idle"
         if self._state == "idle":
@@ -197,7 +197,7 @@ class Feeder:
         self.written += n
         self._pending = self._pending[n:]
         if not self._pending:
-            self._state, self._poll = "drain", 0.0002
+            self._state, self._poll = "drain", 0.00005
             self._resume = time.monotonic()
 
     def finish(self) -> None:
@@ -218,11 +218,11 @@ class Feeder:
 
 
 def feed_blocking(fd: int, pieces: list[bytes], kind: str = PIPE, *,
-                  should_stop=lambda: False) -> None:
+                  should_stop=lambda: False, pause: float = PIECE_PAUSE) -> None:
     """Run a :class:`Feeder` to its end on its own (a writer thread)."""
     import selectors
 
-    feeder = Feeder(fd, pieces, kind)
+    feeder = Feeder(fd, pieces, kind, pause)
     with selectors.DefaultSelector() as sel:
         registered = False
         while not feeder.done and not should_stop():
@@ -241,7 +241,7 @@ def feed_blocking(fd: int, pieces: list[bytes], kind: str = PIPE, *,
                 sel.unregister(feeder.fd)
                 registered = False
             wake = feeder.wake_at()
-            time.sleep(max(0.0, min(0.01, (wake or now) - now)))
+            time.sleep(max(0.00005, min(0.01, (wake or now) - now)))
         if registered:
             sel.unregister(feeder.fd)
     feeder.finish()

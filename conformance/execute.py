@@ -763,8 +763,10 @@ class Builtin(Implementation):
             wfd, rfd = a.detach(), b.detach()
         stop = threading.Event()
         pieces = pipe_pieces(data, marks=stream_marks(fmt, data, options))
+        # the reader is this process's own thread, already waiting when a
+        # piece is drained: no pause needed for it to ask again
         writer = threading.Thread(target=feed_blocking, args=(wfd, pieces, mode),
-                                  kwargs={"should_stop": stop.is_set}, daemon=True)
+                                  kwargs={"should_stop": stop.is_set, "pause": 0.0}, daemon=True)
         writer.start()
         raw = open(rfd, "rb", buffering=0)
         try:
