@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-OUTCOMES = ("pass", "fail", "xfail", "xpass", "reported", "skipped")
+OUTCOMES = ("pass", "fail", "xfail", "xpass", "reported", "skipped", "harness-error")
 RESULTS_JSON, REPORT_MD = "results.json", "report.md"
 
 
@@ -33,7 +33,8 @@ class CaseResult:
     required: str | None
     observed: str
     outcome: str          # see OUTCOMES
-    kind: str = ""        # wrong-verdict, crash, inconsistent, bad-output, output-differs, wrong-state
+    kind: str = ""        # wrong-verdict, crash, inconsistent, flaky, bad-output, output-differs,
+                          # wrong-state, harness-error
     duration: float = 0.0
     known: str | None = None   # the known-failures entry that covers the case
     saved: str | None = None   # where the failing stream was saved
@@ -48,8 +49,17 @@ class CaseResult:
 
     @classmethod
     def from_json(cls, d: dict) -> "CaseResult":
+        """ValueError when ``d`` is not a case of a results.json."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a case is not an object: {d!r:.60}")
         names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in names})
+        missing = [k for k in ("id", "format", "outcome") if not isinstance(d.get(k), str)]
+        if missing:
+            raise ValueError(f"a case has no {', '.join(missing)}: {d!r:.60}")
+        try:
+            return cls(**{k: v for k, v in d.items() if k in names})
+        except TypeError as exc:
+            raise ValueError(f"a case lacks fields: {exc}") from None
 
 
 @dataclass
@@ -71,6 +81,9 @@ class Run:
 
     @classmethod
     def from_json(cls, d: dict) -> "Run":
+        """ValueError when ``d`` is not a results.json."""
+        if not isinstance(d, dict) or not isinstance(d.get("cases"), list):
+            raise ValueError("not the results of a conformance run (an object with 'cases')")
         run = cls(implementation=d.get("implementation", "?"), kind=d.get("kind", "verifier"),
                   role=d.get("role", "strict"), formats=d.get("formats", []),
                   sources=d.get("sources", []), notes=d.get("notes", []),
@@ -86,10 +99,12 @@ class Run:
         return cls.from_json(json.loads(path.read_text()))
 
     def write(self, folder: Path | str) -> None:
+        from xenstream.reference.outfile import write_atomic
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / RESULTS_JSON).write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        (folder / REPORT_MD).write_text(render_markdown(self))
+        write_atomic(folder / RESULTS_JSON, json.dumps(self.to_json(), indent=1) + "\n")
+        write_atomic(folder / REPORT_MD, render_markdown(self))
 
 
 def _counts_row(label: str, cases: Iterable[CaseResult]) -> str:
@@ -112,6 +127,10 @@ def render_markdown(run: Run) -> str:
         f"- started: {run.started}",
     ]
     out += [f"- note: {n}" for n in run.notes]
+    harness = sum(c.outcome == "harness-error" for c in run.cases)
+    if harness:
+        out.append(f"- **{harness} harness error(s)**: the runner failed on these cases, not the "
+                   "implementation; they have no verdict and are in no other column")
     out += ["", "## By format", "", head.format("format"), rule]
     by_format: dict[str, list[CaseResult]] = defaultdict(list)
     by_family: dict[str, list[CaseResult]] = defaultdict(list)
@@ -125,7 +144,7 @@ def render_markdown(run: Run) -> str:
     for fam in sorted(by_family):
         out.append(_counts_row(f"`{fam}`", by_family[fam]))
     failing = [c for c in sorted(run.cases, key=lambda c: c.id)
-               if c.outcome in ("fail", "xfail", "xpass")]
+               if c.outcome in ("fail", "xfail", "xpass", "harness-error")]
     if failing:
         out += ["", "## Failures", "", "| case | outcome | kind | required | observed |",
                 "|---|---|---|---|---|"]

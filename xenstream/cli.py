@@ -7,6 +7,7 @@ and provides ``add_arguments(parser)`` and ``run(args) -> int``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -27,11 +28,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (and exit 2)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
     """The parser with every built subcommand, or with just ``only`` when it is built:
     ``xenstream verify`` then imports the verifier and its format, not the
     strategies, corpus and conformance modules (startup time, issue 8)."""
-    parser = argparse.ArgumentParser(prog="xenstream", description=__doc__.splitlines()[0])
+    parser = Parser(prog="xenstream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, object] = {}
     names = [only] if only in COMMANDS and import_optional(COMMANDS[only][0]) is not None else COMMANDS
@@ -53,16 +61,62 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    name = f"xenstream {args.command}"
     try:
-        return modules[args.command].run(args)
+        code = modules[args.command].run(args)
+        try:
+            sys.stdout.flush()   # a full disk or a closed pipe is reported here, not at exit
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, "standard output") from None
+        return code
     except UsageError as exc:
-        print(f"xenstream {args.command}: {exc}", file=sys.stderr)
+        _error(f"{name}: {exc}")
         return EXIT_ERROR
     except BrokenPipeError:
+        _quiet_stdout()
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_ERROR
+    except OSError as exc:  # the environment's: EIO, ENOSPC, EACCES, ... never our bug
+        _error(f"{name}: {_os_error(exc)}")
+        return EXIT_ERROR
+    except MemoryError:
+        _error(f"{name}: out of memory")
+        return EXIT_ERROR
     except Exception:  # a bug in this project, never the stream's fault
-        print(f"xenstream {args.command}: internal error, please report:", file=sys.stderr)
+        print(f"{name}: internal error, please report:", file=sys.stderr)
         traceback.print_exc()
         return EXIT_ERROR
+
+
+def _os_error(exc: OSError) -> str:
+    import errno
+
+    what = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"{exc.filename}: {what}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):   # files name themselves
+        return f"standard output: {what}"
+    return what
+
+
+def _error(line: str) -> None:
+    """One line on stderr; stdout, which may have failed, is not flushed again at exit."""
+    _quiet_stdout()
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush of what
+    could not be written does not print a second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
