@@ -39,6 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from xenstream.reference import xl
 from xenstream.reference.checker import Checker
 from xenstream.reference.errors import StreamError
 from xenstream.reference.formats import get_codec, validate
@@ -134,7 +135,7 @@ def convert_legacy(data: bytes) -> None:
             continue
         produced = out.getvalue()
         check_fmt = fmt
-        if produced.startswith(XL_MAGIC):
+        if produced.startswith(xl.MAGIC):
             # an xl savefile header in front is copied through (with the
             # streamv2 flag): the whole output is an xl savefile for -f libxl,
             # the header and a libxc stream for -f libxc
@@ -147,9 +148,6 @@ def convert_legacy(data: bytes) -> None:
             first = strict.first_refused()
             raise InvariantError(f"convert-legacy -f {fmt}: output refused by the verifier: "
                                  f"{first.describe() if first else '?'}")
-
-
-XL_MAGIC = b"Xen saved domain, xl format\n \0 \r"
 
 
 def _xl_header_length(data: bytes) -> int:

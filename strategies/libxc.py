@@ -8,7 +8,7 @@ from functools import partial
 
 from xenstream.reference import libxc as X
 from xenstream.reference import xen_abi
-from xenstream.reference.framing import RawRecord, encode_record, padding_length
+from xenstream.reference.framing import OPTIONAL_BIT, RawRecord, encode_record, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType, PageType, RecordType
 
@@ -126,7 +126,7 @@ def tail_records(d: Draw, guest, vcpus: int, page_size: int,
 
 
 def optional_record(d: Draw) -> RawRecord:
-    rtype = X.OPTIONAL_BIT | d.choice([0x123, d.int(0x13, 0x7FFFFFFF)])
+    rtype = OPTIONAL_BIT | d.choice([0x123, d.int(0x13, 0x7FFFFFFF)])
     return RawRecord(rtype, pattern(rtype, d.int(0, 20)), X.LAYER)
 
 
@@ -271,7 +271,7 @@ def _padding_nonzero(d: Draw):
     padded = [i for i, r in enumerate(s.records) if padding_length(len(r.encode_body(s.endian)))]
     if not padded or d.bool():
         i = d.int(0, len(s.records) - 1)
-        s = edit(s, i, RawRecord(X.OPTIONAL_BIT | 0x777, pattern(i, d.int(1, 7) + 8 * d.int(0, 2)),
+        s = edit(s, i, RawRecord(OPTIONAL_BIT | 0x777, pattern(i, d.int(1, 7) + 8 * d.int(0, 2)),
                                      X.LAYER), drop=0)
         padded = [i]
     i = d.choice(padded)
@@ -287,7 +287,7 @@ def _padding_missing(d: Draw):
     s = build(d)
     last = len(s.records) - 2  # the record before END
     n = d.int(1, 7)
-    s = edit(s, last + 1, Raw(X.OPTIONAL_BIT | 0x99, pattern(n, n + 8 * d.int(0, 1))), X.End(), drop=1)
+    s = edit(s, last + 1, Raw(OPTIONAL_BIT | 0x99, pattern(n, n + 8 * d.int(0, 1))), X.End(), drop=1)
     offs = offsets(s)
     body_end = offs[last + 1] + 8 + len(s.records[last + 1].encode_body(s.endian))
     data = enc(s)
@@ -409,7 +409,7 @@ def _hvm_params_reserved(d: Draw):
 @mutation(FORMAT, "reserved", X.VCPU_RESERVED)
 def _vcpu_reserved(d: Draw):
     s = build(d, guest="pv")
-    i = d.choice(find_all(s, X._X86PvVcpu))
+    i = d.choice(find_all(s, X.X86PvVcpu))
     value = d.int(1, 0xFFFFFFFF)
     s = edit(s, i, replace(s.records[i], reserved=value))
     return enc(s), f"{X.record_name(s.records[i].type)} reserved field is 0x{value:08x}"
@@ -522,7 +522,7 @@ def _unknown_mandatory(d: Draw):
 def _unknown_optional(d: Draw):
     s = build(d)
     i = d.int(0, len(s.records) - 1)
-    rtype = X.OPTIONAL_BIT | d.int(0, 0x7FFFFFFF)
+    rtype = OPTIONAL_BIT | d.int(0, 0x7FFFFFFF)
     s = edit(s, i, Raw(rtype, pattern(rtype, d.int(0, 24))), drop=0)
     return enc(s), f"unknown optional record type 0x{rtype:08x} (bit 31 set): valid, ignored"
 
@@ -590,7 +590,7 @@ _length_mutation(X.HVMP_LENGTH, X.HvmParams, lambda d, b, s: _cut(0)(d, b, s) if
 _length_mutation(X.SHINFO_LENGTH, X.SharedInfo,
                  lambda d, b, s: _cut(0)(d, b, s) if d.bool() else _grow(d, b, s),
                  {"guest": "pv"}, "SHARED_INFO is not one page")
-_length_mutation(X.VCPU_LENGTH, X._X86PvVcpu, lambda d, b, s: b[:d.int(0, 7)], {"guest": "pv"},
+_length_mutation(X.VCPU_LENGTH, X.X86PvVcpu, lambda d, b, s: b[:d.int(0, 7)], {"guest": "pv"},
                  "shorter than the vcpu_id/reserved header")
 _length_mutation(X.P2M_LENGTH, X.X86PvP2mFrames, _odd(8), {"guest": "pv"},
                  "not the 8-octet header plus whole p2m_pfn entries")
@@ -767,7 +767,7 @@ def _empty_content(d: Draw):
         kinds += ["cpuid", "msr"]
     kind = d.choice(kinds)
     if kind == "vcpu":
-        i = d.choice(find_all(s, X._X86PvVcpu))
+        i = d.choice(find_all(s, X.X86PvVcpu))
         s = edit(s, i, replace(s.records[i], context=b""))
     elif kind == "hvm_context":
         i = d.choice(find_all(s, X.HvmContext))
@@ -856,7 +856,7 @@ def _p2m_after_page_data(d: Draw):
 def _vcpu_before_page_data(d: Draw):
     s = build(d, guest="pv")
     recs = list(s.records)
-    vcpu = recs.pop(d.choice(find_all(s, X._X86PvVcpu)))
+    vcpu = recs.pop(d.choice(find_all(s, X.X86PvVcpu)))
     j = next(i for i, r in enumerate(recs) if isinstance(r, X.PageData))
     recs.insert(d.int(next(i for i, r in enumerate(recs) if isinstance(r, X.X86PvP2mFrames)) + 1, j), vcpu)
     return enc(replace(s, records=tuple(recs))), f"{X.record_name(vcpu.type)} before any PAGE_DATA"
@@ -865,7 +865,7 @@ def _vcpu_before_page_data(d: Draw):
 @mutation(FORMAT, "semantics", X.PV_REQUIRED)
 def _pv_without_vcpus(d: Draw):
     s = build(d, guest="pv")
-    s = replace(s, records=tuple(r for r in s.records if not isinstance(r, X._X86PvVcpu)))
+    s = replace(s, records=tuple(r for r in s.records if not isinstance(r, X.X86PvVcpu)))
     return enc(s), "x86 PV stream without VCPU records"
 
 

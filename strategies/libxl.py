@@ -7,7 +7,7 @@ from functools import partial
 
 from xenstream.reference import libxc as X
 from xenstream.reference import libxl as L
-from xenstream.reference.framing import RawRecord, padding_length
+from xenstream.reference.framing import OPTIONAL_BIT, RawRecord, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType
 from xenstream.reference.libxl import RecordType
@@ -44,7 +44,7 @@ def emulator_records(d: Draw, emu_id: int) -> list[L.Record]:
 
 
 def optional_record(d: Draw) -> RawRecord:
-    rtype = L.OPTIONAL_BIT | d.int(6, 0x7FFFFFFF)
+    rtype = OPTIONAL_BIT | d.int(6, 0x7FFFFFFF)
     return RawRecord(rtype, pattern(rtype, d.int(0, 20)), L.LAYER)
 
 
@@ -171,7 +171,7 @@ def _padding_nonzero(d: Draw):
     cands = [i for i, (off, n, layer) in enumerate(lay) if layer == L.LAYER and padding_length(n)]
     if not cands or d.bool():
         i = d.choice(libxl_slots(s))
-        s = edit(s, i, RawRecord(L.OPTIONAL_BIT | 0x55, pattern(i, 8 * d.int(0, 1) + d.int(1, 7)), L.LAYER),
+        s = edit(s, i, RawRecord(OPTIONAL_BIT | 0x55, pattern(i, 8 * d.int(0, 1) + d.int(1, 7)), L.LAYER),
                  drop=0)
         lay, _ = layout(s)
         cands = [i]
@@ -187,7 +187,7 @@ def _padding_missing(d: Draw):
     s = build(d)
     n = d.int(1, 7)
     k = len(s.items) - 1
-    s = edit(s, k, RawRecord(L.OPTIONAL_BIT | 0x66, pattern(n, n), L.LAYER), drop=0)
+    s = edit(s, k, RawRecord(OPTIONAL_BIT | 0x66, pattern(n, n), L.LAYER), drop=0)
     lay, _ = layout(s)
     off, _, _ = lay[k]
     end = off + 8 + n
@@ -386,7 +386,7 @@ def _unknown_mandatory(d: Draw):
 @mutation(FORMAT, "framing", None, "unknown_optional")
 def _unknown_optional(d: Draw):
     s = build(d)
-    rtype = L.OPTIONAL_BIT | d.int(0, 0x7FFFFFFF)
+    rtype = OPTIONAL_BIT | d.int(0, 0x7FFFFFFF)
     s = edit(s, d.choice(libxl_slots(s)), Raw(rtype, pattern(rtype, d.int(0, 20))), drop=0)
     return enc(s), f"unknown optional libxl record type 0x{rtype:08x}: valid, ignored"
 
@@ -395,7 +395,7 @@ def _unknown_optional(d: Draw):
 def _body_length_past_end(d: Draw):
     s = build(d)
     k = len(s.items) - 1
-    s = edit(s, k, RawRecord(L.OPTIONAL_BIT | 0x77, pattern(k, d.int(0, 16)), L.LAYER), drop=0)
+    s = edit(s, k, RawRecord(OPTIONAL_BIT | 0x77, pattern(k, d.int(0, 16)), L.LAYER), drop=0)
     lay, total = layout(s)
     off = lay[k][0]
     value = total - (off + 8) + d.int(1, 4096)

@@ -341,7 +341,7 @@ def examples() -> list[Example]:
     recs[first_page:first_page] = vcpus
     b.bad("pv_vcpu_before_page_data", libxc.PV_PAGES_FIRST, replace(pv, records=tuple(recs)),
           "VCPU records before any PAGE_DATA", at_record=first_page)
-    recs = [r for r in pv.records if not isinstance(r, libxc._X86PvVcpu)]
+    recs = [r for r in pv.records if not isinstance(r, libxc.X86PvVcpu)]
     no_vcpu = replace(pv, records=tuple(recs))
     b.bad("pv_without_vcpus", libxc.PV_REQUIRED, no_vcpu, "x86 PV stream without VCPU records",
           at_record=len(recs) - 1)
