@@ -42,11 +42,11 @@ from typing import Callable
 from xenstream.reference import xl
 from xenstream.reference.checker import Checker
 from xenstream.reference.errors import StreamError
-from xenstream.reference.formats import get_codec, validate
+from xenstream.reference.formats import get_codec, names, validate
 from xenstream.reference.rules import Role
 from xenstream.reference.source import Source
 
-FORMATS = ("libxc", "libxl", "xl", "xenstore", "legacy")
+FORMATS = names()
 #: Inputs larger than this are cut (libFuzzer's -max_len does the same for its own inputs).
 MAX_INPUT = 1 << 20
 
@@ -142,19 +142,12 @@ def convert_legacy(data: bytes) -> None:
             if fmt == "libxl":
                 check_fmt = "xl"
             else:
-                produced = produced[_xl_header_length(produced):]
+                produced = produced[xl.header_length(produced) or 0:]
         strict = validate(Source.from_bytes(produced), check_fmt, Checker(Role.STRICT))
         if not strict.accepted:
             first = strict.first_refused()
             raise InvariantError(f"convert-legacy -f {fmt}: output refused by the verifier: "
                                  f"{first.describe() if first else '?'}")
-
-
-def _xl_header_length(data: bytes) -> int:
-    from xenstream.corpus.frames import spans
-
-    first = spans("xl", data)[0]
-    return first[1] if first[2] == "xl-header" else 0
 
 
 # --------------------------------------------------------------------------

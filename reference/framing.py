@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, Iterator, NamedTuple
 
 from .checker import Checker
 from .layout import Declared, Endian, Layout, u32
@@ -79,6 +79,32 @@ make_item = partial(tuple.__new__, Item)
 
 #: The zero padding of each length 0-7, by ``body_length & 7``.
 _ZERO_PADS = tuple(ZERO_PAD[:padding_length(n)] for n in range(ALIGN))
+
+
+#: Spans past this many are not walked (bounds a walk's time on hostile input).
+MAX_SPANS = 100_000
+
+
+def frames(data: bytes, at: int, endian: Endian) -> Iterator[tuple[int, int, int]]:
+    """``(start, end, type)`` of each whole record (padding included) from ``at``, trusting
+    nothing: stops at the first record that does not fit in ``data``."""
+    s, n, size = RECORD_HEADER.of(endian), len(data), RECORD_HEADER.size
+    while at + size <= n:
+        rtype, length = s.unpack_from(data, at)
+        end = at + size + length + padding_length(length)
+        if end > n:
+            return
+        yield at, end, rtype
+        at = end
+
+
+def sniffer(header: Layout, version: str, options: str):
+    """A codec's ``sniff``: ``(version, byteorder)`` from a big-endian ``header`` whose
+    ``options`` field has the byte-order bit 0; None for what ``data`` does not hold."""
+    def sniff(data: bytes) -> tuple[int | None, str | None]:
+        flags = header.get(Endian.BIG, data, options)
+        return header.get(Endian.BIG, data, version), None if flags is None else Endian.from_bit(flags).value
+    return sniff
 
 
 def check_padding(src: Source, header: RecordHeader, checker: Checker, rule_id: str) -> None:

@@ -271,6 +271,15 @@ class Layout:
         raw = self.of(endian).unpack_from(data, offset)
         return {f.name: f.join(raw[i:i + n]) for f, i, n in self._parts}
 
+    def get(self, endian: Endian, data, name: str, base: int = 0):
+        """Field ``name`` of the layout at ``base`` in ``data``, or None when ``data`` ends before it
+        (what a sniffer reads of a header that may be cut short)."""
+        f, at = self._by_name[name], self._offsets[name]
+        size = struct.calcsize("<" + f.fmt)
+        if len(data) < base + at + size:
+            return None
+        return f.join(struct.unpack_from(endian.prefix + f.fmt, data, base + at))
+
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._by_name)

@@ -1289,6 +1289,27 @@ def dump(src: Source, checker: Checker, **options: Any) -> Iterator[dict]:
         yield from items
 
 
+def sniff(data: bytes) -> tuple[int | None, str | None]:
+    return None, "little"  # x86 toolstacks wrote legacy images in host (little-endian) order
+
+
+def spans(data: bytes, options: dict | None = None, base: int = 0, out: list | None = None) -> tuple[list, int]:
+    """The items from ``base`` at the offsets the dump reports (an image says nothing of its
+    items' sizes but through the reader); where they stop."""
+    out = [] if out is None else out
+    offsets: set[int] = {base}
+    try:
+        for item in dump(Source.from_bytes(data), Checker(), **(options or {})):
+            off = item.get("offset")
+            if isinstance(off, int) and base <= off <= len(data):
+                offsets.add(off)
+    except Exception:  # noqa: BLE001 - a malformed image stops the dump anywhere
+        pass
+    points = sorted(offsets)
+    out += [(a, b, LAYER) for a, b in zip(points, points[1:])]
+    return out, points[-1]
+
+
 CODEC = Codec(
     name="legacy",
     description="legacy (pre-v2) libxc image, optionally with an xl header, libxl toolstack blob "
@@ -1298,4 +1319,6 @@ CODEC = Codec(
     encode=encode,
     dump=dump,
     options=tuple(_DEFAULTS),
+    sniff=sniff,
+    spans=spans,
 )

@@ -1324,6 +1324,26 @@ def dump(src: Source, checker: Checker) -> Iterator[dict]:
     reader.check_trailing()
 
 
+def headers_endian(data: bytes, base: int = 0) -> Endian:
+    """The byte order the image header at ``base`` gives the rest of the stream."""
+    return Endian.from_bit(IMAGE_HEADER.get(Endian.BIG, data, "options", base))
+
+
+def spans(data: bytes, options=None, base: int = 0, out: list | None = None) -> tuple[list, int]:
+    """The headers (one span) and each whole record from ``base``; where the walk stopped."""
+    out = [] if out is None else out
+    if len(data) < base + HEADERS_SIZE:
+        return out, base
+    out.append((base, base + HEADERS_SIZE, "libxc-headers"))
+    at = base + HEADERS_SIZE
+    for start, end, _ in framing.frames(data, at, headers_endian(data, base)):
+        if len(out) >= framing.MAX_SPANS:
+            break
+        out.append((start, end, LAYER))
+        at = end
+    return out, at
+
+
 CODEC = Codec(
     name="libxc",
     description="libxc domain image format v2/v3 (libxc-migration-stream.pandoc)",
@@ -1331,4 +1351,6 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
+    sniff=framing.sniffer(IMAGE_HEADER, "version", "options"),
+    spans=spans,
 )

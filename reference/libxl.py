@@ -641,6 +641,37 @@ def dump(src: Source, checker: Checker) -> Iterator[dict]:
     reader.check_trailing()
 
 
+def spans(data: bytes, options=None, base: int = 0, out: list | None = None) -> tuple[list, int]:
+    """The header and each whole record from ``base``, following the embedded libxc stream as
+    the reader does: its headers (one span) after LIBXC_CONTEXT, its records in its byte order
+    up to its END or CHECKPOINT, and again after CHECKPOINT_END; where the walk stopped."""
+    out = [] if out is None else out
+    if len(data) < base + HEADER.size:
+        return out, base
+    out.append((base, base + HEADER.size, "libxl-header"))
+    endian = Endian.from_bit(HEADER.get(Endian.BIG, data, "options", base))
+    at, layer, xc_endian, seen_context = base + HEADER.size, LAYER, None, False
+    while len(out) < framing.MAX_SPANS:
+        frame = next(framing.frames(data, at, xc_endian if layer == libxc.LAYER else endian), None)
+        if frame is None:
+            break
+        start, at, rtype = frame
+        out.append((start, at, layer))
+        if layer == LAYER and rtype == RecordType.LIBXC_CONTEXT and not seen_context:
+            seen_context = True
+            if at + libxc.HEADERS_SIZE > len(data):
+                break
+            xc_endian = libxc.headers_endian(data, at)
+            out.append((at, at + libxc.HEADERS_SIZE, "libxc-headers"))
+            at += libxc.HEADERS_SIZE
+            layer = libxc.LAYER
+        elif layer == LAYER and rtype == RecordType.CHECKPOINT_END and seen_context:
+            layer = libxc.LAYER
+        elif layer == libxc.LAYER and rtype in (libxc.RecordType.END, libxc.RecordType.CHECKPOINT):
+            layer = LAYER
+    return out, at
+
+
 CODEC = Codec(
     name="libxl",
     description="libxl migration stream v2 wrapping libxc (libxl-migration-stream.pandoc)",
@@ -648,4 +679,6 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
+    sniff=framing.sniffer(HEADER, "version", "options"),
+    spans=spans,
 )

@@ -41,7 +41,8 @@ from .errors import StreamError
 from .formats import Codec
 from . import fastpath
 from .framing import (
-    RECORD_HEADER, Item, RawRecord, RecordHeader, check_padding, make_header, make_item, padding_length,
+    MAX_SPANS, RECORD_HEADER, Item, RawRecord, RecordHeader, check_padding, frames, make_header, make_item,
+    padding_length, sniffer,
 )
 from .layout import Endian, Layout, u16
 from .rules import Role, Severity, definer
@@ -816,6 +817,21 @@ def _render_text(items):
     return render_text(items)
 
 
+def spans(data: bytes, options=None) -> tuple[list, int]:
+    """The header and each whole record; where the walk stopped."""
+    out: list = []
+    if len(data) < HEADER.size:
+        return out, 0
+    out.append((0, HEADER.size, "xenstore-header"))
+    at = HEADER.size
+    for start, end, _ in frames(data, at, Endian.from_bit(HEADER.get(Endian.BIG, data, "flags"))):
+        if len(out) >= MAX_SPANS:
+            break
+        out.append((start, end, LAYER))
+        at = end
+    return out, at
+
+
 CODEC = Codec(
     name="xenstore",
     description="xenstore migration / live-update stream v1/v2 (xenstore-migration.md)",
@@ -824,6 +840,8 @@ CODEC = Codec(
     encode=encode,
     dump=_dump,
     render_text=_render_text,
+    sniff=sniffer(HEADER, "version", "flags"),
+    spans=spans,
 )
 
 __all__ = ["CODEC", "LAYER", "XenstoreReader", "decode", "encode", "validate", "record_name",

@@ -251,6 +251,29 @@ def dump(src: Source, checker: Checker) -> Iterator[dict]:
     yield from get_codec("legacy").dump(src, checker)
 
 
+def sniff(data: bytes) -> tuple[int | None, str | None]:
+    endian = endian_of(data[HEADER.offset("byteorder"):OPTIONAL_DATA_OFFSET])
+    return None, None if endian is None else endian.value
+
+
+def spans(data: bytes, options=None) -> tuple[list, int]:
+    """The header (with its optional data) as one span, then the body's: a libxl stream's with
+    the STREAMv2 flag, a legacy image's without."""
+    out: list = []
+    if len(data) < OPTIONAL_DATA_OFFSET:
+        return out, 0
+    endian = endian_of(data[HEADER.offset("byteorder"):]) or Endian.BIG
+    fields = HEADER.values(endian, data)
+    end = OPTIONAL_DATA_OFFSET + fields["optional_data_len"]
+    if end > len(data):
+        out.append((0, OPTIONAL_DATA_OFFSET, "xl-header"))
+        return out, OPTIONAL_DATA_OFFSET
+    out.append((0, end, "xl-header"))
+    if fields["mandatory_flags"] & FLAG_STREAMV2:
+        return libxl.spans(data, base=end, out=out)
+    return get_codec("legacy").spans(data, options, base=end, out=out)
+
+
 CODEC = Codec(
     name="xl",
     description="xl savefile: xl header then a libxl v2 stream (or a legacy stream)",
@@ -258,4 +281,6 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
+    sniff=sniff,
+    spans=spans,
 )

@@ -7,12 +7,12 @@ and provides ``add_arguments(parser)`` and ``run(args) -> int``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
 
 from xenstream.reference.errors import UsageError
-from xenstream.reference.formats import import_optional
 
 #: subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -36,18 +36,15 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
-    """The parser with every built subcommand, or with just ``only`` when it is built:
+    """The parser with every subcommand, or with just ``only`` when it names one:
     ``xenstream verify`` then imports the verifier and its format, not the
-    strategies, corpus and conformance modules (startup time, issue 8)."""
+    strategies, corpus and conformance modules (startup time)."""
     parser = Parser(prog="xenstream", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, object] = {}
-    names = [only] if only in COMMANDS and import_optional(COMMANDS[only][0]) is not None else COMMANDS
-    for name in names:
+    for name in [only] if only in COMMANDS else COMMANDS:
         module_name, help_text = COMMANDS[name]
-        module = import_optional(module_name)
-        if module is None:
-            continue  # not built yet
+        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text)
         module.add_arguments(p)
         modules[name] = module

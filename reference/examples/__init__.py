@@ -11,20 +11,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from ..formats import import_optional
-from ..rules import Severity, get_rule
+import importlib
 
-ACCEPT = "accept"
+from ..formats import submodules
+from ..rules import ACCEPT, Severity, get_rule
 
-#: Modules contributing ``examples() -> list[Example]``.
-EXAMPLE_MODULES: tuple[str, ...] = (
-    "xenstream.reference.examples.libxc",
-    "xenstream.reference.examples.libxl",
-    "xenstream.reference.examples.xl",
-    "xenstream.reference.examples.xenstore",
-    "xenstream.reference.examples.legacy",
-    "xenstream.reference.examples.xen",
-)
+#: Modules contributing ``examples() -> list[Example]``: one per format, and the Xen writers' and
+#: readers' (``xen``).
+EXAMPLE_MODULES: tuple[str, ...] = (*submodules("xenstream.reference.examples"), "xenstream.reference.examples.xen")
 
 
 @dataclass(frozen=True)
@@ -75,7 +69,5 @@ class Example:
 def all_examples() -> list[Example]:
     out: list[Example] = []
     for name in EXAMPLE_MODULES:
-        module = import_optional(name)
-        if module is not None:
-            out.extend(module.examples())
+        out.extend(importlib.import_module(name).examples())
     return out
