@@ -502,6 +502,11 @@ class LegacyStream:
         return None
 
 
+def pfn_entry(pfn: int, page_type: int = 0) -> int:
+    """A page batch entry: type in bits 31-28, pfn in bits 27-0."""
+    return (page_type << PFN_TYPE_SHIFT) | (pfn & PFN_MASK)
+
+
 def page_has_data(entry: int) -> bool:
     return ((entry & PFN_TYPE_MASK) >> PFN_TYPE_SHIFT) not in NO_DATA_TYPES
 
@@ -1156,7 +1161,7 @@ def build_batches(pfns_and_types: list[tuple[int, int]], *, batch: int = MAX_BAT
     out = []
     for i in range(0, len(pfns_and_types), batch):
         part = pfns_and_types[i:i + batch]
-        entries = tuple((t << PFN_TYPE_SHIFT) | pfn for pfn, t in part)
+        entries = tuple(pfn_entry(pfn, t) for pfn, t in part)
         data = b"".join(page(pfn) for pfn, t in part if t not in NO_DATA_TYPES)
         out.append(PageBatch(entries, data))
     return tuple(out)

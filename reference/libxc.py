@@ -42,6 +42,8 @@ X86_PAGE_SHIFT = 12
 PFN_MASK = (1 << 52) - 1
 PFN_RESERVED_MASK = ((1 << 60) - 1) & ~PFN_MASK
 PFN_TYPE_SHIFT = 60
+#: The reserved bits of a pfn entry, lowest first.
+PFN_RESERVED_BITS = range(52, PFN_TYPE_SHIFT)
 
 
 class DomainType(enum.IntEnum):

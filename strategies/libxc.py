@@ -8,6 +8,8 @@ from functools import partial
 
 from xenstream.reference import libxc as X
 from xenstream.reference import xen_abi
+from xenstream.reference.build import edit, find, find_all, patch
+from xenstream.reference.build import record_offsets as offsets
 from xenstream.reference.framing import OPTIONAL_BIT, RawRecord, encode_record, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType, PageType, RecordType
@@ -17,7 +19,7 @@ from ._registry import mutation, valid_builder
 
 FORMAT = "libxc"
 HVM, PV = DomainType.X86_HVM, DomainType.X86_PV
-HEADERS = X.IMAGE_HEADER.size + X.DOMAIN_HEADER.size
+HEADERS = X.HEADERS_SIZE
 LE, BE = Endian.LITTLE, Endian.BIG
 
 HVM_TYPES = (PageType.NOTAB, PageType.XTAB, PageType.BROKEN, PageType.XALLOC)
@@ -217,39 +219,10 @@ def valid(d: Draw, **opts) -> tuple[bytes, str]:
 # --------------------------------------------------------------------------
 
 
-def offsets(s: X.LibxcStream) -> list[int]:
-    """Offset of each record header, and of the end of the stream last."""
-    out, at = [], HEADERS
-    for rec in s.records:
-        out.append(at)
-        n = len(rec.encode_body(s.endian))
-        at += 8 + n + padding_length(n)
-    out.append(at)
-    return out
-
-
-def find_all(s: X.LibxcStream, cls) -> list[int]:
-    return [i for i, r in enumerate(s.records) if isinstance(r, cls)]
-
-
-def find(s: X.LibxcStream, cls) -> int:
-    return find_all(s, cls)[0]
-
-
-def edit(s: X.LibxcStream, index: int, *new, drop: int = 1) -> X.LibxcStream:
-    recs = list(s.records)
-    recs[index:index + drop] = new
-    return replace(s, records=tuple(recs))
-
-
 def content_slot(d: Draw, s: X.LibxcStream) -> int:
     """An index where a content record may be inserted (after STATIC_DATA_END, before END)."""
     lo = find(s, X.PageData)
     return d.int(lo, len(s.records) - 1)
-
-
-def patch(data: bytes, offset: int, new: bytes) -> bytes:
-    return data[:offset] + new + data[offset + len(new):]
 
 
 def u32(value: int, endian: Endian) -> bytes:
@@ -294,17 +267,6 @@ def _padding_missing(d: Draw):
     data = data[:body_end] + data[body_end + padding_length(n):]
     return data, "the padding of the last record before END is missing: END is read as padding " \
                  "and the input ends inside a record header"
-
-
-def _padded_fixed(d: Draw, s: X.LibxcStream):
-    """(index, rule, name) of a fixed-size or empty record to give 8 zero octets of 'padding' in its body."""
-    choices = []
-    for i, r in enumerate(s.records):
-        rule = {X.End: X.END_LENGTH, X.StaticDataEnd: X.SDE_LENGTH, X.Checkpoint: X.CHECKPOINT_LENGTH,
-                X.Verify: X.VERIFY_LENGTH, X.X86TscInfo: X.TSC_LENGTH, X.X86PvInfo: X.PVI_LENGTH}.get(type(r))
-        if rule:
-            choices.append((i, rule))
-    return d.choice(choices)
 
 
 for _rule in (X.END_LENGTH, X.SDE_LENGTH, X.TSC_LENGTH, X.PVI_LENGTH):
@@ -367,7 +329,8 @@ def _pfn_reserved(d: Draw):
     i = d.choice(find_all(s, X.PageData))
     rec = s.records[i]
     j = d.int(0, len(rec.pfns) - 1)
-    bits = (1 << d.int(52, 59)) if d.bool() else (d.int(1, 0xFF) << 52)
+    low, high = X.PFN_RESERVED_BITS[0], X.PFN_RESERVED_BITS[-1]
+    bits = (1 << d.int(low, high)) if d.bool() else (d.int(1, X.PFN_RESERVED_MASK >> low) << low)
     pfns = list(rec.pfns)
     pfns[j] |= bits
     s = edit(s, i, replace(rec, pfns=tuple(pfns)))
@@ -703,11 +666,11 @@ def _page_type(d: Draw):
     ps = s.domain_header.page_size
     pages, pfns, k = [], list(rec.pfns), 0
     for n, p in enumerate(rec.pfns):
-        if X.HAS_DATA[p >> 60]:
+        if X.HAS_DATA[X.page_type_of(p)]:
             if n != j:
                 pages.append(rec.pages[k * ps:(k + 1) * ps])
             k += 1
-    pfns[j] = (pfns[j] & X.PFN_MASK) | (t << 60)
+    pfns[j] = X.with_page_type(pfns[j], t)
     s = edit(s, i, replace(rec, pfns=tuple(pfns), pages=b"".join(pages)))
     return enc(s), f"PAGE_DATA pfn[{j}] has reserved page type {t}"
 
@@ -718,10 +681,10 @@ def _page_type_mismatch(d: Draw):
     i = d.choice(find_all(s, X.PageData))
     rec = s.records[i]
     j = d.int(0, len(rec.pfns) - 1)
-    t = rec.pfns[j] >> 60
+    t = X.page_type_of(rec.pfns[j])
     new = PageType.NOTAB if not X.HAS_DATA[t] else d.choice([PageType.XTAB, PageType.BROKEN, PageType.XALLOC])
     pfns = list(rec.pfns)
-    pfns[j] = (pfns[j] & X.PFN_MASK) | (int(new) << 60)
+    pfns[j] = X.with_page_type(pfns[j], new)
     s = edit(s, i, replace(rec, pfns=tuple(pfns)))
     return enc(s), f"PAGE_DATA pfn[{j}] type changed to {new.name} but the page data was not"
 

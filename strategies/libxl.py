@@ -7,6 +7,7 @@ from functools import partial
 
 from xenstream.reference import libxc as X
 from xenstream.reference import libxl as L
+from xenstream.reference.build import edit, find_all, libxl_item_offsets
 from xenstream.reference.framing import OPTIONAL_BIT, RawRecord, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType
@@ -103,15 +104,11 @@ def valid(d: Draw, **opts):
 
 def layout(s: L.LibxlStream):
     """For each item: (offset, body length, layer); and the stream's length."""
-    out, at = [], L.HEADER.size
+    offsets = libxl_item_offsets(s)
     endian, xc_endian = s.header.endian, s.libxc_endian
-    for item in s.items:
-        n = len(item.encode_body(xc_endian if item.layer == X.LAYER else endian))
-        out.append((at, n, item.layer))
-        at += 8 + n + padding_length(n)
-        if isinstance(item, L.LibxcContext) and item.image_header is not None:
-            at += SX.HEADERS
-    return out, at
+    out = [(at, len(item.encode_body(xc_endian if item.layer == X.LAYER else endian)), item.layer)
+           for at, item in zip(offsets, s.items)]
+    return out, offsets[-1]
 
 
 def boundaries(s: L.LibxlStream):
@@ -130,16 +127,6 @@ def boundaries(s: L.LibxlStream):
 def libxl_slots(s: L.LibxlStream, *, outside_checkpoint: bool = False) -> list[int]:
     return [i for i, layer, paused in boundaries(s)
             if layer == L.LAYER and not (outside_checkpoint and paused)]
-
-
-def edit(s: L.LibxlStream, index: int, *new, drop: int = 1) -> L.LibxlStream:
-    items = list(s.items)
-    items[index:index + drop] = new
-    return replace(s, items=tuple(items))
-
-
-def find_all(s, cls) -> list[int]:
-    return [i for i, r in enumerate(s.items) if isinstance(r, cls)]
 
 
 def enc(s) -> bytes:

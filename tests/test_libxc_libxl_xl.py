@@ -188,7 +188,7 @@ def test_libxl_dump_gives_every_record_of_both_layers_with_its_offset():
     data = libxl.encode(s)
     items = list(libxl.dump(Source.from_bytes(data), Checker()))
     records = [i for i in items if i["kind"] == "record"]
-    assert [r["offset"] for r in records] == build.libxl_item_offsets(s)
+    assert [r["offset"] for r in records] == build.libxl_item_offsets(s)[:-1]
     assert [(r["layer"], r["type_value"]) for r in records] == [(i.layer, i.type) for i in s.items]
     image = next(i for i in items if i["kind"] == "image header")
     assert data[image["offset"]:image["offset"] + 8] == b"\xff" * 8

@@ -8,6 +8,7 @@ from dataclasses import replace
 from functools import partial
 
 from .. import build, libxc, xen_abi
+from ..build import edit as _edit, find as _find, patch as _patch
 from ..framing import RawRecord, encode_record
 from ..layout import Endian
 from ..libxc import DomainType, PageType, RecordType
@@ -15,7 +16,7 @@ from . import Example
 
 FORMAT = "libxc"
 HVM, PV = DomainType.X86_HVM, DomainType.X86_PV
-HEADERS = libxc.IMAGE_HEADER.size + libxc.DOMAIN_HEADER.size
+HEADERS = libxc.HEADERS_SIZE
 
 
 #: A record of any type and body, for framing that typed values cannot express.
@@ -25,16 +26,6 @@ Raw = partial(RawRecord, layer=libxc.LAYER)
 def _meta(stream: libxc.LibxcStream, **extra) -> dict:
     return {"version": stream.image_header.version, "byteorder": stream.endian.value,
             "guest": "pv" if stream.domain_header.type == PV else "hvm", **extra}
-
-
-def _find(stream: libxc.LibxcStream, cls) -> int:
-    return next(i for i, r in enumerate(stream.records) if isinstance(r, cls))
-
-
-def _edit(stream: libxc.LibxcStream, index: int, *new, drop: int = 1) -> libxc.LibxcStream:
-    recs = list(stream.records)
-    recs[index:index + drop] = new
-    return replace(stream, records=tuple(recs))
 
 
 class _Builder:
@@ -51,10 +42,6 @@ class _Builder:
             offset = build.record_offsets(stream)[at_record] + plus
         raw = libxc.encode(stream) if data is None else data
         self.out.append(Example(FORMAT, name, raw, rule, description, _meta(stream), offset))
-
-
-def _patch(data: bytes, offset: int, new: bytes) -> bytes:
-    return data[:offset] + new + data[offset + len(new):]
 
 
 def examples() -> list[Example]:
@@ -115,7 +102,7 @@ def examples() -> list[Example]:
           data=hvm_bytes[:HEADERS + 3], offset=HEADERS + 3)
     offs = build.record_offsets(hvm)
     b.bad("no_end", libxc.END_MISSING, hvm, "input ends after the last record, without END",
-          data=hvm_bytes[:offs[-1]], offset=offs[-1])
+          data=hvm_bytes[:offs[-2]], offset=offs[-2])
     b.bad("data_after_end", libxc.TRAILING_DATA, hvm, "eight octets follow END",
           data=hvm_bytes + bytes(8), offset=len(hvm_bytes))
     b.bad("second_end", libxc.TRAILING_DATA, hvm, "a second END record follows END",
@@ -209,16 +196,16 @@ def examples() -> list[Example]:
           "reserved field after count set", at_record=k, plus=12)
     rec = hvm.records[k]
     pfns = list(rec.pfns)
-    pfns[2] |= 1 << 52
+    pfns[2] |= 1 << libxc.PFN_RESERVED_BITS[0]
     b.bad("pfn_bit52", libxc.PD_PFN_RESERVED, _edit(hvm, k, replace(rec, pfns=tuple(pfns))),
           "pfn[2] has reserved bit 52 set", at_record=k, plus=16 + 16)
     pfns = list(rec.pfns)
-    pfns[3] |= 0x80 << 52
+    pfns[3] |= 1 << libxc.PFN_RESERVED_BITS[-1]
     b.bad("pfn_bit59", libxc.PD_PFN_RESERVED, _edit(hvm, k, replace(rec, pfns=tuple(pfns))),
           "pfn[3] has reserved bit 59 set", at_record=k, plus=16 + 24)
     for t in (5, 8):
         b.bad(f"page_type_{t}", libxc.PD_PAGE_TYPE,
-              _edit(hvm, k, libxc.PageData((libxc.pfn_entry(50), (t << 60) | 51), build.page_bytes(50))),
+              _edit(hvm, k, libxc.PageData((libxc.pfn_entry(50), libxc.pfn_entry(51, t)), build.page_bytes(50))),
               f"pfn[1] has reserved page type {t}", at_record=k, plus=16 + 8)
     b.bad("page_data_missing_page", libxc.PD_PAGE_COUNT, _edit(hvm, k, replace(rec, pages=rec.pages[:-4096])),
           "four NOTAB pfns but three pages of data", at_record=k, plus=16 + 32)

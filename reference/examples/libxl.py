@@ -8,6 +8,7 @@ from dataclasses import replace
 from functools import partial
 
 from .. import build, libxc, libxl
+from ..build import edit as _edit, find as _find, patch as _patch
 from ..framing import RawRecord
 from ..layout import Endian
 from ..libxc import DomainType
@@ -29,20 +30,6 @@ def _meta(stream: libxl.LibxlStream, **extra) -> dict:
         meta.update(version=xc.image_header.version,
                     guest="pv" if xc.domain_header.type == PV else "hvm")
     return {**meta, **extra}
-
-
-def _find(stream, cls, start: int = 0) -> int:
-    return next(i for i, r in enumerate(stream.items) if i >= start and isinstance(r, cls))
-
-
-def _edit(stream, index: int, *new, drop: int = 1):
-    items = list(stream.items)
-    items[index:index + drop] = new
-    return replace(stream, items=tuple(items))
-
-
-def _patch(data: bytes, offset: int, new: bytes) -> bytes:
-    return data[:offset] + new + data[offset + len(new):]
 
 
 class _Builder:
@@ -87,7 +74,7 @@ def examples() -> list[Example]:
 
     # framing
     offs = build.libxl_item_offsets(hvm)
-    end_at = offs[-1]
+    end_at = offs[-2]
     cut = offs[_find(hvm, libxl.EmulatorContext)] + 12
     b.bad("cut_in_emulator_context", libxl.STREAM_TRUNCATED, hvm, "input ends inside EMULATOR_CONTEXT",
           data=data[:cut], offset=cut)
