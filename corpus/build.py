@@ -63,9 +63,14 @@ class BuildResult:
         return sum((self.folder / e.path).stat().st_size for e in self.entries)
 
 
-def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None) -> bytes:
-    """``data`` reduced while the reference says the same about it (see the module docstring)."""
-    if len(data) <= REDUCE_ABOVE:
+def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None, *,
+           above: int = REDUCE_ABOVE, octet_chunk: int = OCTET_CHUNK) -> bytes:
+    """``data`` reduced while the reference says the same about it (see the module docstring).
+
+    Streams of ``above`` octets or fewer are left as they are; the octet pass
+    over a malformed stream deletes pieces of ``octet_chunk`` octets or more.
+    """
+    if len(data) <= above:
         return data
     opts = options_of(fmt, meta)
     want = signature(fmt, data, opts)
@@ -79,10 +84,10 @@ def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None) -> byte
             return signature(fmt, candidate, opts) == want
     data = reduce(data, keep, fmt=fmt, max_tests=REDUCE_TESTS, options=opts,
                   variants=lambda d: trim_variants(fmt, d, opts))
-    if not valid and len(data) > REDUCE_ABOVE:
+    if not valid and len(data) > above:
         # a malformed stream the reader gives up on early: whatever follows
-        # the finding is opaque to the item pass; drop it in 1 KiB pieces
-        data = reduce(data, keep, fmt=fmt, items=False, octets=True, min_chunk=OCTET_CHUNK,
+        # the finding is opaque to the item pass; drop it in pieces
+        data = reduce(data, keep, fmt=fmt, items=False, octets=True, min_chunk=octet_chunk,
                       max_tests=REDUCE_TESTS, options=opts)
     return data
 
