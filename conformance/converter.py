@@ -108,7 +108,11 @@ def run_reference(in_path: Path, out_path: Path, opts: ConvertOptions) -> Observ
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            args = parser.parse_args(["-i", str(in_path), "-o", str(out_path), *opts.argv()])
+            argv = ["-i", str(in_path), "-o", str(out_path), *opts.argv()]
+            if opts.target == "libxc" and not opts.skip_qemu:
+                # convert-legacy-stream's default; ours refuses unless told
+                argv.append("--append-qemu")
+            args = parser.parse_args(argv)
             rc = module.run(args)
     except SystemExit as exc:
         return Observed(CRASH, f"reference converter rejected its options: exit {exc.code}",
