@@ -160,8 +160,24 @@ class ConverterProgram:
             return run_process(argv, self.limits, pipe_data=data, mode=mode, env=self.env)
         return run_process(argv, self.limits, stdin_path=in_path, mode=mode, env=self.env)
 
-    def replay(self, in_path: Path, out_path: str, opts: ConvertOptions) -> str:
-        return shlex.join(self.argv(str(in_path), out_path, opts))
+    def replay(self, in_path: Path, out_path: str, opts: ConvertOptions, kind: str = "") -> str:
+        """The conversion again, then the check that failed: the reference
+        verifier on the output (``bad-output``, and whenever it converted), or
+        a comparison with the reference converter's output (``output-differs``)."""
+        in_path, out = Path(in_path).absolute(), Path(out_path).absolute()
+        convert = shlex.join(self.argv(str(in_path), str(out), opts))
+        verify = shlex.join(["python3", "-m", "xenstream", "verify", "--role", "strict",
+                             "-f", opts.output_format, "-i", str(out)])
+        if kind == DIFFERS:
+            ref = out.with_name(f"{out.name.removesuffix('.bin')}.reference.bin")
+            reference = shlex.join(["python3", "-m", "xenstream", "convert-legacy", "-i",
+                                    str(in_path), "-o", str(ref), *opts.argv(),
+                                    *([] if opts.skip_qemu or opts.target != "libxc"
+                                      else ["--append-qemu"])])
+            return f"{convert} && {reference} && cmp {shlex.quote(str(out))} {shlex.quote(str(ref))}"
+        if kind == BAD_OUTPUT:
+            return f"{convert} && {verify}"
+        return convert
 
     def describe(self) -> str:
         return self.template or self.path
@@ -226,12 +242,23 @@ class ConverterRunner(Runner):
                 dest = run.saved.with_name(f"{run.saved.stem}.reference.out.bin")
                 dest.write_bytes(ref_out.read_bytes())
                 extra += f"\n  reference output: {dest}"
+            run.replay = self.impl.replay(run.saved, str(run.saved.with_name(
+                f"{run.saved.stem}.replay.out.bin")), opts, verdict.kind)
             run.message = failure_message(
                 case_id=case.id, citation=citation(case.rule), description=case.description,
                 expected=case.expected, role=self.role, judgement=verdict,
-                observations=observations, saved=str(run.saved),
-                replay=self.impl.replay(run.saved, "/tmp/converted.bin", opts), extra=extra.rstrip())
+                observations=observations, saved=str(run.saved), replay=run.replay,
+                extra=extra.rstrip())
         return run
+
+    def probe(self, case: Case) -> tuple[Observed, list[str]]:
+        opts = options_from_meta(case.meta)
+        in_path = self._stream_file(case.data)
+        out = self.workdir / f"{in_path.stem}.probe.out"
+        out.unlink(missing_ok=True)
+        observed = self.impl.convert(case.data, in_path, out, opts, FILE)
+        out.unlink(missing_ok=True)
+        return observed, [str(in_path), str(out)]
 
     def _check_outputs(self, case, opts, verdict, observations, outs, in_path, ref_out):
         checker = Builtin("strict")

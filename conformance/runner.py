@@ -58,6 +58,7 @@ class CaseRun:
     message: str = ""
     known: str | None = None         # the known-failures entry covering the case
     known_reason: str | None = None
+    replay: str = ""                 # one shell command that reproduces the failure
 
     @property
     def failed(self) -> bool:
@@ -128,6 +129,13 @@ class Runner:
             return [self.impl.verify(fmt, data, path, m, options) for m in modes], path
         return [self.impl.verify(fmt, data, path, m) for m in modes], path
 
+    def probe(self, case: Case) -> tuple[Observed, list[str]]:
+        """Run ``case`` once in the implementation's first delivery mode, unjudged
+        (the preflight, :mod:`.preflight`); also the words that name the stream."""
+        observations, path = self.observe(case.format, case.data, self.impl.modes[:1],
+                                          case.options)
+        return observations[0], [str(path)] if path else []
+
     def save(self, case_id: str, data: bytes) -> Path:
         dest = failure_path(self.failures_dir, case_id)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -166,10 +174,11 @@ class Runner:
         failing_mode = next((o.mode for o in observations if not o.judged), None) or \
             next((o.mode for o in observations if o.verdict != verdict.required),
                  observations[0].mode)
+        run.replay = self.impl.replay(fmt, run.saved, failing_mode, options)
         run.message = failure_message(
             case_id=run.case_id, citation=citation(rule), description=description,
             expected=expected, role=self.role, judgement=verdict, observations=observations,
-            saved=str(run.saved), replay=self.impl.replay(fmt, run.saved, failing_mode, options))
+            saved=str(run.saved), replay=run.replay)
 
 
 def default_reason(run: CaseRun) -> str:
