@@ -4,8 +4,9 @@
 runs the suite (``conformance/test_conformance.py``) against the built-in
 reference, and ``pytest conformance --impl=./verify-stream-v2`` against a
 program.  The logic lives in plain modules (:mod:`.execute`, :mod:`.cases`,
-:mod:`.judge`, :mod:`.runner`, :mod:`.known_failures`, :mod:`.results`); this
-one only turns options into objects and results into pytest outcomes.
+:mod:`.judge`, :mod:`.runner`, :mod:`.preflight`, :mod:`.known_failures`,
+:mod:`.results`); this one only turns options into objects and results into
+pytest outcomes.
 Works under ``pytest -n auto``: each worker collects the same cases in the
 same order, and the controller gathers the results from the test reports.
 """
