@@ -35,6 +35,7 @@ the reader sees short reads at awkward places).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import resource
@@ -558,3 +559,69 @@ def executable_problem(path: str) -> str | None:
 
 def modes_for(impl: Implementation, wanted: Iterable[str]) -> tuple[str, ...]:
     return tuple(m for m in wanted if m in impl.modes)
+
+
+# --------------------------------------------------------------------------
+# processes that live for a whole case (a daemon under test)
+#
+# run_process() above runs a program to its end.  A daemon (xenstored) is
+# started, talked to, and ended by the case: start_case_process() starts it
+# in its own session (so that killing its process group ends whatever it
+# started), with the runner's limits, fds placed at the numbers it must
+# find them at, and PR_SET_PDEATHSIG so that it dies with the process that
+# started it even when that one is killed with no chance to clean up;
+# end_case_process() ends the whole group and reaps it.
+
+PR_SET_PDEATHSIG = 1
+
+
+def _pdeathsig() -> Callable[[], None]:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL) for the child (Linux), or a no-op."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def start_case_process(argv: list[str], limits: Limits, *, env: dict | None = None,
+                       place: dict[int, int] | None = None, output=None) -> subprocess.Popen:
+    """Start ``argv`` for the length of a case.  ``place`` maps an fd number the
+    child must have to an fd of ours; every other fd of ours is closed in the
+    child.  stdin is /dev/null; stdout and stderr go to ``output`` (a file)."""
+    place = dict(place or {})
+    setup = _child_setup(limits.memory_mb)
+    deathsig = _pdeathsig()
+    parent = os.getpid()
+
+    def child() -> None:
+        deathsig()
+        if os.getppid() != parent:  # the parent is already gone
+            os._exit(127)
+        setup()
+        # first out of the way (a target may be a source's number), then in place
+        moved = {target: fcntl.fcntl(src, fcntl.F_DUPFD, 256) for target, src in place.items()}
+        for target, tmp in moved.items():
+            os.dup2(tmp, target)
+        keep = set(place)
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd > 2 and fd not in keep:
+                try:
+                    fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+                except OSError:
+                    pass
+
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
+                            preexec_fn=child, start_new_session=True, close_fds=False, env=env)
+
+
+def end_case_process(proc: subprocess.Popen) -> None:
+    """Kill the process and everything in its process group, and reap it."""
+    _kill_group(proc)
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not wait
+        pass

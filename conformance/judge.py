@@ -23,7 +23,10 @@ A case fails in one of these ways, each reported as its own kind:
     the verdict changed with the delivery mode (file, stdin, pipe);
 ``bad-output`` / ``output-differs``
     (converters) the converted stream fails the reference verifier, or differs
-    from the reference converter's.
+    from the reference converter's;
+``wrong-state``
+    (daemons, ``--impl-kind xenstored``) it accepted the stream but the state
+    it restored differs from what the stream says.
 
 ``either`` cases never fail on their verdict: they are ``reported``.
 """
@@ -36,8 +39,8 @@ from typing import Sequence
 from .execute import ACCEPT, REJECT, Observed
 
 PASS, FAIL, REPORTED = "pass", "fail", "reported"
-WRONG, CRASHED, INCONSISTENT, BAD_OUTPUT, DIFFERS = (
-    "wrong-verdict", "crash", "inconsistent", "bad-output", "output-differs")
+WRONG, CRASHED, INCONSISTENT, BAD_OUTPUT, DIFFERS, WRONG_STATE = (
+    "wrong-verdict", "crash", "inconsistent", "bad-output", "output-differs", "wrong-state")
 
 
 def required_verdict(expected: str, role: str) -> str | None:

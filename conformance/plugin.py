@@ -53,8 +53,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--impl-cmd", default=None, metavar="TEMPLATE",
                 help="command template with {format} and {path} (stdin when {path} is absent); "
                      "for converters {in}, {out}, {options}")
-    g.addoption("--impl-kind", choices=("verifier", "converter"), default="verifier",
-                help="verifier (default) or legacy converter (convert-legacy-stream options)")
+    g.addoption("--impl-kind", choices=("verifier", "converter", "libxenguest", "xenstored"),
+                default="verifier",
+                help="verifier (default); converter: a legacy converter (convert-legacy-stream "
+                     "options); libxenguest: Xen's xc_domain_restore under a fake hypervisor (--impl "
+                     "is a release directory from scripts/fetch-xen-tools, default "
+                     ".cache/xen-tools/4.17); xenstored: a daemon restoring live-update streams "
+                     "(--impl=the daemon or a script that execs it; judged as a restorer, its "
+                     "restored store checked)")
     g.addoption("--impl-role", choices=("strict", "restore"), default="strict",
                 help="how 'writer' cases are judged: strict must refuse, restore must accept")
     g.addoption("--impl-timeout", type=float, default=5.0, metavar="SECONDS",
@@ -105,6 +111,11 @@ class Suite:
         self.config = config
         self.kind = opt("--impl-kind")
         self.role = opt("--impl-role")
+        if self.kind == "xenstored":
+            self.role = "restore"   # a daemon restoring its own state is a restorer
+        elif self.kind == "libxenguest" and not any(
+                str(a).startswith("--impl-role") for a in config.invocation_params.args):
+            self.role = "restore"   # Xen's restore code is a restorer unless told otherwise
         self.limits = Limits(opt("--impl-timeout"), opt("--impl-memory"), opt("--impl-output-limit"))
         self.sources = _split(opt("--sources")) or []
         bad = [s for s in self.sources if s not in ALL_SOURCES]
@@ -140,12 +151,38 @@ class Suite:
 
             self.runner: Runner = ConverterRunner(self.impl, self.role, delivery, self.failures_dir,
                                                   workdir, self.known)
+        elif self.kind == "libxenguest":
+            from .libxenguest.testee import LibxenguestRunner
+
+            self.runner = LibxenguestRunner(self.impl, self.role, delivery, self.failures_dir,
+                                            workdir, self.known)
+        elif self.kind == "xenstored":
+            from .xenstored.runner import XenstoredRunner
+
+            self.runner = XenstoredRunner(self.impl, self.role, "file", self.failures_dir,
+                                          workdir, self.known)
         else:
             self.runner = Runner(self.impl, self.role, delivery, self.failures_dir, workdir, self.known)
         self.formats_wanted = _split(opt("--formats"))
         self._collection: casesmod.Collection | None = None
 
     def _make_impl(self, impl: str, template: str | None):
+        if self.kind == "libxenguest":
+            from .libxenguest.testee import Libxenguest
+
+            return Libxenguest(None if impl == "builtin" else impl, self.limits)
+        if self.kind == "xenstored":
+            from .xenstored.runner import XenstoredProgram
+
+            if template:
+                self._check_template(template)
+                return XenstoredProgram(shlex.split(template), self.limits)
+            if impl in ("builtin", "builtin-subprocess"):
+                raise pytest.UsageError("--impl-kind xenstored needs --impl=PATH (the daemon, or a "
+                                        "script that execs it, e.g. .cache/xen-tools/4.17/xenstored)")
+            self.programs.append(impl)
+            return XenstoredProgram([str(Path(impl).absolute()) if os.sep in impl else impl],
+                                    self.limits)
         if self.kind == "converter":
             from .converter import ConverterProgram
 
@@ -189,8 +226,8 @@ class Suite:
             problem = preflight.program_problem(word)
             if problem:
                 raise pytest.UsageError(f"{problem}; nothing was run")
-        if isinstance(self.impl, Builtin):
-            return
+        if isinstance(self.impl, Builtin) or self.kind not in ("verifier", "converter"):
+            return  # the daemon and library testees say for themselves what they cannot run
         # the hand-written examples, whatever --sources says, and the listed cases
         examples = casesmod.from_examples([]) + self.collection.cases
         if self.kind == "converter":
@@ -288,28 +325,54 @@ class Suite:
             return False
         if self.kind == "converter":
             return fmt == "legacy"
+        if self.kind == "libxenguest":
+            from .libxenguest.testee import SUPPORTED_FORMATS
+
+            return fmt in SUPPORTED_FORMATS and (self.formats_wanted is None or fmt in self.formats_wanted)
+        if self.kind == "xenstored":
+            return fmt == "xenstore"
         return self.formats_wanted is None or fmt in self.formats_wanted
 
     def skipped_formats(self) -> dict[str, str]:
         out = {}
+        if self.kind == "xenstored":
+            from .xenstored.runner import NOT_APPLICABLE, applicable
+
+            n = sum(1 for c in self.collection.cases
+                    if c.format == "xenstore" and not applicable(c.format, c.data))
+            if n:
+                out["xenstore-migration"] = f"{n} xenstore cases not applicable: {NOT_APPLICABLE}"
+            return out
         kept = [f for f in self.known_formats() if self.supported(f)]
         for fmt in self.known_formats():
             if fmt in self.refused:
                 out[fmt] = self.refused[fmt].line(self.impl.name, kept)
             elif self.kind == "converter":
                 continue  # a converter only reads legacy images; nothing to report
+            elif self.kind == "libxenguest" and not self.supported(fmt):
+                from .libxenguest.testee import not_supported
+
+                out[fmt] = f"format {fmt}: {not_supported(fmt)}"
             elif not self.supported(fmt):
                 out[fmt] = f"format {fmt} is not in --formats={','.join(self.formats_wanted or [])}"
         return out
 
     def cases(self) -> list[casesmod.Case]:
         out = [c for c in self.collection.cases if self.supported(c.format)]
+        if self.kind == "libxenguest" and self.converter_skip():
+            return []
         if self.kind == "converter":
             from .converter import options_from_meta, reference_available
 
             if not reference_available():
                 return []
             out = [c for c in out if options_from_meta(c.meta) is not None]
+        if self.kind == "xenstored":
+            from .xenstored.runner import applicable
+
+            if self.xenstored_skip():
+                return []
+            out = [c for c in out if applicable(c.format, c.data)]
         return out
 
     def selection(self) -> str:
@@ -356,7 +419,18 @@ class Suite:
         out.append(f"--known-failures={shlex.quote(self.config.getoption('--known-failures'))}")
         return " ".join(out) + " "
 
+    def xenstored_skip(self) -> str | None:
+        """Why no xenstored case can run here (no cc for the fake hypervisor), or None."""
+        if self.kind != "xenstored":
+            return None
+        return self.impl.unavailable()
+
     def converter_skip(self) -> str | None:
+        """Why no case of this kind of implementation can run (one line), or None."""
+        if self.kind == "libxenguest":
+            return getattr(self.impl, "problem", None)
+        if self.kind == "xenstored":
+            return self.xenstored_skip()
         if self.kind != "converter":
             return None
         from .converter import reference_available, reference_missing_reason
@@ -375,7 +449,8 @@ class Suite:
             required=run.judgement.required, observed=run.judgement.observed,
             outcome=run.outcome, kind=run.judgement.kind, duration=round(run.duration, 6),
             known=run.known, saved=str(run.saved) if run.saved else None,
-            section=casesmod.section_of(rule), replay=run.replay)
+            section=casesmod.section_of(rule), replay=run.replay,
+            state_diff=getattr(run, "diff", None) or None)
         data = result.to_json()
         if run.failed:
             data["reason"] = default_reason(run)
@@ -400,7 +475,7 @@ class Suite:
                     case.expected, run)
         self.conclude(run)
 
-    def check_strategy(self, item: pytest.Item, target: tuple) -> None:
+    def check_strategy(self, item: pytest.Item, target: tuple) -> None:  # noqa: C901
         """A Hypothesis property over one strategy; on failure the shrunk stream
         is saved like any failing case.  Failures covered by the known-failures
         file (by case id, pattern, or a rule already listed for a static case)
@@ -408,6 +483,8 @@ class Suite:
         fmt, kind, family = target
         if fmt == "strategies":
             pytest.skip(kind)
+        if self.kind == "libxenguest" and self.converter_skip():
+            pytest.skip(self.converter_skip())
         from hypothesis import HealthCheck, given, settings
         from hypothesis import strategies as st
 
@@ -519,6 +596,10 @@ def suite_of(config: pytest.Config) -> Suite:
 
 def pytest_configure(config: pytest.Config) -> None:
     suite = config.stash[_SUITE] = Suite(config)
+    if suite.kind == "xenstored":
+        from .xenstored.containment import contain
+
+        contain(is_worker=_is_worker(config))
     config.stash[_RESULTS] = []
     _CURRENT_RESULTS.clear()
     config.addinivalue_line("markers", "xenstream_nothing: placeholder, dropped at collection")
@@ -576,7 +657,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def _strategy_targets(suite: Suite) -> tuple[list, str | None]:
-    if "strategies" not in suite.sources or suite.kind == "converter":
+    if "strategies" not in suite.sources or suite.kind == "converter" or suite.xenstored_skip():
         return [], None
     from xenstream.reference.formats import import_optional
 
@@ -613,8 +694,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 reason=f"no listed cases: {why}"))], ids=["no-cases"])
     if "skipped_format" in metafunc.fixturenames:
         skipped = suite.skipped_formats()
-        reason = suite.converter_skip()
-        items = list(skipped.items()) + ([("converter", reason)] if reason else [])
+        reason = suite.converter_skip() if suite.kind != "xenstored" else None
+        items = list(skipped.items()) + ([(suite.kind, reason)] if reason else [])
         if items:
             metafunc.parametrize("skipped_format", items, ids=[k for k, _ in items])
         else:
@@ -627,7 +708,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         ids = [f"{f}/strategies/{k}" + (f"-{fam}" if fam else "") for f, k, fam in targets]
         if targets:
             metafunc.parametrize("strategy_target", targets, ids=ids)
-        else:  # strategies not among --sources: nothing to run, nothing to skip
+        else:  # strategies not among --sources, or no xenstored: nothing to run or skip
             metafunc.parametrize("strategy_target", [pytest.param(
                 None, marks=pytest.mark.xenstream_nothing)], ids=["none"])
 

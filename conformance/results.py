@@ -36,15 +36,20 @@ class CaseResult:
     required: str | None
     observed: str
     outcome: str          # see OUTCOMES
-    kind: str = ""        # wrong-verdict, crash, inconsistent, bad-output, output-differs
+    kind: str = ""        # wrong-verdict, crash, inconsistent, bad-output, output-differs, wrong-state
     duration: float = 0.0
     known: str | None = None   # the known-failures entry that covers the case
     saved: str | None = None   # where the failing stream was saved
     section: str = ""          # the spec document and section of the rule
     replay: str = ""           # one shell command that reproduces a failure
+    #: a daemon's restored state: [{path, what, expected, restored, note?}] (wrong-state)
+    state_diff: list | None = None
 
     def to_json(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["state_diff"] is None:
+            del d["state_diff"]
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> "CaseResult":
@@ -180,6 +185,17 @@ def render_markdown(run: Run) -> str:
             replay = f"`{_cell(c.replay)}`" if c.replay else ""
             out.append(f"| `{c.id}` | {c.outcome} | {c.kind} | {c.required or 'any'} | "
                        f"{_cell(c.observed)} | {_cell(c.section)} | {replay} |")
+    diffs = [c for c in failing if c.state_diff]
+    if diffs:
+        out += ["", "## Restored state (`wrong-state`: path: what: expected, restored)", ""]
+        for c in diffs:
+            out.append(f"- `{c.id}`")
+            for d in c.state_diff[:20]:
+                note = f" ({d['note']})" if d.get("note") else ""
+                out.append(f"  - `{d['path']}`: {d['what']}: expected {d['expected']}, "
+                           f"restored {d['restored']}{note}")
+            if len(c.state_diff) > 20:
+                out.append(f"  - ... and {len(c.state_diff) - 20} more")
     reported = [c for c in run.cases if c.outcome == "reported"]
     if reported:
         out += ["", "## Reported (`either` rules: the spec is silent)", "",

@@ -59,6 +59,7 @@ class CaseRun:
     known: str | None = None         # the known-failures entry covering the case
     known_reason: str | None = None
     replay: str = ""                 # one shell command that reproduces the failure
+    diff: list | None = None         # a daemon's restored state: differences (wrong-state)
 
     @property
     def failed(self) -> bool:

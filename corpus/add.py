@@ -3,7 +3,8 @@
 The stream is first minimised with the reducer ``corpus build`` uses
 (:func:`.build.shrink`: records, chunks and then octets deleted while the
 reference says exactly the same about it), down to single octets, unless
-``reduce`` is false.
+``reduce`` is false or the stream is one a restorer must restore in a format
+whose records hang together (kept whole, as ``corpus build`` keeps them).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ def add(folder: Path, file: Path, fmt: str, description: str, *, name: str | Non
     name = name or f"{origin}-{mf.sha256(data)[:12]}"
     extra = dict(meta or {})
     if reduce:
-        small = shrink(fmt, data, verdict.expected == "accept", meta, above=0, octet_chunk=1)
+        small = shrink(fmt, data, verdict.expected == "accept", meta, verdict.expected, above=0,
+                       octet_chunk=1)
         if len(small) < len(data):
             extra["original_size"] = len(data)
             description += f" (reduced from {len(data)} to {len(small)} octets)"

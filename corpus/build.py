@@ -6,7 +6,8 @@ Sources, in this order:
    origin ``hand-written``;
 2. streams from the Hypothesis strategies, drawn with fixed seeds (see
    :mod:`.seeds`), origin ``strategy``, when the strategies package exists;
-3. the entries with origin ``fuzz`` already in the target folder's manifest:
+3. the entries with origin ``fuzz`` (or a real writer's, such as
+   ``xenstored-4.17``: :data:`.manifest.KEPT_ORIGINS`) already in the target folder's manifest:
    they are committed by hand (``xenstream corpus add``) and kept as they are.
 
 A stream larger than :data:`REDUCE_ABOVE` octets is reduced before it is
@@ -19,6 +20,8 @@ building twice gives identical files.
 """
 
 from __future__ import annotations
+
+import json
 
 import os
 from dataclasses import dataclass, field
@@ -35,6 +38,9 @@ from .verdict import options_of, record_kinds, signature, sniff
 REDUCE_ABOVE = 8 * 1024
 #: Reducer budget per stream (predicate calls); ample for item-level reduction.
 REDUCE_TESTS = 4000
+#: Formats whose valid (and writer-rule) streams are never reduced: they carry a
+#: guest a real restorer restores (reference/xen_abi.py).
+WHOLE_FORMATS = ("libxc", "libxl", "xl")
 #: Smallest piece the octet pass deletes from a malformed stream.
 OCTET_CHUNK = 1024
 
@@ -63,14 +69,19 @@ class BuildResult:
         return sum((self.folder / e.path).stat().st_size for e in self.entries)
 
 
-def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None, *,
-           above: int = REDUCE_ABOVE, octet_chunk: int = OCTET_CHUNK) -> bytes:
+def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None,
+           expected: str | None = None, *, above: int = REDUCE_ABOVE,
+           octet_chunk: int = OCTET_CHUNK) -> bytes:
     """``data`` reduced while the reference says the same about it (see the module docstring).
 
     Streams of ``above`` octets or fewer are left as they are; the octet pass
     over a malformed stream deletes pieces of ``octet_chunk`` octets or more.
     """
-    if len(data) <= above:
+    if len(data) <= above or ((valid or expected == "writer") and fmt in WHOLE_FORMATS):
+        # a stream a restorer must restore (valid, or breaking only a rule that
+        # binds writers) is kept whole: its records hang together (page tables,
+        # start info, p2m frames, vCPU contexts name each other's pfns), so that
+        # a real restorer restores it; removing a batch would break that
         return data
     opts = options_of(fmt, meta)
     want = signature(fmt, data, opts)
@@ -115,6 +126,8 @@ def _jsonable(meta: dict) -> dict:
             out[str(k)] = v
         elif hasattr(v, "value"):
             out[str(k)] = v.value
+        elif isinstance(v, (dict, list, tuple)):  # JSON-able already (a real dump's store)
+            out[str(k)] = json.loads(json.dumps(v))
         else:
             out[str(k)] = str(v)
     return out
@@ -125,7 +138,7 @@ def from_examples(notes: list[str] | None = None) -> list[Item]:
 
     items: list[Item] = []
     for ex in all_examples():
-        data = shrink(ex.format, ex.data, ex.rule is None, ex.meta)
+        data = shrink(ex.format, ex.data, ex.rule is None, ex.meta, ex.expected)
         meta = dict(ex.meta)
         description = ex.description
         if data != ex.data:
@@ -144,7 +157,7 @@ def from_strategies(notes: list[str]) -> list[Item]:
 
     items: list[Item] = []
     for s in strategy_samples(notes):
-        data = shrink(s.format, s.data, s.rule is None, s.meta)
+        data = shrink(s.format, s.data, s.rule is None, s.meta, s.expected)
         meta = dict(s.meta)
         if data != s.data:
             meta["original_size"] = len(s.data)
@@ -156,11 +169,11 @@ def from_strategies(notes: list[str]) -> list[Item]:
 def kept_fuzz_entries(folder: Path, notes: list[str]) -> list[Item]:
     items: list[Item] = []
     for entry in mf.load(folder):
-        if entry.origin != "fuzz":
+        if entry.origin not in mf.KEPT_ORIGINS:
             continue
         path = folder / entry.path
         if not path.is_file():
-            notes.append(f"fuzz entry {entry.id}: {entry.path} is missing; dropped")
+            notes.append(f"{entry.origin} entry {entry.id}: {entry.path} is missing; dropped")
             continue
         items.append(Item(entry, path.read_bytes()))
     return items

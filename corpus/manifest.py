@@ -13,7 +13,9 @@ keys (``meta`` optional):
 ``rule``       the rule broken (``libxc.page_data.count_nonzero``); null when valid
 ``section``    the section of the spec that states the rule; null when valid
 ``description``one line
-``origin``     ``"hand-written"``, ``"strategy"`` or ``"fuzz"``
+``origin``     ``"hand-written"``, ``"strategy"``, ``"fuzz"``, or the real
+               writer (``"xenstored-4.17"``, ``"xenstored-4.20"``: a live-update
+               dump of that daemon, ``meta.store`` the store it was made from)
 ``sha256``     of the file, lower-case hex
 ``meta``       free-form details (guest type, what it was reduced from, ...)
 =============  ==========================================================
@@ -35,7 +37,9 @@ MANIFEST = "manifest.json"
 SUFFIX = ".bin"
 FORMATS = ("libxc", "libxl", "xl", "xenstore", "legacy")
 EXPECTED = ("accept", "reject", "writer", "either")
-ORIGINS = ("hand-written", "strategy", "fuzz")
+ORIGINS = ("hand-written", "strategy", "fuzz", "xenstored-4.17", "xenstored-4.20")
+#: Origins whose files are not generated: `corpus build` keeps them as they are.
+KEPT_ORIGINS = ("fuzz", "xenstored-4.17", "xenstored-4.20")
 PREFIX = {"accept": "y", "reject": "n", "writer": "w", "either": "i"}
 VERDICT_OF_PREFIX = {v: k for k, v in PREFIX.items()}
 KEYS = ("id", "path", "format", "version", "byteorder", "expected", "rule", "section",

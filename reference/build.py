@@ -8,7 +8,7 @@ same bytes.
 
 from __future__ import annotations
 
-from . import libxc, libxl, xl
+from . import libxc, libxl, xen_abi, xl
 from .layout import Endian
 from .libxc import DomainType, PageType, pfn_entry
 
@@ -33,63 +33,118 @@ def page_batches(count: int, batch: int = 4, start: int = 0) -> list[libxc.PageD
     return [page_data(range(s, min(s + batch, start + count))) for s in range(start, start + count, batch)]
 
 
-CPUID_LEAVES = ((0x0, 0xFFFFFFFF, 0xD, 0x756E6547, 0x6C65746E, 0x49656E69),
-                (0x1, 0xFFFFFFFF, 0x000906EA, 0x00100800, 0x7FFAFBFF, 0xBFEBFBFF))
-MSR_ENTRIES = ((0xCE, 0, 0x80000000),)
-HVM_PARAMS = ((1, 0xFEFFF), (2, 3), (12, 0xFEFFD000))  # STORE_PFN, STORE_EVTCHN, IDENT_PT
+#: What a 64-bit HVM guest's static records carry (reference/xen_abi.py).
+CPUID_LEAVES = xen_abi.cpuid_policy("hvm")
+MSR_ENTRIES = xen_abi.msr_policy()
+HVM_PARAMS = xen_abi.hvm_params()
 
 
-def static_records(guest: DomainType, version: int) -> list[libxc.Record]:
+def static_records(guest: DomainType, version: int, width: int = 8) -> list[libxc.Record]:
     records: list[libxc.Record] = []
     if guest is DomainType.X86_PV:
-        records.append(libxc.X86PvInfo(8, 4))
+        records.append(libxc.X86PvInfo(width, 4 if width == 8 else 3))
     if version >= 3:
-        records += [libxc.X86CpuidPolicy(CPUID_LEAVES), libxc.X86MsrPolicy(MSR_ENTRIES), libxc.StaticDataEnd()]
+        cpuid = xen_abi.cpuid_policy("pv" if guest is DomainType.X86_PV else "hvm")
+        records += [libxc.X86CpuidPolicy(cpuid), libxc.X86MsrPolicy(MSR_ENTRIES), libxc.StaticDataEnd()]
     return records
 
 
 def p2m_frames(pages: int, guest_width: int = 8, page_size: int = PAGE) -> libxc.X86PvP2mFrames:
+    """An X86_PV_P2M_FRAMES record whose frame count suits ``pages`` pfns (the
+    frames themselves are arbitrary: for malformed examples; valid streams use
+    :func:`pv_p2m_frames`)."""
     per_frame = page_size // guest_width
     end = max(pages - 1, 0)
     frames = end // per_frame + 1
     return libxc.X86PvP2mFrames(0, end, tuple(0x1000 + i for i in range(frames)))
 
 
-def vcpu_records(vcpus: int = 1) -> list[libxc.Record]:
+def pv_guest(pages: int = 8, width: int = 8, vcpus: int = 1, **kwargs) -> xen_abi.PvGuest:
+    """The PV guest a valid stream of ``pages`` pfns carries (at least the
+    fewest :func:`xen_abi.pv_guest` builds one with)."""
+    return xen_abi.pv_guest(width, max(pages, xen_abi.pv_min_pages(width, kwargs.get("p2m_size", 0))),
+                            vcpus, **kwargs)
+
+
+def pv_p2m_frames(guest: xen_abi.PvGuest) -> libxc.X86PvP2mFrames:
+    return libxc.X86PvP2mFrames(0, guest.max_pfn, guest.p2m_pfns)
+
+
+def pv_page_data(guest: xen_abi.PvGuest, pfns) -> libxc.PageData:
+    """PAGE_DATA for ``pfns`` of ``guest``: its page types and contents."""
+    pfns = list(pfns)
+    entries = tuple(pfn_entry(p, guest.page_type(p)) for p in pfns)
+    return libxc.PageData(entries, b"".join(guest.page(p) for p in pfns))
+
+
+def pv_page_batches(guest: xen_abi.PvGuest, batch: int = 4, pfns=None) -> list[libxc.PageData]:
+    pfns = list(range(guest.pages) if pfns is None else pfns)
+    return [pv_page_data(guest, pfns[s:s + batch]) for s in range(0, len(pfns), batch)]
+
+
+def vcpu_records(vcpus: int = 1, guest: xen_abi.PvGuest | None = None) -> list[libxc.Record]:
+    """Each vCPU's BASIC, EXTENDED, XSAVE and MSRS records, as the PV saver
+    writes them (tools/libs/guest/xg_sr_save_x86_pv.c, write_one_vcpu_*)."""
+    guest = guest or pv_guest(vcpus=vcpus)
     out: list[libxc.Record] = []
     for v in range(vcpus):
-        out += [libxc.X86PvVcpuBasic(v, bytes([v + 1]) * 64), libxc.X86PvVcpuExtended(v, bytes(16)),
-                libxc.X86PvVcpuXsave(v, bytes(24)), libxc.X86PvVcpuMsrs(v, bytes(16))]
+        out += [libxc.X86PvVcpuBasic(v, guest.vcpu_context(v)),
+                libxc.X86PvVcpuExtended(v, xen_abi.vcpu_extended(guest.width, v)),
+                libxc.X86PvVcpuXsave(v, xen_abi.vcpu_xsave()),
+                libxc.X86PvVcpuMsrs(v, xen_abi.vcpu_msrs(v))]
     return out
 
 
-def tail_records(guest: DomainType, vcpus: int = 1) -> list[libxc.Record]:
-    tsc = libxc.X86TscInfo(mode=0, khz=2_000_000, nsec=123_456_789, incarnation=1)
+TSC_INFO = libxc.X86TscInfo(mode=0, khz=2_000_000, nsec=123_456_789, incarnation=1)
+
+
+def tail_records(guest: DomainType, vcpus: int = 1, pv: xen_abi.PvGuest | None = None) -> list[libxc.Record]:
     if guest is DomainType.X86_PV:
-        return [tsc, libxc.SharedInfo(page_bytes(0xFFFF)), *vcpu_records(vcpus)]
-    return [tsc, libxc.HvmParams(HVM_PARAMS), libxc.HvmContext(b"HVMCTX" + bytes(58))]
+        pv = pv or pv_guest(vcpus=vcpus)
+        return [TSC_INFO, libxc.SharedInfo(pv.shared_info()), *vcpu_records(vcpus, pv)]
+    return [TSC_INFO, libxc.HvmParams(HVM_PARAMS), libxc.HvmContext(xen_abi.hvm_context(vcpus))]
+
+
+def hvm_special_pages() -> libxc.PageData:
+    """PAGE_DATA for the special pages of a libxl-built HVM guest (the HVM
+    params name them; the saver sends every populated pfn)."""
+    return page_data(xen_abi.hvm_special_pfns())
 
 
 def libxc_stream(guest: DomainType = DomainType.X86_HVM, *, version: int = 3, endian: Endian = Endian.LITTLE,
                  pages: int = 8, batch: int = 4, vcpus: int = 1, checkpoints: int = 0,
-                 optional: bool = False, end: bool = True) -> libxc.LibxcStream:
-    """A typical stream of ``guest``: static records, memory, tail, END.
+                 optional: bool = False, end: bool = True, width: int = 8,
+                 p2m_size: int = 0) -> libxc.LibxcStream:
+    """A typical stream of ``guest``: static records, memory, tail, END, with
+    content a real Xen restores (reference/xen_abi.py): an HVM guest's RAM
+    pages 0..pages-1 and its special pages, its HVM params and HVM context; a
+    PV guest of ``width`` with page tables, start info, p2m frames, shared info
+    and vCPU contexts (at least :func:`xen_abi.pv_min_pages` pages).
 
     ``checkpoints`` adds that many CHECKPOINT records, each followed by another
     round of PAGE_DATA and tail records; ``optional`` adds an unknown optional
-    record (bit 31 set), which every reader must accept.
+    record (bit 31 set), which every reader must accept; ``p2m_size`` gives a
+    PV guest a p2m of that many pfns, those beyond ``pages`` not populated.
     """
-    records = list(static_records(guest, version))
+    records = list(static_records(guest, version, width))
+    pv = None
     if guest is DomainType.X86_PV:
-        records.append(p2m_frames(pages))
+        pv = pv_guest(pages, width, vcpus, p2m_size=p2m_size)
+        records.append(pv_p2m_frames(pv))
     if optional:
         records.append(libxc.RawRecord(0x80000123, b"optional", libxc.LAYER))
-    records += page_batches(pages, batch)
-    records += tail_records(guest, vcpus)
+    if pv is not None:
+        records += pv_page_batches(pv, batch)
+    else:
+        records += page_batches(pages, batch) + [hvm_special_pages()]
+    records += tail_records(guest, vcpus, pv)
     for _ in range(checkpoints):
         records.append(libxc.Checkpoint())
-        records += page_batches(min(pages, batch), batch)
-        records += tail_records(guest, vcpus)
+        if pv is not None:
+            records += pv_page_batches(pv, batch, range(min(pv.pages, batch)))
+        else:
+            records += page_batches(min(pages, batch), batch)
+        records += tail_records(guest, vcpus, pv)
     if end:
         records.append(libxc.End())
     header = libxc.ImageHeader.make(version, endian)

@@ -140,6 +140,82 @@ def migration_state(domid: int = 5, *, version: int = 2,
     return XenstoreStream(Header(version, endian), tuple(recs))
 
 
+def _whole_words(rec, endian: Endian = Endian.LITTLE):
+    """``rec`` with its value (a watch: its token) lengthened by '.' until its body
+    is a multiple of 8 octets."""
+    while len(encode_body(rec, endian)[1]) % 8:
+        if isinstance(rec, WatchData):
+            rec = WatchData(rec.conn_id, rec.wpath, rec.token + b".")
+        else:
+            rec = NodeData(rec.path, rec.value + b".", rec.perms, rec.conn_id, rec.tx_id, rec.access)
+    return rec
+
+
+def _doomed(domid: int) -> bytes:
+    """A node under the guest's ``data`` whose NODE_DATA without permissions or
+    value (deleted in a transaction) is a whole number of words long."""
+    path = b"/local/domain/%d/data/old" % domid
+    while (len(path) + 1) % 8:
+        path += b"x"
+    return path
+
+
+def c_restorable_state(*, version: int = 1, domains: tuple[int, ...] = (1, 2),
+                       transactions: bool = False, dom0_ring: bool = True) -> XenstoreStream:
+    """A live-update stream that C xenstored 4.17 and 4.20 can restore, and that
+    follows the spec to the letter (docs/findings.md says what C xenstored needs):
+
+    * version 1 (4.17 and 4.20 refuse any other), no GLOBAL_QUOTA_DATA,
+      DOMAIN_DATA or WATCH_DATA_EXTENDED (they skip those types);
+    * dom0's shared ring first: C xenstored creates its node database only
+      when it restores the connection of the master domain (domain 0);
+    * every record body a whole number of 8-octet words, so that the spec's
+      framing (``len`` without the padding) and C xenstored's (``len``
+      counting it) agree: node values end with '.' fillers where needed, ring
+      connections carry a unique-id (which aligns the body), the toolstack's
+      socket a 20-octet pending response;
+    * the toolstack's socket connection watches two absolute paths, each guest
+      its own ``control`` node;
+    * nodes parent-first from ``/``.
+
+    ``transactions`` adds an open transaction on the first guest's ring with
+    a modified, a created and a deleted node, which must change nothing
+    committed; ``dom0_ring=False`` leaves dom0's ring out (the spec does not
+    ask for it; C xenstored cannot do without it).
+    """
+    le = Endian.LITTLE
+    recs: list = [GlobalData(rw_socket_fd=5, evtchn_fd=7)]
+    if dom0_ring:
+        recs.append(ConnectionData(1, SharedRing(DOM0, evtchn=1), unique_id=0x1000))
+    # a READ reply (an 8-octet value) still to be sent on the toolstack's socket
+    reply = b"\x02\x00\x00\x00\x2a\x00\x00\x00\x00\x00\x00\x00\x08\x00\x00\x0010485760"
+    recs.append(ConnectionData(2, Socket(12), out_data=reply))
+    recs.append(_whole_words(WatchData(2, b"/local/domain", b"domains")))
+    recs.append(_whole_words(WatchData(2, b"/tool/xenstored", b"xenstored")))
+    for n, domid in enumerate(domains):
+        recs.append(ConnectionData(3 + n, SharedRing(domid, evtchn=20 + domid), unique_id=0x1000 + domid))
+        recs.append(_whole_words(WatchData(3 + n, b"/local/domain/%d/control" % domid, b"c%d" % domid)))
+    nodes = base_nodes()
+    for domid in domains:
+        nodes += domain_nodes(domid)
+    if domains:  # the node the transaction deletes
+        nodes.append(NodeData(_doomed(domains[0]), b"old", owner(domains[0])))
+    recs += [_whole_words(n) for n in nodes]
+    if transactions and domains:
+        domid, conn_id, tx = domains[0], 3, 7
+        base = b"/local/domain/%d" % domid
+        recs.append(TransactionData(conn_id, tx))
+        recs.append(_whole_words(NodeData(base + b"/memory/target", b"2097152", owner(domid),
+                                          conn_id, tx, ACCESS_READ | ACCESS_WRITTEN)))
+        recs.append(_whole_words(NodeData(base + b"/data/new", b"fresh", owner(domid), conn_id, tx,
+                                          ACCESS_WRITTEN)))
+        recs.append(NodeData(_doomed(domains[0]), b"", (), conn_id, tx, 0))
+    stream = XenstoreStream(Header(version, le), tuple(recs))
+    bad = [r for r in recs if len(encode_body(r, le)[1]) % 8]
+    assert not bad, f"bodies not whole words: {bad}"
+    return stream
+
+
 def c_style(stream: XenstoreStream) -> bytes:
     """``stream`` framed as C xenstored frames it: ``len`` rounded up to 8, padding inside it."""
     endian = stream.header.endian
@@ -152,5 +228,5 @@ def c_style(stream: XenstoreStream) -> bytes:
     return b"".join(parts)
 
 
-__all__ = ["live_update_state", "migration_state", "c_style", "domain_nodes", "base_nodes",
+__all__ = ["live_update_state", "migration_state", "c_style", "c_restorable_state", "domain_nodes", "base_nodes",
            "special_nodes", "owner", "GLOBAL_QUOTA", "DOMID_INVALID"]

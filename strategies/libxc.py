@@ -7,6 +7,7 @@ from dataclasses import replace
 from functools import partial
 
 from xenstream.reference import libxc as X
+from xenstream.reference import xen_abi
 from xenstream.reference.framing import RawRecord, encode_record, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType, PageType, RecordType
@@ -51,23 +52,34 @@ def guest_of(value) -> DomainType | None:
 # --------------------------------------------------------------------------
 
 
-def page_data(d: Draw, pfns: list[int], guest: DomainType, page_size: int) -> X.PageData:
-    types = PV_TYPES if guest is PV else HVM_TYPES
+def page_data(d: Draw, pfns: list[int], guest: DomainType, page_size: int,
+              pv: xen_abi.PvGuest | None = None) -> X.PageData:
+    """PAGE_DATA for ``pfns``: a PV guest's own page types and contents; for an
+    HVM guest NOTAB pages, some drawn XTAB, BROKEN or XALLOC (no data)."""
+    if pv is not None:
+        return X.PageData(tuple(X.pfn_entry(p, pv.page_type(p)) for p in pfns),
+                          b"".join(sized(pv.page(p), page_size) for p in pfns))
     entries, pages = [], []
     for pfn in pfns:
-        t = d.choice(types) if d.bool() else PageType.NOTAB
+        t = d.choice(HVM_TYPES) if d.bool() else PageType.NOTAB
         entries.append(X.pfn_entry(pfn, t))
         if X.HAS_DATA[int(t)]:
             pages.append(pattern(pfn, page_size))
     return X.PageData(tuple(entries), b"".join(pages))
 
 
-def page_records(d: Draw, pfns: list[int], guest, page_size, max_records: int) -> list[X.PageData]:
+def sized(data: bytes, page_size: int) -> bytes:
+    """An x86 page as a page of another size (the page_shift mutation's)."""
+    return data if len(data) == page_size else (data + bytes(page_size))[:page_size]
+
+
+def page_records(d: Draw, pfns: list[int], guest, page_size, max_records: int,
+                 pv: xen_abi.PvGuest | None = None) -> list[X.PageData]:
     """PAGE_DATA records covering ``pfns`` in 1..max_records batches."""
     n = d.int(1, max(1, min(max_records, len(pfns))))
     cuts = sorted(d.sample(range(1, len(pfns)), n - 1, n - 1)) if n > 1 else []
     bounds = [0, *cuts, len(pfns)]
-    return [page_data(d, pfns[a:b], guest, page_size) for a, b in zip(bounds, bounds[1:])]
+    return [page_data(d, pfns[a:b], guest, page_size, pv) for a, b in zip(bounds, bounds[1:])]
 
 
 def p2m_frames_for(start: int, end: int, guest_width: int, page_size: int, base: int = 0x1000):
@@ -76,27 +88,40 @@ def p2m_frames_for(start: int, end: int, guest_width: int, page_size: int, base:
     return X.X86PvP2mFrames(start, end, tuple(base + i for i in range(frames)))
 
 
-def vcpu_records(d: Draw, vcpus: int) -> list[X.Record]:
+def vcpu_records(d: Draw, vcpus: int, pv: xen_abi.PvGuest) -> list[X.Record]:
+    """Each vCPU's real BASIC context; EXTENDED, XSAVE and MSRS drawn (a
+    saver leaves out what the hypervisor has not got)."""
     out: list[X.Record] = []
     for v in range(vcpus):
-        out.append(X.X86PvVcpuBasic(v, pattern(v, d.int(1, 40))))
-        for cls in (X.X86PvVcpuExtended, X.X86PvVcpuXsave, X.X86PvVcpuMsrs):
-            if d.bool():
-                out.append(cls(v, pattern(v + 100, d.int(1, 40))))
+        out.append(X.X86PvVcpuBasic(v, pv.vcpu_context(v)))
+        if d.bool():
+            out.append(X.X86PvVcpuExtended(v, xen_abi.vcpu_extended(pv.width, v)))
+        if d.bool():
+            out.append(X.X86PvVcpuXsave(v, xen_abi.vcpu_xsave(xcr0=d.choice([0x3, 0x7]))))
+        if d.bool():
+            out.append(X.X86PvVcpuMsrs(v, xen_abi.vcpu_msrs(v)))
     return out
 
 
-def tail_records(d: Draw, guest, vcpus: int, page_size: int) -> list[X.Record]:
+def subset(d: Draw, items: tuple, at_least: int = 1) -> tuple:
+    """A non-empty subset of ``items`` in their order (shrinks towards all)."""
+    keep = tuple(x for x in items if not (d.bool() and d.bool()))
+    return keep if len(keep) >= at_least else items[:at_least]
+
+
+def tail_records(d: Draw, guest, vcpus: int, page_size: int,
+                 pv: xen_abi.PvGuest | None = None) -> list[X.Record]:
     out: list[X.Record] = []
     if d.bool():
-        out.append(X.X86TscInfo(d.int(0, 3), d.int(0, 4_000_000), d.int(0, 1 << 40), d.int(0, 5)))
+        # TSC modes Xen takes (tsc_set_info, xen/arch/x86/time.c): default,
+        # always emulate, never emulate
+        out.append(X.X86TscInfo(d.int(0, 2), d.int(0, 4_000_000), d.int(0, 1 << 40), d.int(0, 5)))
     if guest is PV:
-        out.append(X.SharedInfo(pattern(0x5151, page_size)))
-        out += vcpu_records(d, vcpus)
+        out.append(X.SharedInfo(sized(pv.shared_info(), page_size)))
+        out += vcpu_records(d, vcpus, pv)
     else:
-        params = tuple((d.int(0, 40), d.int(0, 1 << 32)) for _ in range(d.int(1, 3)))
-        out.append(X.HvmParams(params))
-        out.append(X.HvmContext(pattern(d.int(0, 99), d.int(1, 70))))
+        out.append(X.HvmParams(subset(d, xen_abi.hvm_params())))
+        out.append(X.HvmContext(xen_abi.hvm_context(vcpus, mode=d.choice(["long", "real"]))))
     return out
 
 
@@ -108,16 +133,21 @@ def optional_record(d: Draw) -> RawRecord:
 def build(d: Draw, *, guest=None, version=None, byteorder=None, pages=None, records=None,
           checkpoints=None, optional=None, vcpus=None, page_shift: int = 12,
           end: bool = True) -> X.LibxcStream:
-    """A valid libxc stream: every reject and writer rule holds.
+    """A valid libxc stream: every reject and writer rule holds, and its
+    content is what a real Xen restores (reference/xen_abi.py): a PV guest's
+    page tables, start info, p2m frames, shared info and vCPU contexts; an HVM
+    guest's save records, params and CPU policy.  Little-endian unless
+    ``byteorder`` asks otherwise (x86 hosts write little-endian images).
 
     ``guest`` pv|hvm, ``version`` 2|3, ``byteorder`` little|big, ``pages``
-    (count of pfns, or a (lo, hi) range), ``records`` (most PAGE_DATA records
-    per round), ``checkpoints`` (count or range; True for 1..2),
-    ``optional`` (unknown optional records and VERIFY), ``vcpus``.
+    (count of pfns, or a (lo, hi) range; a PV guest has at least the pages its
+    structures need), ``records`` (most PAGE_DATA records per round),
+    ``checkpoints`` (count or range; True for 1..2), ``optional`` (unknown
+    optional records and VERIFY), ``vcpus``.
     """
     guest = pick(d, guest_of(guest), lambda: d.choice([HVM, PV]))
     version = pick(d, version, lambda: d.choice([3, 2]))
-    endian = pick(d, endian_of(byteorder), lambda: d.choice([LE, BE]))
+    endian = pick(d, endian_of(byteorder), lambda: LE)
     npages = pick(d, pages, lambda: d.int(1, 6))
     max_records = pick(d, records, lambda: d.int(1, 3))
     if checkpoints is True:
@@ -128,37 +158,41 @@ def build(d: Draw, *, guest=None, version=None, byteorder=None, pages=None, reco
     page_size = 1 << page_shift
 
     records_: list[X.Record] = []
-    guest_width = 8
+    pv = None
     if guest is PV:
         guest_width = d.choice([8, 4])
-        levels = 4 if guest_width == 8 else d.choice([3, 4])
-        records_.append(X.X86PvInfo(guest_width, levels))
+        size = xen_abi.pv_min_pages(guest_width) + npages - 1
+        pv = xen_abi.pv_guest(guest_width, size, nvcpus, p2m_size=size + d.int(0, 3))
+        records_.append(X.X86PvInfo(guest_width, pv.levels))
     if version >= 3:
         if d.bool():
-            records_.append(X.X86CpuidPolicy(tuple(
-                (d.int(0, 0x20), d.choice([0xFFFFFFFF, 0]), d.int(0, 1 << 32 - 1), 0, 0, d.int(0, 255))
-                for _ in range(d.int(1, 3)))))
+            records_.append(X.X86CpuidPolicy(subset(d, xen_abi.cpuid_policy(
+                "pv" if guest is PV else "hvm"))))
         if d.bool():
-            records_.append(X.X86MsrPolicy(tuple((d.choice([0xCE, 0x10A]), 0, d.int(0, 1 << 63))
-                                                 for _ in range(d.int(1, 2)))))
+            records_.append(X.X86MsrPolicy(subset(d, xen_abi.msr_policy())))
         records_.append(X.StaticDataEnd())
-    first = d.int(0, 64)
-    pfns = list(range(first, first + npages))
-    if guest is PV:
-        end_pfn = pfns[-1] + d.int(0, 3)
-        records_.append(p2m_frames_for(0, end_pfn, guest_width, page_size))
+    if pv is not None:
+        pfns = list(range(pv.pages))
+        records_.append(X.X86PvP2mFrames(0, pv.max_pfn, pv.p2m_pfns))
+    else:
+        first = d.int(0, 64)
+        pfns = list(range(first, first + npages))
     if opt:
         records_.append(optional_record(d))
-    records_ += page_records(d, pfns, guest, page_size, max_records)
-    if opt and d.bool():
+    records_ += page_records(d, pfns, guest, page_size, max_records, pv)
+    if pv is None:   # the special pages the HVM params name
+        special = xen_abi.hvm_special_pfns()
+        records_.append(X.PageData(tuple(X.pfn_entry(p) for p in special),
+                                   b"".join(pattern(p, page_size) for p in special)))
+    if opt and d.bool():   # memory sent again "for debugging purposes": the same pages
         records_.append(X.Verify())
-        records_ += page_records(d, pfns[:1], guest, page_size, 1)
-    records_ += tail_records(d, guest, nvcpus, page_size)
+        records_.append(next(r for r in records_ if isinstance(r, X.PageData)))
+    records_ += tail_records(d, guest, nvcpus, page_size, pv)
     for _ in range(ncp):
         records_.append(X.Checkpoint())
         dirty = pfns[:d.int(1, len(pfns))]
-        records_ += page_records(d, dirty, guest, page_size, max_records)
-        records_ += tail_records(d, guest, nvcpus, page_size)
+        records_ += page_records(d, dirty, guest, page_size, max_records, pv)
+        records_ += tail_records(d, guest, nvcpus, page_size, pv)
     if end:
         records_.append(X.End())
     header = X.ImageHeader.make(version, endian)

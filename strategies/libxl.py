@@ -53,7 +53,8 @@ def build(d: Draw, *, guest=None, version=None, byteorder=None, libxc_byteorder=
     """libxl header, LIBXC_CONTEXT and a valid libxc stream; for HVM guests emulator
     records after the libxc END and in every checkpoint; END."""
     endian = pick(d, SX.endian_of(byteorder), lambda: d.choice([LE, BE]))
-    xc_endian = pick(d, SX.endian_of(libxc_byteorder), lambda: endian if d.bool() else d.choice([LE, BE]))
+    # the libxc stream inside is an x86 host's: little-endian unless asked
+    xc_endian = pick(d, SX.endian_of(libxc_byteorder), lambda: LE)
     xc = SX.build(d, guest=guest, version=version, byteorder=xc_endian, pages=pages, records=records,
                   checkpoints=checkpoints, optional=optional, vcpus=vcpus)
     legacy = pick(d, legacy, lambda: d.bool())

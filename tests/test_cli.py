@@ -55,7 +55,7 @@ def test_verify_quiet_and_json(files, capsys):
 def test_verify_verbose_summarises(files, capsys):
     assert main(["verify", "-v", "-f", "libxc", "-i", files["good"]]) == 0
     out = capsys.readouterr().out
-    assert "X86_PV" in out and "PAGE_DATA: 2 record(s)" in out
+    assert "X86_PV" in out and "PAGE_DATA: 3 record(s)" in out
 
 
 def test_verify_reads_a_file_descriptor(files):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from functools import partial
 
-from .. import build, libxc
+from .. import build, libxc, xen_abi
 from ..framing import RawRecord, encode_record
 from ..layout import Endian
 from ..libxc import DomainType, PageType, RecordType
@@ -70,12 +70,9 @@ def examples() -> list[Example]:
     b.valid("hvm_v2", hvm2, "typical x86 HVM stream, version 2 (STATIC_DATA_END inferred)")
     b.valid("pv_v3", pv, "typical x86 PV stream, version 3, every PV record type")
     b.valid("pv_v2", pv2, "typical x86 PV stream, version 2")
-    pv32 = build.libxc_stream(PV, pages=1030)
-    i = _find(pv32, libxc.X86PvInfo)
-    pv32 = _edit(pv32, i, libxc.X86PvInfo(4, 3))
-    j = _find(pv32, libxc.X86PvP2mFrames)
-    pv32 = _edit(pv32, j, build.p2m_frames(1030, guest_width=4))
-    b.valid("pv_32bit_guest", pv32, "32-bit PV guest: 1024 p2m entries per frame, 3 page-table levels")
+    pv32 = build.libxc_stream(PV, width=4, p2m_size=1030)
+    b.valid("pv_32bit_guest", pv32, "32-bit PAE PV guest: 1024 p2m entries per frame, 3 page-table "
+            "levels, a p2m of 1030 pfns in two frames (the pfns above those sent are ballooned out)")
     b.valid("hvm_checkpoints", build.libxc_stream(HVM, checkpoints=2),
             "checkpointed stream: CHECKPOINT records, then more records, then END")
     b.valid("pv_checkpoints", build.libxc_stream(PV, checkpoints=1), "checkpointed PV stream")
@@ -89,17 +86,24 @@ def examples() -> list[Example]:
     k = _find(hvm, libxc.PageData)
     b.valid("page_types_without_data", _edit(hvm, k, build.page_data(range(100, 105), types)),
             "XTAB, BROKEN and XALLOC pfns carry no page data")
+    # empty page tables of every type (no present entries), pinned and not, in
+    # a 64-bit guest with room for them: each validates and pins in Xen
     pt_types = [PageType.L1TAB, PageType.L2TAB, PageType.L3TAB, PageType.L4TAB, PageType.L1TAB_PIN,
                 PageType.L2TAB_PIN, PageType.L3TAB_PIN, PageType.L4TAB_PIN]
-    k = _find(pv, libxc.PageData)
-    b.valid("page_types_pagetables", _edit(pv, k, build.page_data(range(8), pt_types)),
-            "PV page-table page types, pinned and unpinned, all carry page data")
+    roomy = build.libxc_stream(PV, pages=xen_abi.pv_min_pages(8) + 8)
+    spare = list(range(xen_abi.pv_min_pages(8) + 8 - 8, xen_abi.pv_min_pages(8) + 8))
+    k = _find(roomy, libxc.PageData)
+    tables = libxc.PageData(tuple(libxc.pfn_entry(p, t) for p, t in zip(spare, pt_types)),
+                            bytes(4096 * len(spare)))
+    b.valid("page_types_pagetables", _edit(roomy, k, tables, drop=0),
+            "PV page-table page types, pinned and unpinned, all carry page data (empty tables)")
     k = _find(hvm, libxc.PageData)
     b.valid("page_data_all_xtab", _edit(hvm, k, build.page_data(range(200, 203), [PageType.XTAB] * 3),
                                         hvm.records[k]),
             "a PAGE_DATA record with no page data at all (every pfn XTAB)")
-    b.valid("hvm_padding", _edit(hvm, _find(hvm, libxc.HvmContext), libxc.HvmContext(b"c" * 61)),
-            "HVM_CONTEXT of 61 octets: 3 octets of zero padding")
+    odd = Raw(0x80000123, b"c" * 61)
+    b.valid("hvm_padding", _edit(hvm, _find(hvm, libxc.HvmContext), odd, drop=0),
+            "an optional record of 61 octets: 3 octets of zero padding")
 
     # -- stream framing ------------------------------------------------------
     cut = HEADERS + 8 + 20
@@ -151,9 +155,9 @@ def examples() -> list[Example]:
 
     # -- records ---------------------------------------------------------------
     k = _find(hvm, libxc.HvmContext)
-    odd = _edit(hvm, k, libxc.HvmContext(b"c" * 61))
+    odd = _edit(hvm, k, Raw(0x80000123, b"c" * 61), drop=0)
     at = build.record_offsets(odd)[k] + 8 + 61
-    b.bad("padding_nonzero", libxc.PADDING, odd, "a padding octet after HVM_CONTEXT is 0x01",
+    b.bad("padding_nonzero", libxc.PADDING, odd, "a padding octet after a 61-octet optional record is 0x01",
           data=_patch(libxc.encode(odd), at + 1, b"\x01"), offset=at + 1)
     k = _find(hvm, libxc.PageData)
     b.bad("unknown_mandatory", libxc.UNKNOWN_MANDATORY, _edit(hvm, k, Raw(0x13, b"x" * 8), drop=0),
@@ -244,7 +248,7 @@ def examples() -> list[Example]:
     b.bad("p2m_frames_extra_frame", libxc.P2M_FRAME_COUNT, _edit(pv, k, libxc.X86PvP2mFrames(0, 7, (1, 2))),
           "pfns 0-7 fit in one p2m frame but two are listed", at_record=k, plus=16)
     b.bad("p2m_frames_width_mismatch", libxc.P2M_FRAME_COUNT,
-          _edit(build.libxc_stream(PV, pages=1030), k, build.p2m_frames(1030, guest_width=4)),
+          _edit(build.libxc_stream(PV, p2m_size=1030), k, build.p2m_frames(1030, guest_width=4)),
           "a 64-bit guest's p2m frames counted as for a 32-bit guest", at_record=k, plus=16)
 
     # -- VCPU records -------------------------------------------------------------------

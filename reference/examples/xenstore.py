@@ -13,7 +13,7 @@ from dataclasses import replace
 from .. import xenstore as xs
 from ..framing import RECORD_HEADER, encode_record
 from ..layout import Endian
-from ..xenstore_build import c_style, live_update_state, migration_state, owner
+from ..xenstore_build import c_restorable_state, c_style, live_update_state, migration_state, owner
 from ..xenstore_records import (
     ConnectionData, DomainData, GlobalData, GlobalQuotaData, Header, NodeData, Permission, Quota,
     RecordType, SharedRing, Socket, TransactionData, WatchData, WatchDataExtended, XenstoreStream,
@@ -128,6 +128,16 @@ def _valid(b: _Builder) -> None:
                     "watches, an open transaction with pending and deleted nodes, domain data")
             b.valid(f"migration_{tag}", migration_state(version=version, endian=endian),
                     f"migration of one domain, version {version}, {endian.value}-endian")
+    b.valid("live_update_c_restorable_v1", c_restorable_state(),
+            "live update that C xenstored 4.17 and 4.20 can restore, to the letter of the spec: "
+            "version 1, dom0's ring first, every body a whole number of words, a toolstack "
+            "socket with two watches and a pending reply, two guests (see c_restorable_state)")
+    b.valid("live_update_c_restorable_v1_transaction", c_restorable_state(transactions=True),
+            "the same with an open transaction on the first guest's ring that modifies, creates "
+            "and deletes a node: the committed store is unchanged by it")
+    b.valid("live_update_c_restorable_v1_no_dom0", c_restorable_state(dom0_ring=False),
+            "the same without a shared-ring connection for domain 0, which the spec does not "
+            "ask for (C xenstored creates its node database only when it restores that ring)")
     b.valid("minimal", XenstoreStream(Header(1)), "header and END only")
     b.valid("minimal_be_v2", XenstoreStream(Header(2, BE)), "header and END only, big-endian, version 2")
     b.valid("watch_ext_spec_layout", XenstoreStream(Header(2), (
