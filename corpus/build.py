@@ -4,9 +4,12 @@ Sources, in this order:
 
 1. every hand-written example (``xenstream.reference.examples.all_examples()``),
    origin ``hand-written``;
-2. streams from the Hypothesis strategies, drawn with fixed seeds (see
+2. the writer profiles (``xenstream.reference.profiles``): streams shaped as
+   Xen's own writers shape them, origin ``writer-profile: WRITER, Xen RELEASE
+   (PROFILE)``, never reduced (their shape is the point);
+3. streams from the Hypothesis strategies, drawn with fixed seeds (see
    :mod:`.seeds`), origin ``strategy``, when the strategies package exists;
-3. the entries with origin ``fuzz`` (or a real writer's, such as
+4. the entries with origin ``fuzz`` (or a real writer's, such as
    ``xenstored-4.17``: :data:`.manifest.KEPT_ORIGINS`) already in the target folder's manifest:
    they are committed by hand (``xenstream corpus add``) and kept as they are.
 
@@ -32,7 +35,7 @@ from xenstream.reference.rules import get_rule
 from . import manifest as mf
 from .reduce import reduce
 from .trim import variants as trim_variants
-from .verdict import options_of, record_kinds, signature, sniff
+from .verdict import options_of, reader_of, record_kinds, signature, sniff
 
 #: Streams above this size are reduced (page payloads dominate valid streams).
 REDUCE_ABOVE = 8 * 1024
@@ -84,7 +87,8 @@ def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None,
         # a real restorer restores it; removing a batch would break that
         return data
     opts = options_of(fmt, meta)
-    want = signature(fmt, data, opts)
+    reader = reader_of(meta)
+    want = signature(fmt, data, opts, reader)
     if valid:
         kinds = record_kinds(fmt, data, opts)
 
@@ -92,7 +96,7 @@ def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None,
             return signature(fmt, candidate, opts) == want and record_kinds(fmt, candidate, opts) == kinds
     else:
         def keep(candidate: bytes) -> bool:
-            return signature(fmt, candidate, opts) == want
+            return signature(fmt, candidate, opts, reader) == want
     data = reduce(data, keep, fmt=fmt, max_tests=REDUCE_TESTS, options=opts,
                   variants=lambda d: trim_variants(fmt, d, opts))
     if not valid and len(data) > above:
@@ -138,6 +142,8 @@ def from_examples(notes: list[str] | None = None) -> list[Item]:
 
     items: list[Item] = []
     for ex in all_examples():
+        if ex.meta.get("corpus") is False:  # too large to ship (an 8 MiB record)
+            continue
         data = shrink(ex.format, ex.data, ex.rule is None, ex.meta, ex.expected)
         meta = dict(ex.meta)
         description = ex.description
@@ -149,6 +155,35 @@ def from_examples(notes: list[str] | None = None) -> list[Item]:
             meta["offset"] = ex.offset
         items.append(Item(make_entry(ex.format, data, expected=ex.expected, rule=ex.rule, name=ex.name,
                                      description=description, origin="hand-written", meta=meta), data))
+    return items
+
+
+def from_profiles(notes: list[str]) -> list[Item]:
+    """The writer profiles' showcase streams, as Xen's writers write them (not reduced)."""
+    from xenstream.reference import profiles
+
+    items: list[Item] = []
+    streams = [(layer, prof.name, prof.encode(layer), profiles.origin(layer, prof),
+                {"profile": prof.name, "release": profiles.release_name(prof.release), "guest": prof.guest,
+                 "mode": prof.mode}, f"{layer} stream of a {prof.guest} guest as Xen "
+                f"{profiles.release_name(prof.release)}'s writers write it ({prof.mode}); {prof.sources}")
+               for layer, prof in profiles.showcase()]
+    streams.append(("xenstore", "c-xenstored", profiles.c_xenstored(),
+                    "writer-profile: C xenstored live-update dump, Xen 4.17",
+                    {"profile": "c-xenstored"}, "a live-update dump as C xenstored writes it "
+                    "(tools/xenstored/lu.c lu_dump_state() and the dump_state_* functions)"))
+    # libxl only: the legacy builder's page contents and contexts are synthetic, so a real
+    # restore of the converted libxc stream fails on content (see profiles.convert_legacy)
+    for fmt, guest, width in (("libxl", "hvm", 64), ("libxl", "pv", 32)):
+        streams.append((fmt, f"convert-legacy-stream-{guest}{width}",
+                        profiles.convert_legacy(fmt, guest=guest, width=width),
+                        "writer-profile: convert-legacy-stream, Xen 4.17",
+                        {"profile": "convert-legacy-stream"}, f"a {width}-bit {guest} legacy image converted "
+                        f"to {fmt} as tools/python/scripts/convert-legacy-stream writes it"))
+    for fmt, name, data, origin, meta, description in streams:
+        expected, rule = profiles.label(fmt, data)
+        items.append(Item(make_entry(fmt, data, expected=expected, rule=rule, name=name,
+                                     description=description, origin=origin, meta=meta), data))
     return items
 
 
@@ -182,6 +217,7 @@ def kept_fuzz_entries(folder: Path, notes: list[str]) -> list[Item]:
 def collect(folder: Path, *, strategies: bool = True, notes: list[str] | None = None) -> list[Item]:
     notes = notes if notes is not None else []
     items = from_examples(notes)
+    items += from_profiles(notes)
     if strategies:
         items += from_strategies(notes)
     items += kept_fuzz_entries(folder, notes)

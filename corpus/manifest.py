@@ -13,9 +13,11 @@ keys (``meta`` optional):
 ``rule``       the rule broken (``libxc.page_data.count_nonzero``); null when valid
 ``section``    the section of the spec that states the rule; null when valid
 ``description``one line
-``origin``     ``"hand-written"``, ``"strategy"``, ``"fuzz"``, or the real
+``origin``     ``"hand-written"``, ``"strategy"``, ``"fuzz"``, the real
                writer (``"xenstored-4.17"``, ``"xenstored-4.20"``: a live-update
-               dump of that daemon, ``meta.store`` the store it was made from)
+               dump of that daemon, ``meta.store`` the store it was made from), or
+               ``"writer-profile: WRITER, Xen RELEASE (PROFILE)"`` for a
+               stream shaped as a released Xen writer shapes it
 ``sha256``     of the file, lower-case hex
 ``meta``       free-form details (guest type, what it was reduced from, ...)
 =============  ==========================================================
@@ -40,6 +42,12 @@ EXPECTED = ("accept", "reject", "writer", "either")
 ORIGINS = ("hand-written", "strategy", "fuzz", "xenstored-4.17", "xenstored-4.20")
 #: Origins whose files are not generated: `corpus build` keeps them as they are.
 KEPT_ORIGINS = ("fuzz", "xenstored-4.17", "xenstored-4.20")
+#: origin prefix of a writer profile's stream; the writer and release follow
+WRITER_PROFILE = "writer-profile: "
+
+
+def known_origin(origin) -> bool:
+    return origin in ORIGINS or (isinstance(origin, str) and origin.startswith(WRITER_PROFILE))
 PREFIX = {"accept": "y", "reject": "n", "writer": "w", "either": "i"}
 VERDICT_OF_PREFIX = {v: k for k, v in PREFIX.items()}
 KEYS = ("id", "path", "format", "version", "byteorder", "expected", "rule", "section",
@@ -136,7 +144,7 @@ def schema_problems(raw) -> list[str]:
         checks = [
             (fmt in FORMATS, f"unknown format {fmt!r}"),
             (expected in EXPECTED, f"unknown expected verdict {expected!r}"),
-            (obj["origin"] in ORIGINS, f"unknown origin {obj['origin']!r}"),
+            (known_origin(obj["origin"]), f"unknown origin {obj['origin']!r}"),
             (obj["version"] is None or isinstance(obj["version"], int), "version is not an int or null"),
             (obj["byteorder"] in (None, "little", "big"), "byteorder is not little, big or null"),
             (isinstance(obj["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", obj["sha256"]) is not None,

@@ -9,6 +9,11 @@ with the label when:
 ``writer``  refused in the strict role, accepted in the restore role, the
             labelled rule reported;
 ``either``  accepted in both roles, the labelled rule reported.
+
+An entry whose ``meta["reader"]`` names a reader profile (a check of Xen's C
+readers, ``xenstream.reference.readers``) agrees with its label when, under
+that profile in the restore role, exactly its rule is refused, and without it
+the restore role accepts it.
 """
 
 from __future__ import annotations
@@ -36,14 +41,37 @@ def options_of(fmt: str, meta: dict | None) -> dict:
     return pick(meta) if pick is not None else {}
 
 
-def run(fmt: str, data: bytes, role: Role = Role.STRICT, options: dict | None = None) -> Checker:
-    """The reference validator's findings over ``data`` in ``role``."""
-    return validate(Source.from_bytes(data), fmt, Checker(role), **(options or {}))
+def reader_of(meta: dict | None):
+    """The reader profile an entry's ``meta`` names, or None."""
+    name = (meta or {}).get("reader")
+    if not name:
+        return None
+    from xenstream.reference.readers import get
+
+    return get(name)
+
+
+def run(fmt: str, data: bytes, role: Role = Role.STRICT, options: dict | None = None, reader=None) -> Checker:
+    """The reference validator's findings over ``data`` in ``role`` (and ``reader``'s profile)."""
+    return validate(Source.from_bytes(data), fmt, Checker(role, reader=reader), **(options or {}))
+
+
+def reader_problems(fmt: str, data: bytes, rule: str | None, options: dict | None, reader) -> list[str]:
+    under = run(fmt, data, Role.RESTORE, options, reader)
+    refused = {f.rule.id for f in under.findings if under.refuses(f)}
+    out = []
+    if refused != {rule}:
+        out.append(f"under reader {reader.name} the refused rules are {sorted(refused)}, not [{rule}]")
+    if not run(fmt, data, Role.RESTORE, options).accepted:
+        out.append("refused in the restore role without a reader profile")
+    return out
 
 
 def problems(fmt: str, data: bytes, expected: str, rule: str | None,
-             options: dict | None = None) -> list[str]:
+             options: dict | None = None, reader=None) -> list[str]:
     """Why the reference does not give ``data`` its label; [] when it does."""
+    if reader is not None:
+        return reader_problems(fmt, data, rule, options, reader)
     strict = run(fmt, data, Role.STRICT, options)
     restore = run(fmt, data, Role.RESTORE, options)
     out: list[str] = []
@@ -103,11 +131,16 @@ def classify(fmt: str, data: bytes, options: dict | None = None) -> Verdict:
     return Verdict(ACCEPT, None, None, None)
 
 
-def signature(fmt: str, data: bytes, options: dict | None = None) -> tuple:
-    """Everything the label depends on: both roles' verdicts and the strict findings' rules."""
+def signature(fmt: str, data: bytes, options: dict | None = None, reader=None) -> tuple:
+    """Everything the label depends on: both roles' verdicts and the strict findings' rules
+    (and, with a reader profile, what it refuses)."""
     strict = run(fmt, data, Role.STRICT, options)
     restore = run(fmt, data, Role.RESTORE, options)
-    return (strict.accepted, restore.accepted, tuple(strict.rule_ids()), strict.total)
+    out = (strict.accepted, restore.accepted, tuple(strict.rule_ids()), strict.total)
+    if reader is not None:
+        under = run(fmt, data, Role.RESTORE, options, reader)
+        out += (tuple(f.rule.id for f in under.findings if under.refuses(f)),)
+    return out
 
 
 def record_kinds(fmt: str, data: bytes, options: dict | None = None) -> frozenset:

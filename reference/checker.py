@@ -24,11 +24,14 @@ MAX_KEPT = 1000
 
 class Checker:
     __slots__ = ("role", "fail_fast", "findings", "total", "refused", "_layer", "_index",
-                 "_name", "verbose", "notes", "max_kept")
+                 "_name", "verbose", "notes", "max_kept", "reader", "reader_rules")
 
     def __init__(self, role: Role = Role.STRICT, *, fail_fast: bool = False,
-                 verbose: bool = False, max_kept: int = MAX_KEPT):
+                 verbose: bool = False, max_kept: int = MAX_KEPT, reader=None):
         self.role = role
+        #: a :class:`~.readers.ReaderProfile`: its rules are checked, and refused, too
+        self.reader = reader
+        self.reader_rules: frozenset[str] = reader.rules if reader is not None else frozenset()
         self.fail_fast = fail_fast
         self.findings: list[Finding] = []
         self.total = 0       # findings of any severity, kept or not
@@ -57,10 +60,14 @@ class Checker:
         self._layer, self._index, self._name = saved
 
     # reporting -----------------------------------------------------------
+    def refuses(self, finding: Finding) -> bool:
+        """Whether this run refuses ``finding``: its role does, or its reader profile has the rule."""
+        return self.role.refuses(finding.rule.severity) or finding.rule.id in self.reader_rules
+
     def _record(self, rule_id: str, offset: int, message: str) -> Finding:
         finding = Finding(get_rule(rule_id), offset, message, self.location)
         self.total += 1
-        refused = self.role.refuses(finding.rule.severity)
+        refused = self.refuses(finding)
         if refused:
             self.refused += 1
         if len(self.findings) < self.max_kept:
@@ -70,7 +77,7 @@ class Checker:
     def report(self, rule_id: str, offset: int, message: str) -> None:
         """A broken rule after which reading goes on."""
         finding = self._record(rule_id, offset, message)
-        if self.fail_fast and self.role.refuses(finding.rule.severity):
+        if self.fail_fast and self.refuses(finding):
             raise StreamError(finding)
 
     def fail(self, rule_id: str, offset: int, message: str) -> NoReturn:
@@ -92,7 +99,7 @@ class Checker:
 
     def first_refused(self) -> Finding | None:
         for f in self.findings:
-            if self.role.refuses(f.rule.severity):
+            if self.refuses(f):
                 return f
         return None
 

@@ -243,8 +243,70 @@ PV_PAGES_FIRST = _rule("libxc.pv.page_data_before_vcpu", R, "x86 PV Guest",
 PV_REQUIRED = _rule("libxc.pv.required_record", R, "x86 PV Guest",
                     "an x86 PV stream has X86_PV_INFO, X86_PV_P2M_FRAMES, PAGE_DATA and VCPU records "
                     "before END")
-HVM_PARAMS_FIRST = _rule("libxc.hvm.params_before_context", R, "x86 HVM Guest",
-                         "HVM_PARAMS precedes HVM_CONTEXT")
+HVM_PARAMS_FIRST = _rule("libxc.hvm.params_before_context", W, "x86 HVM Guest",
+                         "HVM_PARAMS precedes HVM_CONTEXT (binds the writer: Xen's own writers send HVM_CONTEXT "
+                         "first, and Xen's restore holds the context back until the stream is complete)")
+CHECKPOINT_EOF = _rule("libxc.stream.ends_after_checkpoint", E, "CHECKPOINT",
+                       "a checkpointed stream stops after a CHECKPOINT without END (Xen's checkpointed writers "
+                       "never write END; the receiver restores the last checkpoint); the spec does not say "
+                       "whether a stream may end there")
+
+# Checks Xen's C reader (libxenguest) makes and the spec does not: checked only under a
+# reader profile (xenstream.reference.readers), where they are refused.
+VERSION_3_OLD = _rule("libxc.image_header.version_3", E, "Image Header",
+                      "a version 3 image; the spec lets tools restore V and V-1 and does not say since "
+                      "which release; Xen before 4.14 restores version 2 only")
+LENGTH_MAX = _rule("libxc.record.length_max", E, "Records",
+                   "body_length is at most Xen's REC_LENGTH_MAX (8 MiB in 4.6-4.9, 128 MiB since 4.10); the "
+                   "spec does not set a limit")
+CHECKPOINT_PLAIN = _rule("libxc.checkpoint.plain_stream", E, "CHECKPOINT",
+                         "a CHECKPOINT in a stream restored as a plain (not checkpointed) stream; the spec does "
+                         "not say whether such a reader skips it or fails")
+PVI_COMBINATION = _rule("libxc.x86_pv_info.combination", E, "X86_PV_INFO",
+                        "guest_width 4 goes with pt_levels 3 and guest_width 8 with pt_levels 4; the spec does "
+                        "not tie the two fields together")
+PVI_REPEATED = _rule("libxc.x86_pv_info.repeated", E, "X86_PV_INFO",
+                     "a stream has one X86_PV_INFO; the spec does not say how many")
+PV_INFO_BEFORE_SHINFO = _rule("libxc.pv.info_before_shared_info", E, "x86 PV Guest",
+                              "X86_PV_INFO precedes SHARED_INFO (the page's layout depends on the guest width); "
+                              "the spec does not order SHARED_INFO (only X86_PV_INFO, P2M_FRAMES, PAGE_DATA, VCPU)")
+PV_VCPU0 = _rule("libxc.pv.vcpu0_basic", E, "x86 PV Guest",
+                 "an x86 PV stream has X86_PV_VCPU_BASIC for vcpu 0; the spec asks for the records of each "
+                 "online vcpu and does not name one")
+VCPU_BASIC_SIZE = _rule("libxc.x86_pv_vcpu_basic.context_size", E, "X86_PV_VCPU_BASIC, EXTENDED, XSAVE, MSRS",
+                        "the context is one vcpu_guest_context of the guest's width (5168 octets for a 64-bit "
+                        "guest, 2800 for a 32-bit one); the spec does not define the blob")
+VCPU_EXT_SIZE = _rule("libxc.x86_pv_vcpu_extended.context_size", E, "X86_PV_VCPU_BASIC, EXTENDED, XSAVE, MSRS",
+                      "the context is at most 128 octets (a xen_domctl_ext_vcpucontext); the spec does not "
+                      "define the blob")
+VCPU_XSAVE_SIZE = _rule("libxc.x86_pv_vcpu_xsave.context_size", E, "X86_PV_VCPU_BASIC, EXTENDED, XSAVE, MSRS",
+                        "the context holds at least the 16-octet xcr0/xcr0_accum header of "
+                        "XEN_DOMCTL_getvcpuextstate; the spec does not define the blob")
+VCPU_MSRS_SIZE = _rule("libxc.x86_pv_vcpu_msrs.context_size", E, "X86_PV_VCPU_BASIC, EXTENDED, XSAVE, MSRS",
+                       "the context is a whole number of 16-octet xen_domctl_vcpu_msr_t; the spec does not "
+                       "define the blob")
+VCPU_EMPTY = _rule("libxc.x86_pv_vcpu.empty_context", E, "Errata",
+                   "a VCPU record with no context; the Errata ask readers to tolerate it, Xen 4.6-4.8 refuse it")
+CPUID_EMPTY = _rule("libxc.x86_cpuid_policy.empty", E, "X86_CPUID_POLICY",
+                    "an X86_CPUID_POLICY with no leaves; the Errata ask readers to tolerate empty records, Xen "
+                    "since 4.14 refuses this one")
+MSR_EMPTY = _rule("libxc.x86_msr_policy.empty", E, "X86_MSR_POLICY",
+                  "an X86_MSR_POLICY with no entries; the Errata ask readers to tolerate empty records, Xen "
+                  "since 4.14 refuses this one")
+HVM_CONTEXT_EMPTY = _rule("libxc.hvm_context.empty", E, "Errata",
+                          "an HVM_CONTEXT with no content; the Errata ask readers to tolerate empty records, "
+                          "Xen since 4.14 refuses this one")
+HVM_CONTEXT_MISSING = _rule("libxc.hvm.context_missing", E, "x86 HVM Guest",
+                            "an x86 HVM stream carries HVM_CONTEXT; the spec lists it in a typical stream "
+                            "and does not require it")
+def record_length_max(reader) -> int:
+    """libxenguest's REC_LENGTH_MAX (xg_sr_stream_format.h): 8 MiB until 4.9, then 128 MiB."""
+    return 8 * MIB if reader.release <= (4, 9) else 128 * MIB
+
+
+#: sizeof(vcpu_guest_context) of a 32-bit and a 64-bit x86 PV guest (public/arch-x86/xen-x86_{32,64}.h)
+VCPU_CONTEXT_SIZE = {4: 2800, 8: 5168}
+MIB = 1 << 20
 
 # --------------------------------------------------------------------------
 # Typed values
@@ -551,12 +613,13 @@ def _q_array(endian: Endian, n: int) -> struct.Struct:
 class _StreamState:
     """What the stream-level rules need to remember; small and bounded."""
 
-    __slots__ = ("seen", "static_end", "pv_info")
+    __slots__ = ("seen", "static_end", "pv_info", "vcpu0_basic")
 
     def __init__(self):
         self.seen: set[int] = set()
         self.static_end = False
         self.pv_info: X86PvInfo | None = None
+        self.vcpu0_basic = False
 
 
 class LibxcReader(BodyReader):
@@ -597,6 +660,11 @@ class LibxcReader(BodyReader):
         #: record types whose stream-level rules passed and cannot change verdict until the
         #: stream state changes (see _stream_rules)
         self._quiet: set[int] = set()
+        #: the type of the last record read (a stream may stop after a CHECKPOINT)
+        self.last_type: int | None = None
+        #: the reader profile's checks (empty without one) and its record length cap
+        self._reader = checker.reader_rules
+        self._cap = record_length_max(checker.reader) if LENGTH_MAX in self._reader else 1 << 32
 
     # -- truncation --------------------------------------------------------
     def _truncated(self, t: Truncated):
@@ -617,6 +685,8 @@ class LibxcReader(BodyReader):
                 ck.fail(ID_RULE, base + 8, f"id is 0x{ident:08x}, not 0x{IDENT:08x} (\"XENF\")")
             if version not in VERSIONS:
                 ck.fail(VERSION_RULE, base + 12, f"version {version} is not 2 or 3")
+            if version == 3 and VERSION_3_OLD in self._reader:
+                ck.report(VERSION_3_OLD, base + 12, "version 3 image; this reader restores version 2 only")
             if options & OPTIONS_RESERVED_MASK:
                 ck.report(OPTIONS_RESERVED, base + 16,
                           f"reserved options bits set: 0x{options & OPTIONS_RESERVED_MASK:04x}")
@@ -667,10 +737,14 @@ class LibxcReader(BodyReader):
         except Truncated as t:
             ck.at(LAYER, index, "record header")
             if not t.got:
+                if self.last_type == RecordType.CHECKPOINT:
+                    return self._ends_at_checkpoint(offset)
                 ck.fail(END_MISSING, offset, "input ends without an END record")
             self._truncated(t)
         h = make_header((rtype, length, offset))
         ck.at(LAYER, index, _NAMES.get(rtype) or record_name(rtype))
+        if length > self._cap:
+            self._length_cap(h)
         counts = self.counts
         counts[rtype] = counts.get(rtype, 0) + 1
         try:
@@ -686,10 +760,23 @@ class LibxcReader(BodyReader):
         except Truncated as t:
             self._truncated(t)
         self.index = index + 1
+        self.last_type = rtype
         if rtype == RecordType.END:
             self._end_rules(h)
             self.ended = True
         return rtype, h, value
+
+    def _ends_at_checkpoint(self, offset: int) -> tuple[int, RecordHeader, None]:
+        """The input stops right after a CHECKPOINT: a checkpointed stream whose sender stopped."""
+        self.checker.report(CHECKPOINT_EOF, offset, "the stream ends after a CHECKPOINT record, without END")
+        h = make_header((RecordType.END, 0, offset))
+        self._end_rules(h)
+        self.ended = True
+        return RecordType.END, h, None
+
+    def _length_cap(self, h: RecordHeader) -> None:
+        self.checker.report(LENGTH_MAX, h.offset + 4, f"body_length {h.body_length} exceeds "
+                            f"{self._cap // MIB} MiB (REC_LENGTH_MAX)")
 
     def read_records(self, each=None) -> int:
         """Read records until END (or CHECKPOINT when stopping there); returns which.
@@ -738,7 +825,8 @@ class LibxcReader(BodyReader):
         while pos + 16 <= end:
             rtype, length, count, reserved = head.unpack_from(buf, pos)
             if rtype != 1 or reserved or not 0 < count <= _ARRAY_CHUNK \
-                    or length != 8 + count * (8 + page_size) or length & 7 or pos + 8 + length > end:
+                    or length != 8 + count * (8 + page_size) or length & 7 or pos + 8 + length > end \
+                    or length > self._cap:
                 break
             q = qs.get(count) or _q_array(self.endian, count)
             if max(q.unpack_from(buf, pos + 16)) >> 52:
@@ -748,6 +836,7 @@ class LibxcReader(BodyReader):
         if n:
             self.src.consume_to(pos)
             self.index += n
+            self.last_type = RecordType.PAGE_DATA
             self.counts[1] = self.counts.get(1, 0) + n
 
     # -- helpers for parsers -------------------------------------------------
@@ -826,6 +915,12 @@ class LibxcReader(BodyReader):
 
     def _end_rules(self, h: RecordHeader) -> None:
         st, ck = self.state, self.checker
+        if self._reader:
+            if self.guest is DomainType.X86_PV and not st.vcpu0_basic and PV_VCPU0 in self._reader:
+                ck.report(PV_VCPU0, h.offset, "END of an x86 PV stream without X86_PV_VCPU_BASIC for vcpu 0")
+            if self.guest is DomainType.X86_HVM and not self.counts.get(RecordType.HVM_CONTEXT) \
+                    and HVM_CONTEXT_MISSING in self._reader:
+                ck.report(HVM_CONTEXT_MISSING, h.offset, "END of an x86 HVM stream without HVM_CONTEXT")
         if self.version >= 3 and not st.static_end:
             if "sde" not in st.seen:
                 ck.report(SDE_MISSING, h.offset, "END of a version 3 stream without STATIC_DATA_END")
@@ -862,6 +957,8 @@ def _parse_verify(r: LibxcReader, h: RecordHeader):
 
 
 def _parse_checkpoint(r: LibxcReader, h: RecordHeader):
+    if CHECKPOINT_PLAIN in r._reader:
+        r.checker.report(CHECKPOINT_PLAIN, h.offset, "CHECKPOINT in a plain restore")
     r.empty(h, CHECKPOINT_LENGTH)
     return Checkpoint()
 
@@ -955,6 +1052,12 @@ def _parse_x86_pv_info(r: LibxcReader, h: RecordHeader):
     reserved = (res_hi << 32) | res_lo
     if reserved:
         ck.report(PVI_RESERVED, h.body_offset + 2, f"reserved field is 0x{reserved:012x}")
+    if r._reader:
+        if r.counts.get(RecordType.X86_PV_INFO, 0) > 1 and PVI_REPEATED in r._reader:
+            ck.report(PVI_REPEATED, h.offset, "second X86_PV_INFO record")
+        if width in (4, 8) and levels in (3, 4) and levels != (3 if width == 4 else 4) \
+                and PVI_COMBINATION in r._reader:
+            ck.report(PVI_COMBINATION, h.body_offset, f"guest_width {width} with pt_levels {levels}")
     value = X86PvInfo(width, levels, reserved)
     if width in (4, 8):
         r.state.pv_info = value
@@ -1000,13 +1103,40 @@ def _make_vcpu_parser(cls):
         vcpu_id, reserved = X86_PV_VCPU_HEADER.unpack(r.endian, r.src.read_exact(8, "X86_PV_VCPU header"))
         if reserved:
             ck.report(VCPU_RESERVED, h.body_offset + 4, f"reserved field is 0x{reserved:08x}")
-        if h.body_length == X86_PV_VCPU_HEADER.size:
+        size = h.body_length - X86_PV_VCPU_HEADER.size
+        if size == 0:
             ck.report(EMPTY_CONTENT, h.offset + 4, f"{cls.TYPE.name} for vcpu {vcpu_id} has no context")
+            if VCPU_EMPTY in r._reader:
+                ck.report(VCPU_EMPTY, h.offset + 4, f"{cls.TYPE.name} for vcpu {vcpu_id} has no context")
+        else:
+            if cls is X86PvVcpuBasic and vcpu_id == 0:
+                r.state.vcpu0_basic = True
+            if r._reader:
+                _vcpu_reader_checks(r, h, cls, size)
         return cls(vcpu_id, r.blob(h, 8), reserved)
     return parse
 
 
+def _vcpu_reader_checks(r: LibxcReader, h: RecordHeader, cls, size: int) -> None:
+    """libxenguest's handle_x86_pv_vcpu_blob(): the context sizes it accepts."""
+    ck, rules, at = r.checker, r._reader, h.offset + 4
+    if cls is X86PvVcpuBasic and VCPU_BASIC_SIZE in rules:
+        width = r.state.pv_info.guest_width if r.state.pv_info is not None else 8
+        want = VCPU_CONTEXT_SIZE[width]
+        if size != want:
+            ck.report(VCPU_BASIC_SIZE, at, f"context of {size} octets, a {width * 8}-bit guest's "
+                      f"vcpu_guest_context is {want}")
+    elif cls is X86PvVcpuExtended and size > 128 and VCPU_EXT_SIZE in rules:
+        ck.report(VCPU_EXT_SIZE, at, f"context of {size} octets, more than 128")
+    elif cls is X86PvVcpuXsave and size < 16 and VCPU_XSAVE_SIZE in rules:
+        ck.report(VCPU_XSAVE_SIZE, at, f"context of {size} octets, less than the 16-octet header")
+    elif cls is X86PvVcpuMsrs and size % 16 and VCPU_MSRS_SIZE in rules:
+        ck.report(VCPU_MSRS_SIZE, at, f"context of {size} octets, not a whole number of 16-octet entries")
+
+
 def _parse_shared_info(r: LibxcReader, h: RecordHeader):
+    if not r.counts.get(RecordType.X86_PV_INFO) and PV_INFO_BEFORE_SHINFO in r._reader:
+        r.checker.report(PV_INFO_BEFORE_SHINFO, h.offset, "SHARED_INFO before X86_PV_INFO")
     if h.body_length != r.page_size:
         r.checker.report(SHINFO_LENGTH, h.offset + 4,
                          f"body_length is {h.body_length}, not one page ({r.page_size})")
@@ -1026,10 +1156,12 @@ def _parse_x86_tsc_info(r: LibxcReader, h: RecordHeader):
     return X86TscInfo(mode, khz, nsec, incarnation, reserved)
 
 
-def _parse_blob_record(cls, empty_rule: str | None):
+def _parse_blob_record(cls, empty_rule: str | None, reader_rule: str | None = None):
     def parse(r: LibxcReader, h: RecordHeader):
         if h.body_length == 0 and empty_rule:
             r.checker.report(empty_rule, h.offset + 4, f"{_NAMES[h.type]} with no content")
+            if reader_rule in r._reader:
+                r.checker.report(reader_rule, h.offset + 4, f"{_NAMES[h.type]} with no content")
         return cls(r.blob(h))
     return parse
 
@@ -1082,7 +1214,7 @@ def _parse_dirty_pfn_list(r: LibxcReader, h: RecordHeader):
     return None
 
 
-def _parse_array_record(cls, layout: Layout, rule: str, attr: str):
+def _parse_array_record(cls, layout: Layout, rule: str, attr: str, empty_rule: str):
     def parse(r: LibxcReader, h: RecordHeader):
         ck = r.checker
         if h.body_length % layout.size:
@@ -1092,6 +1224,8 @@ def _parse_array_record(cls, layout: Layout, rule: str, attr: str):
             return None
         if h.body_length == 0:
             ck.report(EMPTY_CONTENT, h.offset + 4, f"{_NAMES[h.type]} with no entries")
+            if empty_rule in r._reader:
+                ck.report(empty_rule, h.offset + 4, f"{_NAMES[h.type]} with no entries")
         if not r.collect:
             r.skip_body(h)
             return None
@@ -1112,15 +1246,16 @@ _PARSERS = {
     RecordType.X86_PV_VCPU_MSRS: _make_vcpu_parser(X86PvVcpuMsrs),
     RecordType.SHARED_INFO: _parse_shared_info,
     RecordType.X86_TSC_INFO: _parse_x86_tsc_info,
-    RecordType.HVM_CONTEXT: _parse_blob_record(HvmContext, EMPTY_CONTENT),
+    RecordType.HVM_CONTEXT: _parse_blob_record(HvmContext, EMPTY_CONTENT, HVM_CONTEXT_EMPTY),
     RecordType.HVM_PARAMS: _parse_hvm_params,
     RecordType.TOOLSTACK: _parse_toolstack,
     RecordType.VERIFY: _parse_verify,
     RecordType.CHECKPOINT: _parse_checkpoint,
     RecordType.CHECKPOINT_DIRTY_PFN_LIST: _parse_dirty_pfn_list,
     RecordType.STATIC_DATA_END: _parse_static_data_end,
-    RecordType.X86_CPUID_POLICY: _parse_array_record(X86CpuidPolicy, CPUID_LEAF, CPUID_LENGTH, "leaves"),
-    RecordType.X86_MSR_POLICY: _parse_array_record(X86MsrPolicy, MSR_ENTRY, MSR_LENGTH, "entries"),
+    RecordType.X86_CPUID_POLICY: _parse_array_record(X86CpuidPolicy, CPUID_LEAF, CPUID_LENGTH, "leaves",
+                                                     CPUID_EMPTY),
+    RecordType.X86_MSR_POLICY: _parse_array_record(X86MsrPolicy, MSR_ENTRY, MSR_LENGTH, "entries", MSR_EMPTY),
 }
 # dict lookups by plain int are as fast as by IntEnum
 _PARSERS = {int(k): v for k, v in _PARSERS.items()}

@@ -139,6 +139,13 @@ CPS_CONTROL = _rule("libxl.checkpoint_state.control_id", R, "CHECKPOINT_STATE",
                     "control_id is one of 0x0-0x3")
 CPS_PADDING = _rule("libxl.checkpoint_state.padding", W, "CHECKPOINT_STATE",
                     "the padding field is written as zero")
+CHECKPOINT_EOF = _rule("libxl.stream.ends_after_checkpoint", E, "CHECKPOINT_END",
+                       "a checkpointed stream stops after CHECKPOINT_END without END (Xen's checkpointed "
+                       "writers never write END; the receiver restores the last checkpoint); the spec does not "
+                       "say whether a stream may end there")
+UNKNOWN_OPTIONAL = _rule("libxl.record.unknown_optional", E, "Record Overview",
+                         "a record type with bit 31 set that the reader does not know; the spec reserves the "
+                         "range for optional records without saying that a reader may skip one")
 CPS_DIRECTION = _rule("libxl.checkpoint_state.direction", E, "CHECKPOINT_STATE",
                       "CHECKPOINT_STATE is COLO control information; the spec does not say what a reader "
                       "of a saved image does with one")
@@ -296,6 +303,7 @@ class LibxlReader(BodyReader):
         self.ended = False
         self.libxc: libxc.LibxcReader | None = None
         self.libxc_paused = False   # libxc stopped at CHECKPOINT; libxl records until CHECKPOINT_END
+        self._resume_after_state = False  # COLO: CHECKPOINT_STATE follows CHECKPOINT_END, then libxc resumes
         self.counts: dict[int, int] = {}
 
     def _truncated(self, t: Truncated):
@@ -340,6 +348,8 @@ class LibxlReader(BodyReader):
                 if not rtype & OPTIONAL_BIT:
                     ck.report(UNKNOWN_MANDATORY, offset, f"unknown mandatory record type 0x{rtype:08x}")
                 else:
+                    if UNKNOWN_OPTIONAL in ck.reader_rules:
+                        ck.report(UNKNOWN_OPTIONAL, offset, f"unknown optional record type 0x{rtype:08x}")
                     ck.note(f"  optional record 0x{rtype:08x} ignored ({length} octets)")
                 value = RawRecord(rtype, self.blob(h), LAYER)
             else:
@@ -352,9 +362,40 @@ class LibxlReader(BodyReader):
             self.items.append(value)
         if rtype == RecordType.END:
             self.ended = True
-        elif rtype == RecordType.LIBXC_CONTEXT or (rtype == RecordType.CHECKPOINT_END and self._resumable):
+        elif rtype == RecordType.LIBXC_CONTEXT:
             self._run_libxc(rtype)
+        elif (rtype == RecordType.CHECKPOINT_END and self._resumable) or \
+                (rtype == RecordType.CHECKPOINT_STATE and self._resume_after_state):
+            self._resume_after_state = False
+            if self._checkpoint_boundary():
+                self._run_libxc(rtype)
         return rtype, h, value
+
+    def _checkpoint_boundary(self) -> bool:
+        """After a checkpoint (CHECKPOINT_END, or COLO's CHECKPOINT_STATE after it): whether libxc resumes.
+
+        The stream may stop here (a checkpointed sender never writes END), and
+        COLO's primary sends CHECKPOINT_STATE (CHECKPOINT_NEW) before the next
+        checkpoint's libxc records (libxl_colo_save.c, colo_start_new_checkpoint).
+        """
+        head = self.src.peek(8)
+        if not head:
+            ck = self.checker
+            ck.at(LAYER, self.index, "after checkpoint")
+            ck.report(CHECKPOINT_EOF, self.src.offset, "the stream ends after a checkpoint, without END")
+            if self.libxc is not None:
+                saved = ck.save()
+                self.libxc._end_rules(make_header((libxc.RecordType.END, 0, self.src.offset)))
+                ck.restore(saved)
+            self.ended = True
+            self._resumable = False
+            return False
+        if len(head) == 8:
+            rtype, length = RECORD_HEADER.of(self.endian).unpack(head)
+            if rtype == RecordType.CHECKPOINT_STATE and length == CHECKPOINT_STATE.size:
+                self._resume_after_state = True
+                return False
+        return True
 
     _resumable = False
     #: when set, the embedded libxc records go to ``libxc_each(index, header, value)``

@@ -152,5 +152,8 @@ def render_markdown() -> str:
         for r in items:
             summary = r.summary.replace("|", "\\|")
             out.append(f"| `{r.id}` | {r.severity.value} | {r.section} | {summary} |")
+    from .readers import render_markdown as readers_markdown
+
+    out += readers_markdown()
     out.append("")
     return "\n".join(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from .readers import checks_of
 from .rules import catalogue, render_markdown
 
 
@@ -22,7 +23,10 @@ def run(args) -> int:
     for r in rules:
         if args.json:
             print(json.dumps({"id": r.id, "severity": r.severity.value, "spec": r.spec,
-                              "section": r.section, "summary": r.summary}))
+                              "section": r.section, "summary": r.summary,
+                              "readers": [{"component": c.component, "releases": c.releases,
+                                           "modes": list(c.modes), "source": c.source}
+                                          for c in checks_of(r.id)]}))
         else:
             print(f"{r.id:55} {r.severity.value:7} {r.section}: {r.summary}")
     return 0

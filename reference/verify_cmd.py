@@ -2,7 +2,9 @@
 
 Options follow verify-stream-v2 (``-i/--in`` a file or a file descriptor
 number, default stdin; ``-f/--format``; ``-v``; ``-q``; ``--syslog``), plus
-``--role strict|restore`` and ``--json``.  Exit 0: accepted; 1: the stream
+``--role strict|restore``, ``--reader xen-X.Y`` (also refuse what that
+release's C readers refuse; implies ``--role restore`` unless a role is given)
+and ``--json``.  Exit 0: accepted; 1: the stream
 breaks a rule the role refuses; 2: usage or internal error.
 """
 
@@ -23,9 +25,12 @@ def add_arguments(p) -> None:
                    help="stream to verify: a path, or a file descriptor number (default 0, stdin)")
     p.add_argument("-f", "--format", default="libxc", choices=list(FORMAT_MODULES),
                    help="format of the stream (default libxc)")
-    p.add_argument("--role", choices=[r.value for r in Role], default=Role.STRICT.value,
+    p.add_argument("--role", choices=[r.value for r in Role], default=None,
                    help="strict: refuse writer-rule violations too (default); restore: refuse only what "
-                        "a restorer must refuse")
+                        "a restorer must refuse (the default with --reader)")
+    p.add_argument("--reader", metavar="PROFILE",
+                   help="also refuse what Xen's C readers of that release refuse beyond the spec: xen-4.6 .. "
+                        "xen-4.22, xen-master, with -remus for a checkpointed restore (see xenstream rules)")
     p.add_argument("--json", action="store_true", help="one JSON object per finding on stdout")
     p.add_argument("-v", "--verbose", action="store_true", help="summarise the stream's contents")
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing; the exit code tells")
@@ -93,10 +98,15 @@ class _Out:
 def run(args) -> int:
     codec = get_codec(args.format)  # UsageError for a format not built
     options = format_options(args, codec)
-    role = Role(args.role)
+    reader = None
+    if args.reader:
+        from . import readers
+
+        reader = readers.get(args.reader)
+    role = Role(args.role) if args.role else (Role.RESTORE if reader is not None else Role.STRICT)
     src = open_input(args.input)
     out = _Out(args)
-    checker = Checker(role, verbose=args.verbose and not args.quiet)
+    checker = Checker(role, verbose=args.verbose and not args.quiet, reader=reader)
     try:
         validate(src, args.format, checker, **options)
     finally:
@@ -107,7 +117,7 @@ def run(args) -> int:
     if args.json:
         import json  # only here: startup time of the plain verifier (docs/performance.md)
     for finding in checker.findings:
-        refused = role.refuses(finding.rule.severity)
+        refused = checker.refuses(finding)
         if args.json:
             if not args.quiet:
                 print(json.dumps({"kind": "finding", "refused": refused, **finding.to_json()}))
@@ -119,12 +129,14 @@ def run(args) -> int:
     if args.json:
         if not args.quiet:
             print(json.dumps({"kind": "summary", "verdict": verdict, "role": role.value, "format": args.format,
+                              **({"reader": reader.name} if reader else {}),
                               "findings": checker.total, "refused": checker.refused}))
     else:
         if hidden:
             out.error(f"{name}: ... and {hidden} more finding(s)")
+        how = f"{role.value} role" + (f", reader {reader.name}" if reader else "")
         if not checker.accepted:
-            out.error(f"{name}: stream rejected ({role.value} role): {checker.refused} finding(s) refused")
+            out.error(f"{name}: stream rejected ({how}): {checker.refused} finding(s) refused")
         elif args.verbose:
-            out.info(f"{name}: stream accepted ({role.value} role)")
+            out.info(f"{name}: stream accepted ({how})")
     return 0 if checker.accepted else 1

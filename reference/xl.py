@@ -64,6 +64,13 @@ JSON_SYNTAX = _rule("xl.config.json_syntax", R, "Optional data",
                     "a JSON configuration (mandatory flag bit 0) parses as JSON")
 JSON_NO_CONFIG = _rule("xl.config.json_without_config", E, "Optional data",
                        "xl sets the JSON flag only with a configuration; a reader has nothing to parse")
+# Checks xl's reader makes and the header's definition does not (reader profiles only).
+FOREIGN_BYTEORDER = _rule("xl.header.foreign_byteorder", E, SECTION,
+                          "the header is in the restoring host's byte order (little-endian on x86); the header "
+                          "says its own byte order, and xl refuses any other than its host's")
+CONFIG_MISSING = _rule("xl.config.missing", E, "Optional data",
+                       "the savefile carries the domain configuration; the header does not require one (a "
+                       "restore may be given a config file instead)")
 LEGACY_EXPECTED = _rule("xl.body.legacy_expected", R, SECTION,
                         "without mandatory flag bit 1 the body is a legacy (pre-v2) stream, so it cannot "
                         "start with the v2 libxc marker")
@@ -141,6 +148,8 @@ def read_header(src: Source, checker: Checker, *, collect: bool = True) -> XlHea
             checker.fail(BYTEORDER, base, f"byteorder octets are {raw[:4].hex()}, not 0x01020304 in "
                          "either byte order")
         order, mandatory, optional, optlen = HEADER_WORDS.unpack(endian, raw)
+        if endian is Endian.BIG and FOREIGN_BYTEORDER in checker.reader_rules:
+            checker.report(FOREIGN_BYTEORDER, base, "big-endian header; an x86 host reads only its own byte order")
         if mandatory & ~FLAGS_KNOWN:
             checker.report(MANDATORY, base + 4, f"unknown mandatory flags 0x{mandatory & ~FLAGS_KNOWN:08x}")
         if optional:
@@ -168,6 +177,8 @@ def _check_optional_data(header: XlHeader, base: int, checker: Checker) -> None:
                 checker.report(OPTDATA, base, f"config length {n} exceeds the {len(data) - 4} octets left")
             else:
                 config = data[4:4 + n]
+    if not config and CONFIG_MISSING in checker.reader_rules:
+        checker.report(CONFIG_MISSING, base, "the savefile carries no domain configuration")
     if header.mandatory_flags & FLAG_JSON:
         if not config:
             checker.report(JSON_NO_CONFIG, base, "JSON flag set but the file holds no configuration")

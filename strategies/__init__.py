@@ -10,6 +10,16 @@
     records); xenstore ``version`` (1|2), ``byteorder``, ``records``
     (committed nodes), ``live_update``, ``transactions``; legacy ``width``
     (32|64), ``guest``, ``pages``, ``physmap``, ``qemu``, ``xl``.
+
+    ``profile=NAME`` instead builds the stream as one of Xen's own writers
+    shapes it (:mod:`xenstream.reference.profiles`): ``xen-4.17-hvm``,
+    ``xen-4.6-pv-remus``, ``xen-4.20-pv32-migrate``, ... for ``libxc``,
+    ``libxl`` and ``xl``; ``any`` draws the writer too; ``c-xenstored`` for
+    ``xenstore``; ``convert-legacy-stream`` for ``libxc`` and ``libxl``.  Only
+    what differs between two streams of that writer is drawn.  Such a stream
+    may break a ``writer`` or ``either`` rule where Xen's writers do
+    (docs/findings.md, "Xen's own writers"): its label then names that rule
+    and severity, and the restore role accepts it.
 ``malformed(format, family=None)``
     a valid stream with exactly one rule broken, labelled with the rule id,
     the expected verdict (the rule's severity) and a description.  Families:
@@ -91,6 +101,12 @@ def unreachable_rules() -> dict[str, str]:
     for module in _FORMAT_MODULES.values():
         loaded = import_optional(module)
         out.update(getattr(loaded, "UNREACHABLE", {}) if loaded else {})
+    from xenstream.reference import readers
+
+    for rule in sorted(readers.reader_only_rules()):
+        out.setdefault(rule, "checked only under a reader profile (xenstream verify --reader); the "
+                                       "strategies are judged under the spec alone, and reference/examples/xen.py "
+                                       "breaks it under its reader")
     return out
 
 
@@ -99,6 +115,17 @@ def unreachable_rules() -> dict[str, str]:
 
 def build_valid(d: Draw, fmt: str, **opts) -> Labelled:
     _check_format(fmt)
+    profile = opts.pop("profile", None)
+    if profile is not None:
+        from . import profiles
+
+        if opts:
+            raise UsageError(f"profile {profile!r} takes no other options ({', '.join(sorted(opts))})")
+        try:
+            data, description, expected, rule = profiles.build(d, fmt, profile)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        return Labelled(fmt, bytes(data), rule, expected, description, None)
     data, description = VALID[fmt](d, **opts)
     return Labelled(fmt, bytes(data), None, ACCEPT, description, None)
 

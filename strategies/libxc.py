@@ -482,8 +482,18 @@ def _truncated(d: Draw):
 def _end_missing(d: Draw):
     s = build(d)
     offs = offsets(s)
-    i = d.int(1, len(s.records) - 1) if d.bool() else len(s.records) - 1
+    # not right after a CHECKPOINT: a checkpointed stream may stop there (ends_after_checkpoint)
+    cands = [i for i in range(1, len(s.records)) if not isinstance(s.records[i - 1], X.Checkpoint)]
+    i = d.choice(cands) if d.bool() else len(s.records) - 1
     return enc(s)[:offs[i]], f"input ends at a record boundary (before record #{i}) without END"
+
+
+@mutation(FORMAT, "framing", X.CHECKPOINT_EOF)
+def _ends_after_checkpoint(d: Draw):
+    s = build(d, checkpoints=(1, 2))
+    cps = find_all(s, X.Checkpoint)
+    i = d.choice(cps) + 1
+    return enc(s)[:offsets(s)[i]], f"a checkpointed stream that stops after CHECKPOINT record #{i - 1}"
 
 
 @mutation(FORMAT, "framing", X.TRAILING_DATA)

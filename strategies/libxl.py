@@ -346,8 +346,9 @@ def _end_missing(layer: str, rule: str):
     def fn(d: Draw):
         s = build(d)
         lay, _ = layout(s)
+        # not right after CHECKPOINT_END: a checkpointed stream may stop there (ends_after_checkpoint)
         cands = [i for i, active, _ in boundaries(s) if active == layer and i > 0
-                 and not isinstance(s.items[i - 1], L.LibxcContext)]
+                 and not isinstance(s.items[i - 1], (L.LibxcContext, L.CheckpointEnd))]
         i = d.choice(cands)
         return enc(s)[:lay[i][0]], f"input ends at a {layer} record boundary without END"
     mutation(FORMAT, "framing", rule, f"end_missing_{layer}")(fn)
@@ -355,6 +356,15 @@ def _end_missing(layer: str, rule: str):
 
 _end_missing(L.LAYER, L.END_MISSING)
 _end_missing(X.LAYER, X.END_MISSING)
+
+
+@mutation(FORMAT, "framing", L.CHECKPOINT_EOF)
+def _ends_after_checkpoint(d: Draw):
+    s = build(d, checkpoints=(1, 2))
+    lay, _ = layout(s)
+    ends = [i for i, item in enumerate(s.items) if isinstance(item, L.CheckpointEnd)]
+    i = d.choice(ends) + 1
+    return enc(s)[:lay[i][0]], f"a checkpointed stream that stops after CHECKPOINT_END (item #{i - 1})"
 
 
 @mutation(FORMAT, "framing", L.TRAILING_DATA)

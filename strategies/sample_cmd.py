@@ -23,6 +23,9 @@ def add_arguments(parser) -> None:
     kind.add_argument("--valid", action="store_true", help="valid streams")
     kind.add_argument("--malformed", action="store_true", help="streams that break one rule each")
     parser.add_argument("--family", choices=FAMILIES, help="the malformed family (default: any)")
+    parser.add_argument("--profile", help="with --valid: streams as one of Xen's writers shapes them "
+                                          "(xen-4.17-hvm, xen-4.6-pv-remus, any, c-xenstored, "
+                                          "convert-legacy-stream; docs/profiles.md)")
     parser.add_argument("-n", type=int, default=10, help="number of examples (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", required=True, help="directory to write into (created)")
@@ -31,6 +34,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     if args.family and not args.malformed:
         raise UsageError("--family goes with --malformed")
+    if args.profile and not args.valid:
+        raise UsageError("--profile goes with --valid")
     if args.n < 0:
         raise UsageError("-n must not be negative")
     out = Path(args.out)
@@ -38,7 +43,7 @@ def run(args) -> int:
     rnd = random.Random(args.seed)
     for i in range(args.n):
         if args.valid:
-            ex = generate_valid(args.format, rnd)
+            ex = generate_valid(args.format, rnd, **({"profile": args.profile} if args.profile else {}))
         else:
             ex = generate_malformed(args.format, rnd, args.family)
         stem = f"{i:04d}-{ex.rule or 'valid'}"

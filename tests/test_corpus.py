@@ -59,7 +59,9 @@ def test_every_format_has_valid_files_and_realistic_xenstore_states():
 
 
 def test_corpus_is_small():
-    assert sum((CORPUS / o["path"]).stat().st_size for o in committed()) < 5 * 2**20
+    # 7 MiB: streams a real restorer restores are kept whole (their records name each other's
+    # pfns), and so are the writer profiles, whose shape is the point
+    assert sum((CORPUS / o["path"]).stat().st_size for o in committed()) < 7 * 2**20
 
 
 def _copy_of_committed(dest: Path) -> Path:

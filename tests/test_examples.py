@@ -1,5 +1,9 @@
 """Every hand-written example gets its verdict from the reference validator.
 
+An example with ``meta["reader"]`` breaks a check of Xen's C readers: under
+that reader profile (restore role) exactly its rule is refused, at the pinned
+offset; without it the restore role accepts it.
+
 For a valid example: no finding that either role refuses.  For a malformed
 one: the labelled rule is reported exactly once, at the pinned offset, and no
 other reject or writer rule is (``either`` findings that merely describe the
@@ -22,8 +26,9 @@ EXAMPLES = all_examples()
 IDS = [f"{e.format}/{e.rule or 'valid'}/{e.name}" for e in EXAMPLES]
 
 
-def run(example, role=Role.STRICT) -> Checker:
-    return validate(Source.from_bytes(example.data), example.format, Checker(role), **example.options)
+def run(example, role=Role.STRICT, reader=None) -> Checker:
+    return validate(Source.from_bytes(example.data), example.format, Checker(role, reader=reader),
+                    **example.options)
 
 
 def relevant(example, checker):
@@ -33,6 +38,15 @@ def relevant(example, checker):
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=IDS)
 def test_verdict(example):
+    if example.reader is not None:
+        under = run(example, Role.RESTORE, example.reader)
+        refused = [(f.rule.id, f.offset) for f in under.findings if under.refuses(f)]
+        assert {rule for rule, _ in refused} == {example.rule}, [f.describe() for f in under.findings]
+        if example.offset is not None:
+            assert refused[0][1] == example.offset
+        assert example.rule in example.reader.rules
+        assert run(example, Role.RESTORE).accepted
+        return
     strict = run(example)
     restore = run(example, Role.RESTORE)
     found = relevant(example, strict)
@@ -57,6 +71,14 @@ def test_every_rule_has_a_malformed_example():
     covered = {e.rule for e in EXAMPLES if e.rule}
     missing = sorted(set(catalogue()) - covered)
     assert not missing, f"rules without a malformed example: {missing}"
+
+
+def test_every_reader_check_has_an_example_under_its_reader():
+    from xenstream.reference import readers
+
+    covered = {e.rule for e in EXAMPLES if e.reader is not None}
+    missing = sorted({c.rule for c in readers.CHECKS} - covered)
+    assert not missing, f"reader checks without an example judged under a reader profile: {missing}"
 
 
 def test_every_format_has_valid_examples():

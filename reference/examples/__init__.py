@@ -23,6 +23,7 @@ EXAMPLE_MODULES: tuple[str, ...] = (
     "xenstream.reference.examples.xl",
     "xenstream.reference.examples.xenstore",
     "xenstream.reference.examples.legacy",
+    "xenstream.reference.examples.xen",
 )
 
 
@@ -46,6 +47,16 @@ class Example:
     @property
     def severity(self) -> Severity | None:
         return None if self.rule is None else get_rule(self.rule).severity
+
+    @property
+    def reader(self):
+        """The reader profile (``meta["reader"]``) this example is judged under, or None."""
+        name = self.meta.get("reader")
+        if not name:
+            return None
+        from ..readers import get
+
+        return get(name)
 
     @property
     def options(self) -> dict:
