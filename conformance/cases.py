@@ -7,8 +7,14 @@ Cases come from
     the hand-written examples (``xenstream.reference.examples``);
 ``corpus``
     the regression files listed in ``corpus/manifest.json``;
+``large``
+    valid streams of each format several times larger than a pipe buffer
+    (about 4 MiB; xenstore about 3 MiB), built on the fly and never
+    committed, each with one truncation in the middle of a body: delivered
+    in every mode whatever ``--delivery`` says, they show a reader that takes
+    a short read for the end of its input;
 ``prefixes``
-    strict prefixes of every valid case above: a truncated stream, which every
+    strict prefixes of every valid case above (but the large ones): a truncated stream, which every
     reader must refuse.  A sample of lengths is taken, boundary-aware: inside
     the headers, at and just after each structure the reference reads, and
     inside bodies;
@@ -38,7 +44,7 @@ from xenstream.reference.formats import import_optional
 
 ACCEPT, REJECT, WRITER, EITHER = "accept", "reject", "writer", "either"
 EXPECTED = (ACCEPT, REJECT, WRITER, EITHER)
-SOURCES = ("examples", "corpus", "prefixes", "strategies")
+SOURCES = ("examples", "corpus", "large", "prefixes", "strategies")
 
 #: Prefix lengths checked per valid stream (at most).
 PREFIX_SAMPLE = 8
@@ -207,6 +213,64 @@ def from_corpus(notes: list[str], corpus_dir: Path | None = None) -> list[Case]:
     return out
 
 
+def large_streams() -> list[tuple[str, str, bytes, dict, str]]:
+    """(format, name, stream, meta, description) of the large valid streams."""
+    from xenstream.reference import build, legacy, libxc, libxl, xl
+    from xenstream.reference.formats import get_codec
+    from xenstream.reference.libxc import DomainType
+    from xenstream.reference import xenstore_build
+
+    pages = 1024  # 4 MiB of page contents
+    out = [
+        ("libxc", "pv-4mib", libxc.encode(build.libxc_stream(DomainType.X86_PV, pages=pages, batch=128)),
+         {}, "an x86 PV stream of 1024 pages in PAGE_DATA records of 128"),
+        ("libxl", "hvm-4mib", libxl.encode(build.libxl_stream(DomainType.X86_HVM, pages=pages)), {},
+         "an HVM libxl stream of 1024 pages"),
+        ("xl", "hvm-4mib", xl.encode(build.xl_stream(DomainType.X86_HVM, pages=pages)), {},
+         "an xl save file of an HVM guest with 1024 pages"),
+        ("legacy", "hvm64-4mib",
+         legacy.encode(legacy.build_hvm_stream(width=64, p2m_size=pages, qemu=None)),
+         {"width": 64, "guest": "hvm", "qemu": False},
+         "a 64-bit legacy HVM image of 1024 pages (the qemu record saved elsewhere)"),
+        ("xenstore", "live-update-3000-domains",
+         get_codec("xenstore").encode(xenstore_build.live_update_state(
+             domains=tuple(range(1, 3001)), transactions=False)),
+         {}, "a live-update stream of a host with 3000 guests"),
+    ]
+    return out
+
+
+def from_large(notes: list[str]) -> list[Case]:
+    """The large valid streams and one truncation of each (see the module docstring)."""
+    from xenstream.reference.checker import Checker
+    from xenstream.reference.formats import available, validate
+    from xenstream.reference.rules import Role
+    from xenstream.reference.source import Source
+
+    formats = set(available())
+    out = []
+    for fmt, name, data, meta, description in large_streams():
+        if fmt not in formats:
+            continue
+        case = Case(id=make_id(fmt, None, name, data), format=fmt, data=data, rule=None,
+                    expected=ACCEPT, description=description + f" ({len(data)} octets)",
+                    source="large", meta=dict(meta))
+        out.append(case)
+        cut = len(data) // 2 + 5   # inside a body, off any alignment
+        prefix = data[:cut]
+        first = validate(Source.from_bytes(prefix), fmt, Checker(Role.RESTORE),
+                         **case.options).first_refused()
+        if first is None:  # pragma: no cover - a half stream is always truncated
+            notes.append(f"large: the first {cut} octets of {case.id} are accepted; no truncation")
+            continue
+        out.append(Case(
+            id=f"{fmt}/prefix/{case.id.rsplit('/', 1)[-1]}@{cut}-{short_hash(prefix)}",
+            format=fmt, data=prefix, rule=first.rule.id, expected=REJECT,
+            description=f"the first {cut} of {len(data)} octets of {case.id}",
+            source="large", meta={**meta, "of": case.id, "length": cut}))
+    return out
+
+
 # --------------------------------------------------------------------------
 # truncation
 
@@ -357,7 +421,8 @@ def collect(sources: Iterable[str] = SOURCES, *, formats: Iterable[str] | None =
     seen: set[str] = set()
     base: list[Case] = []
     for name, load in (("examples", lambda: from_examples(coll.notes)),
-                       ("corpus", lambda: from_corpus(coll.notes, corpus_dir))):
+                       ("corpus", lambda: from_corpus(coll.notes, corpus_dir)),
+                       ("large", lambda: from_large(coll.notes))):
         if name in sources:
             try:
                 base += load()
@@ -368,7 +433,7 @@ def collect(sources: Iterable[str] = SOURCES, *, formats: Iterable[str] | None =
             coll.add(case, seen)
     if "prefixes" in sources:
         for case in list(coll.cases):
-            if case.expected == ACCEPT and case.source != "prefixes":
+            if case.expected == ACCEPT and case.source not in ("prefixes", "large"):
                 for p in prefixes_of(case, prefix_sample):
                     coll.add(p, seen)
     return coll

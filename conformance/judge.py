@@ -20,7 +20,11 @@ A case fails in one of these ways, each reported as its own kind:
     any run ended in a crash, a signal, a timeout, a memory error, an output
     flood or could not start (whatever the case expected: no stream excuses it);
 ``inconsistent``
-    the verdict changed with the delivery mode (file, stdin, pipe);
+    the verdict changed with the delivery mode (file, stdin, pipe, fd, socket)
+    and stayed the same when the case was run again;
+``flaky``
+    the verdict changed between two identical runs (a failing case is always
+    run a second time, except when it only timed out);
 ``bad-output`` / ``output-differs``
     (converters) the converted stream fails the reference verifier, or differs
     from the reference converter's;
@@ -29,6 +33,10 @@ A case fails in one of these ways, each reported as its own kind:
     it restored differs from what the stream says.
 
 ``either`` cases never fail on their verdict: they are ``reported``.
+
+``harness-error`` is not a failure of the implementation: the runner itself
+failed on the case (it could not write the stream, start the program, ...).
+It is counted on its own, fails the run, and is never a known failure.
 """
 
 from __future__ import annotations
@@ -36,11 +44,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .execute import ACCEPT, REJECT, Observed
+from .delivery import describe as describe_mode
+from .execute import ACCEPT, HARNESS, REJECT, Observed
 
 PASS, FAIL, REPORTED = "pass", "fail", "reported"
-WRONG, CRASHED, INCONSISTENT, BAD_OUTPUT, DIFFERS, WRONG_STATE = (
-    "wrong-verdict", "crash", "inconsistent", "bad-output", "output-differs", "wrong-state")
+WRONG, CRASHED, INCONSISTENT, BAD_OUTPUT, DIFFERS, FLAKY, HARNESS_ERROR, WRONG_STATE = (
+    "wrong-verdict", "crash", "inconsistent", "bad-output", "output-differs", "flaky",
+    "harness-error", "wrong-state")
 
 
 def required_verdict(expected: str, role: str) -> str | None:
@@ -73,12 +83,20 @@ def observed_summary(observations: Sequence[Observed]) -> str:
     labels = [o.label for o in observations]
     if len(set(labels)) <= 1:
         return labels[0] if labels else "(not run)"
-    return ", ".join(f"{o.mode}: {o.label}" for o in observations)
+    return ", ".join(f"{_run_name(o)}: {o.label}" for o in observations)
+
+
+def _run_name(o: Observed) -> str:
+    return o.mode if o.attempt == 1 else f"{o.mode} (run {o.attempt})"
 
 
 def judge(expected: str, role: str, observations: Sequence[Observed]) -> Judgement:
     need = required_verdict(expected, role)
     seen = observed_summary(observations)
+    harness = [o for o in observations if o.verdict == HARNESS]
+    if harness:
+        return Judgement(FAIL, HARNESS_ERROR, need, seen,
+                         f"the runner failed ({harness[0].mode}): {harness[0].detail}")
     broken = [o for o in observations if not o.judged]
     if broken:
         o = broken[0]
@@ -86,8 +104,10 @@ def judge(expected: str, role: str, observations: Sequence[Observed]) -> Judgeme
                          f"{o.label} when given the stream by {o.mode}")
     verdicts = {o.verdict for o in observations}
     if len(verdicts) > 1:
+        odd = [o for o in observations if o.verdict != observations[0].verdict]
         return Judgement(FAIL, INCONSISTENT, need, seen,
-                         "the verdict depends on how the stream is delivered")
+                         "the verdict depends on how the stream is delivered "
+                         f"({odd[0].mode}: {describe_mode(odd[0].mode)})")
     verdict = observations[0].verdict
     if need is None:
         return Judgement(REPORTED, "", need, seen)
@@ -133,6 +153,6 @@ def failure_message(*, case_id: str, citation: str, description: str, expected: 
         if not text or text in shown:
             continue
         shown.add(text)
-        lines.append(f"  stderr ({o.mode}, {o.label}):")
+        lines.append(f"  stderr ({_run_name(o)}, {o.label}):")
         lines += ["    " + line for line in text.splitlines()[-40:]]
     return "\n".join(lines)

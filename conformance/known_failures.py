@@ -151,6 +151,8 @@ class KnownFailures:
         return "\n".join(lines) + "\n"
 
     def write(self, path: Path | str | None = None, **kw) -> None:
+        from xenstream.reference.outfile import write_atomic
+
         path = Path(path or self.path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(self.render(**kw))
+        write_atomic(path, self.render(**kw))

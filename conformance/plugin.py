@@ -13,24 +13,39 @@ same order, and the controller gathers the results from the test reports.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import re
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from . import cases as casesmod
+from . import containment
+from .delivery import MODES
 from .execute import Builtin, Limits, Program, reference_command
-from .judge import FAIL
+from .judge import CRASHED, FAIL, FLAKY, HARNESS_ERROR, Judgement
 from .known_failures import KnownFailures
 from .preflight import Refusal
 from .results import CaseResult, Run
-from .runner import DELIVERY_CHOICES, Runner, default_reason, parse_delivery
+from .runner import DELIVERY_CHOICES, CaseRun, Runner, default_reason, parse_delivery
 
 RESULT_KEY = "xenstream"
-ALL_SOURCES = ("examples", "corpus", "prefixes", "strategies")
+ALL_SOURCES = ("examples", "corpus", "large", "prefixes", "strategies")
+#: Smallest --impl-memory (MiB) a program can start under: below it the
+#: dynamic loader of most programs fails before main().
+MIN_MEMORY_MB = 16
+#: Runs a Hypothesis property may make after it found an example that
+#: crashes, times out or fails to allocate (while shrinking it): after these,
+#: examples not run yet count as passing, so that the search ends with the
+#: smallest failing example found so far instead of paying a timeout for
+#: every shrink step.
+SHRINK_BUDGET = 4
 #: The Hypothesis seed of the suite's properties unless --hypothesis-seed says otherwise:
 #: two runs of one implementation draw the same streams.
 DEFAULT_SEED = 0
@@ -64,9 +79,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--impl-role", choices=("strict", "restore"), default="strict",
                 help="how 'writer' cases are judged: strict must refuse, restore must accept")
     g.addoption("--impl-timeout", type=float, default=5.0, metavar="SECONDS",
-                help="per-run timeout (default 5)")
+                help="per-run timeout (default 5); after 8 cases in a row that time out in every "
+                     "run, a tenth of it (at least 0.5 s) until a run ends on its own")
     g.addoption("--impl-memory", type=int, default=1024, metavar="MIB",
-                help="address-space limit per run in MiB (RLIMIT_AS; 0: none, e.g. for ASan builds)")
+                help=f"address-space limit per run in MiB (RLIMIT_AS; at least {MIN_MEMORY_MB}; "
+                     "0: none, e.g. for ASan builds)")
     g.addoption("--impl-output-limit", type=int, default=1 << 20, metavar="OCTETS",
                 help="stdout+stderr per run before it is killed (default 1 MiB)")
     g.addoption("--formats", default=None, metavar="LIST",
@@ -78,8 +95,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="where failing streams are saved (default ./failures); emptied at the start "
                      "of each run, refused when it holds files no run of this suite wrote")
     g.addoption("--delivery", default="sample", metavar="MODES",
-                help=f"{'|'.join(DELIVERY_CHOICES)} or a list of file,stdin,pipe "
-                     "(default sample: every mode for a stable sample of cases, file for the rest)")
+                help=f"{'|'.join(DELIVERY_CHOICES)} or a list of {','.join(MODES)} "
+                     "(default sample: every mode for a stable sample of cases, file for the rest; "
+                     "the large streams always in every mode)")
     g.addoption("--prefix-sample", type=int, default=casesmod.PREFIX_SAMPLE, metavar="N",
                 help="truncated prefixes checked per valid stream (default %(default)s)")
     g.addoption("--hypothesis-examples", type=int, default=25, metavar="N",
@@ -103,12 +121,46 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def check_options(opt) -> None:
+    """Usage errors for option values no run can use, before any case runs."""
+    timeout = opt("--impl-timeout")
+    if not timeout > 0 or timeout != timeout or timeout == float("inf"):
+        raise pytest.UsageError(f"--impl-timeout={timeout:g}: give a number of seconds above 0")
+    memory = opt("--impl-memory")
+    if memory < 0 or 0 < memory < MIN_MEMORY_MB:
+        raise pytest.UsageError(f"--impl-memory={memory}: give 0 (no limit) or at least "
+                                f"{MIN_MEMORY_MB} MiB; no program starts with less")
+    if opt("--impl-output-limit") < 1:
+        raise pytest.UsageError(f"--impl-output-limit={opt('--impl-output-limit')}: give a number "
+                                "of octets above 0")
+    if opt("--prefix-sample") < 0:
+        raise pytest.UsageError(f"--prefix-sample={opt('--prefix-sample')}: give 0 or more")
+    if opt("--hypothesis-examples") < 1:
+        raise pytest.UsageError(f"--hypothesis-examples={opt('--hypothesis-examples')}: give 1 or "
+                                "more (leave 'strategies' out of --sources for none)")
+    sources = _split(opt("--sources"))
+    bad = [s for s in sources or [] if s not in ALL_SOURCES]
+    if bad or not sources:
+        raise pytest.UsageError(f"--sources={opt('--sources')}: unknown "
+                                f"{', '.join(bad) or 'nothing given'}; known: {', '.join(ALL_SOURCES)}")
+
+
+def check_formats(wanted: list[str] | None, known: list[str]) -> None:
+    if wanted is None:
+        return
+    bad = [f for f in wanted if f not in known]
+    if bad or not wanted:
+        raise pytest.UsageError(f"--formats: unknown format {', '.join(bad) or '(none given)'}; "
+                                f"known: {', '.join(known)}")
+
+
 class Suite:
     """Everything the run shares: the implementation, its runner, the cases."""
 
     def __init__(self, config: pytest.Config):
         opt = config.getoption
         self.config = config
+        check_options(opt)
         self.kind = opt("--impl-kind")
         self.role = opt("--impl-role")
         if self.kind == "xenstored":
@@ -118,9 +170,6 @@ class Suite:
             self.role = "restore"   # Xen's restore code is a restorer unless told otherwise
         self.limits = Limits(opt("--impl-timeout"), opt("--impl-memory"), opt("--impl-output-limit"))
         self.sources = _split(opt("--sources")) or []
-        bad = [s for s in self.sources if s not in ALL_SOURCES]
-        if bad:
-            raise pytest.UsageError(f"--sources: unknown {', '.join(bad)}; known: {', '.join(ALL_SOURCES)}")
         try:
             delivery = parse_delivery(opt("--delivery"))
         except ValueError as exc:
@@ -134,6 +183,9 @@ class Suite:
         self.known = KnownFailures.load(self.known_path)
         self.report_dir = (base / opt("--report")).resolve() if opt("--report") else None
         self.corpus_dir = (base / opt("--corpus")).resolve() if opt("--corpus") else None
+        if self.corpus_dir is not None and not (self.corpus_dir / "manifest.json").is_file():
+            raise pytest.UsageError(f"--corpus={opt('--corpus')}: no manifest.json in "
+                                    f"{self.corpus_dir}")
         self.hypothesis_examples = opt("--hypothesis-examples")
         # Hypothesis' own --hypothesis-seed, read as its plugin reads it (an
         # integer when it looks like one); a fixed seed when not given
@@ -165,6 +217,25 @@ class Suite:
             self.runner = Runner(self.impl, self.role, delivery, self.failures_dir, workdir, self.known)
         self.formats_wanted = _split(opt("--formats"))
         self._collection: casesmod.Collection | None = None
+        check_formats(self.formats_wanted, self._format_names())
+
+    def _format_names(self) -> list[str]:
+        """Every format name --formats may give: the codecs' (built or not) and
+        those of the corpus's entries."""
+        import json
+
+        from xenstream.reference.formats import FORMAT_MODULES
+
+        names = list(FORMAT_MODULES)
+        if "corpus" in self.sources:
+            manifest = (self.corpus_dir or casesmod.default_corpus_dir()) / "manifest.json"
+            try:
+                entries = json.loads(manifest.read_text())
+                names += [e["format"] for e in entries if isinstance(e, dict)
+                          and isinstance(e.get("format"), str) and e["format"] not in names]
+            except (OSError, ValueError, TypeError):
+                pass
+        return list(dict.fromkeys(names))
 
     def _make_impl(self, impl: str, template: str | None):
         if self.kind == "libxenguest":
@@ -458,6 +529,9 @@ class Suite:
 
     def conclude(self, run) -> None:
         """Turn a CaseRun into the test's outcome."""
+        if run.judgement.kind == HARNESS_ERROR:
+            pytest.fail(run.message or f"{run.case_id}: harness-error: {run.judgement.reason}",
+                        pytrace=False)
         if run.known is not None:
             if run.failed:
                 pytest.xfail(f"known failure ({run.known}): {run.known_reason}")
@@ -470,7 +544,10 @@ class Suite:
             pytest.fail(run.message, pytrace=False)
 
     def check(self, item: pytest.Item, case: casesmod.Case) -> None:
-        run = self.runner.run_case(case)
+        try:
+            run = self.runner.run_case(case)
+        except Exception as exc:  # noqa: BLE001 - the runner's own failure: a verdict of its own
+            run = harness_error_run(case.id, exc)
         self.record(item, case.id, case.format, case.rule, case.family, case.source,
                     case.expected, run)
         self.conclude(run)
@@ -498,11 +575,26 @@ class Suite:
                        if k.count("/") >= 2 and not any(c in k for c in "*?[")}
         known_rules.discard("valid")
         known_rules.discard("prefix")
-        stats = {"examples": 0, "known": 0, "duration": 0.0}
+        stats = {"examples": 0, "known": 0, "duration": 0.0, "not_run": 0}
         drawn = hashlib.sha256()  # the ids of the streams run: equal runs, equal digests
         last: dict = {}
+        # After an example that crashes or times out, SHRINK_BUDGET more runs;
+        # then an example seen failing fails again from memory, any other is
+        # not run (and passes): shrinking ends on what was actually seen.
+        budget: dict = {"left": None}
+        failed_before: dict[tuple, tuple[str, dict]] = {}
 
         def one(case_id, fmt_, data, expected, rule, description):
+            key = (fmt_, expected, rule, data)
+            if budget["left"] is not None:
+                if budget["left"] <= 0:
+                    seen = failed_before.get(key)
+                    if seen is not None:
+                        last.update(seen[1])
+                        raise AssertionError(seen[0])
+                    stats["not_run"] += 1
+                    return
+                budget["left"] -= 1
             run = self.runner.run_stream(case_id, fmt_, data, expected=expected, rule=rule,
                                          description=description, save=False)
             drawn.update(case_id.encode() + b"\n")
@@ -510,12 +602,19 @@ class Suite:
             stats["duration"] += run.duration
             if not run.failed:
                 return
-            if run.known is not None or (rule in known_rules and rule is not None):
+            if not run.harness_error and (
+                    run.known is not None or (rule in known_rules and rule is not None)):
                 stats["known"] += 1
                 return
-            last.update(run=run, fmt=fmt_, data=data, expected=expected, rule=rule,
+            info = dict(run=run, fmt=fmt_, data=data, expected=expected, rule=rule,
                         description=description)
-            raise AssertionError(f"{case_id}: {run.judgement.kind}: {run.judgement.observed}")
+            message = f"{case_id}: {run.judgement.kind}: {run.judgement.observed}"
+            if len(failed_before) < 256:
+                failed_before[key] = (message, info)
+            last.update(info)
+            if budget["left"] is None and run.judgement.kind in (CRASHED, FLAKY, HARNESS_ERROR):
+                budget["left"] = SHRINK_BUDGET
+            raise AssertionError(message)
 
         @settings(max_examples=self.hypothesis_examples, deadline=None, database=None,
                   suppress_health_check=list(HealthCheck))
@@ -544,8 +643,7 @@ class Suite:
         except Exception as exc:  # the shrunk example was the last to fail
             error = exc
         run = last.get("run")
-        from .runner import CaseRun
-        from .judge import Judgement, PASS
+        from .judge import PASS
 
         if error is not None and run is not None:
             self.runner.explain(run, last["fmt"], last["data"], expected=last["expected"],
@@ -569,10 +667,21 @@ class Suite:
         if error is not None:
             summary.message = run.message + "\n  (shrunk by Hypothesis; found after " \
                 f"{stats['examples']} runs)"
+            if budget["left"] is not None and budget["left"] <= 0:
+                summary.message += (f"\n  (shrinking stopped after {SHRINK_BUDGET} more runs: "
+                                    "crashes and timeouts are not shrunk further)")
         self.conclude(summary)
 
     def describe(self) -> str:
         return self.impl.describe() if hasattr(self.impl, "describe") else self.impl.name
+
+
+def harness_error_run(case_id: str, exc: BaseException) -> CaseRun:
+    """A case the runner itself failed on: its own result, not the implementation's."""
+    reason = f"{type(exc).__name__}: {exc}"
+    run = CaseRun(case_id, Judgement(FAIL, HARNESS_ERROR, None, "(no verdict)", reason), [], 0.0)
+    run.message = f"{case_id}: harness-error: the runner failed, not the implementation: {reason}"
+    return run
 
 
 def _reference_refusal(fmt: str, data: bytes) -> str | None:
@@ -603,6 +712,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_RESULTS] = []
     _CURRENT_RESULTS.clear()
     config.addinivalue_line("markers", "xenstream_nothing: placeholder, dropped at collection")
+    config.stash[_SIGNALS] = _catch_termination(config)
+    atexit.register(config.stash[_SUITE].runner.close)
     if _is_worker(config):  # the controller's preflight decided
         suite.refused = {f: Refusal.from_json(r)
                          for f, r in config.workerinput.get(_REFUSED_KEY, {}).items()}
@@ -637,6 +748,58 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     suite = config.stash.get(_SUITE, None)
     if suite is not None:
         suite.runner.close()
+    for signum, previous in (config.stash.get(_SIGNALS, None) or {}).items():
+        signal.signal(signum, previous)
+    _CONTROLLER.clear()
+
+
+_SIGNALS = pytest.StashKey[dict]()
+_TERMINATING: list[int] = []
+
+
+def _terminate(signum, frame):
+    """SIGTERM or SIGINT: end the run through KeyboardInterrupt (the clean-up
+    of a running case holds further signals until it is done).  An xdist
+    controller first has its workers end their running cases the same way
+    and waits for them (up to 10 s; not on a second signal), so that nothing
+    they started outlives the run."""
+    first = not _TERMINATING
+    _TERMINATING.append(signum)
+    config = _CONTROLLER[0] if _CONTROLLER else None
+    if first and config is not None and config.pluginmanager.hasplugin("dsession"):
+        workers = containment.children()
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        containment.wait_childless(workers, 10.0)
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name}: ending the running case")
+
+
+_CONTROLLER: list = []   # the config of a process that may be an xdist controller
+
+
+def _catch_termination(config: pytest.Config) -> dict:
+    """Install :func:`_terminate` for SIGTERM (and SIGINT, in place of
+    Python's own handler) in the main thread; returns the handlers to restore.
+    An xdist worker also gets SIGTERM when its controller dies, whatever
+    killed it."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    _TERMINATING.clear()
+    _CONTROLLER[:] = [] if _is_worker(config) else [config]
+    atexit.register(containment.end_all_live)
+    if _is_worker(config) and not getattr(_catch_termination, "watching", False):
+        containment.die_with_parent(signal.SIGTERM)
+        _catch_termination.watching = True
+    previous = {}
+    for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGINT, signal.default_int_handler)):
+        current = signal.getsignal(signum)
+        if current in (default, signal.SIG_DFL, None):
+            signal.signal(signum, _terminate)
+            previous[signum] = current
+    return previous
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -729,10 +892,25 @@ def conformance(request: pytest.FixtureRequest) -> Suite:
 # gathering results (on the xdist controller, or the only process) ---------
 
 
+_CONFORMANCE_TEST = re.compile(r"::test_(?:case|strategy)\[(.+)\]$")
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    recorded = False
     for name, value in getattr(report, "user_properties", ()):
         if name == RESULT_KEY and report.when == "call":
             _CURRENT_RESULTS.append(value)
+            recorded = True
+    if report.failed and report.when in ("setup", "call") and not recorded:
+        m = _CONFORMANCE_TEST.search(report.nodeid)
+        if m:  # the test errored before it had a result: the runner's failure
+            case_id = m.group(1)
+            fmt = case_id.split("/", 1)[0]
+            lines = [ln for ln in str(report.longreprtext).splitlines() if ln.strip()]
+            _CURRENT_RESULTS.append(CaseResult(
+                id=case_id, format=fmt, rule=None, family=f"{fmt}.harness", source="?",
+                expected="?", required=None, observed="(no verdict)", outcome=HARNESS_ERROR,
+                kind=HARNESS_ERROR).to_json() | {"reason": (lines[-1] if lines else "")[:200]})
 
 
 _CURRENT_RESULTS: list[dict] = []
@@ -756,9 +934,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     # The file must describe this run: stale and unknown entries and another
     # selection of cases are failures of their own (see known_failures.py).
-    outcome_of = {r["id"]: r["outcome"] in ("fail", "xfail") for r in results}
+    # a harness error says nothing about the implementation: as if not run
+    judged = [r for r in results if r["outcome"] != HARNESS_ERROR]
+    outcome_of = {r["id"]: r["outcome"] in ("fail", "xfail") for r in judged}
     ran = set(outcome_of)
-    failed = {r["id"]: r.get("reason", "") for r in results if r["outcome"] in ("fail", "xfail")}
+    failed = {r["id"]: r.get("reason", "") for r in judged if r["outcome"] in ("fail", "xfail")}
     case_ids = suite.case_ids()
     problems = [] if suite.known_path is None else \
         suite.known.problems(outcome_of, case_ids, suite.selection())
@@ -812,6 +992,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                   ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     if kinds:
         tr.write_line("failures by kind: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+    if counts.get(HARNESS_ERROR):
+        tr.write_line(f"{counts[HARNESS_ERROR]} harness-error: the runner failed on these cases, "
+                      "not the implementation; they have no verdict (see their messages)", red=True)
     if config.stash.get(_SAVED, False):
         tr.write_line(f"failing streams (this run's only) saved under {suite.failures_dir}")
     problems = config.stash.get(_STALE, [])

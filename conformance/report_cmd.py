@@ -48,12 +48,15 @@ def _label(run: Run, folder: str, used: set[str]) -> str:
 def _cell(cases: list[CaseResult]) -> str:
     if not cases:
         return ""
-    judged = [c for c in cases if c.outcome not in ("reported", "skipped")]
+    judged = [c for c in cases if c.outcome not in ("reported", "skipped", "harness-error")]
     passed = sum(c.outcome == "pass" for c in judged)
     crashes = sum(c.kind == "crash" for c in cases)
+    harness = sum(c.outcome == "harness-error" for c in cases)
     text = f"{passed}/{len(judged)}"
     if crashes:
         text += f", {crashes} crash"
+    if harness:
+        text += f", {harness} harness-error"
     reported = len(cases) - len(judged)
     if reported:
         text += f", {reported} rep"
@@ -94,16 +97,25 @@ def table(runs: list[tuple[str, Run]], by: str = "family", only_differences: boo
 
 def run(args: argparse.Namespace) -> int:
     from xenstream.reference.errors import UsageError
+    from xenstream.reference.outfile import refuse_same_file, write_atomic
 
+    inputs = [Path(folder) / "results.json" if Path(folder).is_dir() else Path(folder)
+              for folder in args.dirs]
+    if args.output:   # before anything is read or written
+        refuse_same_file(args.output, inputs)
+        if Path(args.output).is_dir():
+            raise UsageError(f"-o {args.output}: is a folder; give a file name")
     runs = []
     for folder in args.dirs:
         try:
             runs.append((folder, Run.load(folder)))
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
+            raise UsageError(f"{folder}: cannot read it ({exc.strerror or exc})") from None
+        except (ValueError, UnicodeDecodeError) as exc:
             raise UsageError(f"{folder}: not a conformance report ({exc})") from None
     text = "# Conformance comparison\n\n" + table(runs, args.by, args.only_differences)
     if args.output:
-        Path(args.output).write_text(text)
+        write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
     return 0

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-OUTCOMES = ("pass", "fail", "xfail", "xpass", "reported", "skipped")
+OUTCOMES = ("pass", "fail", "xfail", "xpass", "reported", "skipped", "harness-error")
 RESULTS_JSON, REPORT_MD = "results.json", "report.md"
 
 
@@ -36,7 +36,8 @@ class CaseResult:
     required: str | None
     observed: str
     outcome: str          # see OUTCOMES
-    kind: str = ""        # wrong-verdict, crash, inconsistent, bad-output, output-differs, wrong-state
+    kind: str = ""        # wrong-verdict, crash, inconsistent, flaky, bad-output, output-differs,
+                          # wrong-state, harness-error
     duration: float = 0.0
     known: str | None = None   # the known-failures entry that covers the case
     saved: str | None = None   # where the failing stream was saved
@@ -53,8 +54,17 @@ class CaseResult:
 
     @classmethod
     def from_json(cls, d: dict) -> "CaseResult":
+        """ValueError when ``d`` is not a case of a results.json."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a case is not an object: {d!r:.60}")
         names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in names})
+        missing = [k for k in ("id", "format", "outcome") if not isinstance(d.get(k), str)]
+        if missing:
+            raise ValueError(f"a case has no {', '.join(missing)}: {d!r:.60}")
+        try:
+            return cls(**{k: v for k, v in d.items() if k in names})
+        except TypeError as exc:
+            raise ValueError(f"a case lacks fields: {exc}") from None
 
 
 @dataclass
@@ -79,6 +89,9 @@ class Run:
 
     @classmethod
     def from_json(cls, d: dict) -> "Run":
+        """ValueError when ``d`` is not a results.json."""
+        if not isinstance(d, dict) or not isinstance(d.get("cases"), list):
+            raise ValueError("not the results of a conformance run (an object with 'cases')")
         run = cls(implementation=d.get("implementation", "?"), kind=d.get("kind", "verifier"),
                   role=d.get("role", "strict"), formats=d.get("formats", []),
                   sources=d.get("sources", []), notes=d.get("notes", []),
@@ -96,10 +109,12 @@ class Run:
         return cls.from_json(json.loads(path.read_text()))
 
     def write(self, folder: Path | str) -> None:
+        from xenstream.reference.outfile import write_atomic
+
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / RESULTS_JSON).write_text(json.dumps(self.to_json(), indent=1) + "\n")
-        (folder / REPORT_MD).write_text(render_markdown(self))
+        write_atomic(folder / RESULTS_JSON, json.dumps(self.to_json(), indent=1) + "\n")
+        write_atomic(folder / REPORT_MD, render_markdown(self))
 
 
 _NOT_FAMILIES = (".valid", ".prefix", ".strategies")
@@ -144,9 +159,14 @@ def render_markdown(run: Run) -> str:
     if run.known_failures:
         out.append(f"- known failures: `{run.known_failures}`")
     out += [f"- note: {n}" for n in run.notes]
+    harness = sum(c.outcome == "harness-error" for c in run.cases)
+    if harness:
+        out.append(f"- **{harness} harness error(s)**: the runner failed on these cases, not the "
+                   "implementation; they have no verdict and are in no other column")
     out += ["", "Outcomes: `pass`; `fail` (the case's verdict or a crash); `known` (failed, and "
             "listed in the known-failures file); `reported` (an `either` rule: any verdict "
-            "conforms, so it is counted, never failed; a crash on it still fails)."]
+            "conforms, so it is counted, never failed; a crash on it still fails); "
+            "`harness-error` (the runner failed on the case, not the implementation)."]
     if run.known_failures_problems:
         out += ["", "## Known-failures file: does not describe this run", "",
                 "Each line is a failure of the run; `--update-known-failures` rewrites the file.", ""]
@@ -176,7 +196,7 @@ def render_markdown(run: Run) -> str:
     for fmt, fam in sorted(by_family):
         out.append(_counts_row(f"{fmt} | `{fam}`", by_family[(fmt, fam)]))
     failing = [c for c in sorted(run.cases, key=lambda c: c.id)
-               if c.outcome in ("fail", "xfail", "xpass")]
+               if c.outcome in ("fail", "xfail", "xpass", "harness-error")]
     if failing:
         out += ["", "## Failures", "",
                 "| case | outcome | kind | required | observed | spec section | replay |",

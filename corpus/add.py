@@ -20,8 +20,16 @@ from .verdict import classify, options_of
 
 def add(folder: Path, file: Path, fmt: str, description: str, *, name: str | None = None,
         origin: str = "fuzz", meta: dict | None = None, reduce: bool = True) -> mf.Entry:
+    from xenstream.reference.outfile import same_file, write_atomic
+
     folder = Path(folder)
-    data = Path(file).read_bytes()
+    file = Path(file)
+    if file.is_dir():
+        raise UsageError(f"{file}: is a folder; give a stream file")
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {file}: {exc.strerror or exc}") from None
     try:
         verdict = classify(fmt, data, options_of(fmt, meta))
     except Exception as exc:  # noqa: BLE001 - the reference's own bug, not the stream's fault
@@ -45,7 +53,13 @@ def add(folder: Path, file: Path, fmt: str, description: str, *, name: str | Non
     if any(e.path == entry.path or (e.format == fmt and e.sha256 == entry.sha256) for e in entries):
         raise UsageError(f"{entry.path}: already in the corpus")
     target = folder / entry.path
+    if same_file(target, file):
+        raise UsageError(f"{file} is already {target}, unlisted: remove it or list it by hand")
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
-    mf.save(folder, entries + [entry])
+    write_atomic(target, data)
+    try:
+        mf.save(folder, entries + [entry])
+    except BaseException:
+        target.unlink(missing_ok=True)   # no file the manifest does not list
+        raise
     return entry

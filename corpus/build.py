@@ -240,6 +240,8 @@ def collect(folder: Path, *, strategies: bool = True, notes: list[str] | None = 
 
 def build(folder: Path | None = None, *, strategies: bool = True) -> BuildResult:
     """Write every corpus file and the manifest into ``folder`` (default: this package's folder)."""
+    from xenstream.reference.outfile import write_atomic
+
     folder = Path(folder) if folder is not None else default_dir()
     folder.mkdir(parents=True, exist_ok=True)
     notes: list[str] = []
@@ -253,7 +255,7 @@ def build(folder: Path | None = None, *, strategies: bool = True) -> BuildResult
         if path.is_file() and path.read_bytes() == it.data:
             result.unchanged += 1
             continue
-        path.write_bytes(it.data)
+        write_atomic(path, it.data)
         result.written += 1
     for fmt in mf.FORMATS:
         sub = folder / fmt

@@ -46,10 +46,20 @@ def add_arguments(p) -> None:
     s.add_argument("--dir", type=Path, default=None, help=seen)
 
 
-def _dir(args, *, write: bool = False) -> Path:
+def _dir(args, *, write: bool = False, existing: bool = True, manifest: bool = False) -> Path:
+    """The corpus folder of the command (``--dir``, else :func:`.location.default_dir`;
+    ``write``: the command changes it): it must exist (and hold a manifest)
+    unless the command creates it."""
     from .location import default_dir
 
-    return args.dir if args.dir is not None else default_dir(write=write)
+    folder = args.dir if args.dir is not None else default_dir(write=write)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--dir {folder}: not a folder")
+    if existing and not folder.is_dir():
+        raise UsageError(f"--dir {folder}: no such folder")
+    if manifest and not (folder / mf.MANIFEST).is_file():
+        raise UsageError(f"--dir {folder}: no {mf.MANIFEST} there")
+    return folder
 
 
 def run(args) -> int:
@@ -57,7 +67,7 @@ def run(args) -> int:
     if action == "build":
         from .build import build
 
-        result = build(_dir(args, write=True), strategies=not args.no_strategies)
+        result = build(_dir(args, write=True, existing=False), strategies=not args.no_strategies)
         if not args.quiet:
             for note in result.notes:
                 print(f"note: {note}", file=sys.stderr)
@@ -67,7 +77,7 @@ def run(args) -> int:
     if action == "check":
         from .check import check
 
-        result = check(_dir(args), verdicts=not args.no_verdicts)
+        result = check(_dir(args, manifest=True), verdicts=not args.no_verdicts)
         for line in result.failures:
             print(f"FAIL {line}", file=sys.stderr)
         for note in result.notes:
@@ -87,9 +97,18 @@ def run(args) -> int:
     if action == "stats":
         from .check import uncovered_rules
 
-        folder = _dir(args)
+        folder = _dir(args, manifest=True)
         entries = mf.load(folder)
-        size = sum((folder / e.path).stat().st_size for e in entries)
-        print(f"{len(entries)} files, {size} octets; rules without a file: {uncovered_rules(entries) or 'none'}")
+        size, missing = 0, []
+        for e in entries:
+            try:
+                size += (folder / e.path).stat().st_size
+            except OSError:
+                missing.append(e.path)
+        print(f"{len(entries)} files, {size} octets; rules without a file: "
+              f"{uncovered_rules(entries) or 'none'}")
+        if missing:
+            raise UsageError(f"{len(missing)} listed file(s) missing, e.g. {missing[0]}; "
+                             "run xenstream corpus check")
         return 0
     raise UsageError("say build, check, add or stats")

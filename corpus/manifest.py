@@ -35,6 +35,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from xenstream.reference.errors import UsageError
+
 MANIFEST = "manifest.json"
 SUFFIX = ".bin"
 FORMATS = ("libxc", "libxl", "xl", "xenstore", "legacy")
@@ -106,18 +108,40 @@ def dumps(entries: list[Entry]) -> str:
     return json.dumps(items, indent=1, ensure_ascii=False) + "\n"
 
 
+class ManifestError(UsageError):
+    """A manifest that cannot be read or is not a list of entries."""
+
+
 def load(folder: Path) -> list[Entry]:
+    """The entries of ``folder``'s manifest ([] when there is none);
+    :class:`ManifestError` when it cannot be read or is not a manifest."""
     path = Path(folder) / MANIFEST
     if not path.is_file():
         return []
-    raw = json.loads(path.read_text())
-    if isinstance(raw, dict):
-        raw = raw.get("entries", [])
-    return [Entry.from_json(obj) for obj in raw]
+    try:
+        raw = json.loads(path.read_text())
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise ManifestError(f"{path}: not JSON ({exc})") from None
+    if isinstance(raw, dict) and "entries" in raw:
+        raw = raw["entries"]
+    if not isinstance(raw, list):
+        raise ManifestError(f"{path}: not a corpus manifest (a JSON array of entries)")
+    out = []
+    for n, obj in enumerate(raw):
+        if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str) for k in
+                                                ("id", "path", "format", "sha256")):
+            raise ManifestError(f"{path}: entry {n} is not a corpus entry "
+                                "(an object with id, path, format, sha256, ...)")
+        out.append(Entry.from_json(obj))
+    return out
 
 
 def save(folder: Path, entries: list[Entry]) -> None:
-    (Path(folder) / MANIFEST).write_text(dumps(entries))
+    from xenstream.reference.outfile import write_atomic
+
+    write_atomic(Path(folder) / MANIFEST, dumps(entries))
 
 
 def schema_problems(raw) -> list[str]:

@@ -12,7 +12,7 @@ import json
 import sys
 
 from .checker import Checker
-from .errors import StreamError
+from .errors import StreamError, UsageError
 from .formats import FORMAT_MODULES, get_codec
 from .rules import Role
 from .verify_cmd import add_format_options, format_options, open_input
@@ -51,6 +51,21 @@ def render_text(items):
         yield head + ("" if not fields else ": " + ", ".join(f"{k}={_fmt(v)}" for k, v in fields.items()))
 
 
+class _Written(Exception):
+    """Writing to stdout failed (told apart from reading the input)."""
+
+    def __init__(self, error: OSError):
+        super().__init__(error)
+        self.error = error
+
+
+def _emit(line: str) -> None:
+    try:
+        print(line)
+    except OSError as exc:
+        raise _Written(exc) from None
+
+
 def run(args) -> int:
     codec = get_codec(args.format)
     role = Role(args.role)
@@ -60,13 +75,19 @@ def run(args) -> int:
     try:
         if args.json:
             for item in items:
-                print(json.dumps(item, default=str))
+                _emit(json.dumps(item, default=str))
         else:
             renderer = codec.render_text or render_text
             for line in renderer(items):
-                print(line)
+                _emit(line)
     except StreamError:
         pass  # recorded by the checker; reported below
+    except _Written as exc:   # writing to stdout failed: reported as such
+        if isinstance(exc.error, BrokenPipeError):
+            raise exc.error from None
+        raise OSError(exc.error.errno, exc.error.strerror, "standard output") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from None
     finally:
         src.close()
     for finding in checker.findings:

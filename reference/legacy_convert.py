@@ -36,6 +36,9 @@ largest single item (a 1024-page batch, a context blob).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
+import os
 import sys
 from typing import BinaryIO
 
@@ -44,6 +47,7 @@ from .checker import Checker
 from .errors import StreamError, UsageError
 from .framing import encode_record
 from .layout import Endian
+from .outfile import AtomicOutput, refuse_same_file
 from .rules import Role
 from .source import Source
 
@@ -248,35 +252,63 @@ def convert(src: Source, out: BinaryIO, *, width: int | None = None, guest: str 
     return ck
 
 
-def _open_out(spec: str) -> BinaryIO:
-    if spec.isdigit():
-        return open(int(spec), "wb", closefd=False)
-    return open(spec, "wb")
+def _is_stdout(spec: str) -> bool:
+    """Whether the output ``spec`` (a path or a descriptor number) is our stdout."""
+    if spec == "1":
+        return True
+    try:
+        mine = os.fstat(sys.stdout.fileno())
+        other = os.fstat(int(spec)) if spec.isdigit() else os.stat(spec)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return os.path.samestat(mine, other)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Convert; the output is written atomically (a temporary file renamed over
+    it once the conversion succeeded): a failed conversion leaves an existing
+    output as it was.  An output that is the input is refused before anything
+    is opened for writing; a descriptor number, a device or a FIFO is written
+    in place.  With the stream on stdout, ``-v`` writes to stderr."""
+    refuse_same_file(args.fout, [args.fin])
     try:
         src = Source.open(args.fin)
     except OSError as exc:
         raise UsageError(f"cannot open {args.fin}: {exc.strerror}") from None
-    try:
-        out = _open_out(args.fout)
-    except OSError as exc:
-        raise UsageError(f"cannot open {args.fout}: {exc.strerror}") from None
-    log = (lambda text: print(text, flush=True)) if args.verbose else None
+    to_stdout = _is_stdout(args.fout)
+    notes_to = sys.stderr if to_stdout else sys.stdout
+    log = (lambda text: print(text, file=notes_to, flush=True)) if args.verbose else None
     checker = Checker(Role.RESTORE, fail_fast=True, verbose=args.verbose)
     try:
-        convert(src, out, width=int(args.width) if args.width else None, guest=args.guest,
-                fmt=args.format, xl_header=args.xl,
-                qemu=SKIP if args.skip_qemu else APPEND if args.append_qemu else REFUSE,
-                checker=checker, log=log)
+        if args.fout.isdigit():
+            try:
+                out = open(int(args.fout), "wb", closefd=False)
+            except OSError as exc:
+                raise UsageError(f"cannot write to descriptor {args.fout}: {exc.strerror}") from None
+            target = contextlib.nullcontext(out)
+        else:
+            target = AtomicOutput(args.fout)
+        with target as out:
+            try:
+                convert(src, out, width=int(args.width) if args.width else None, guest=args.guest,
+                        fmt=args.format, xl_header=args.xl,
+                        qemu=SKIP if args.skip_qemu else APPEND if args.append_qemu else REFUSE,
+                        checker=checker, log=log)
+            except OSError as exc:
+                if exc.filename is None and getattr(exc, "errno", None) in _WRITE_ERRNOS:
+                    raise OSError(exc.errno, exc.strerror, args.fout) from None
+                raise UsageError(f"cannot read {args.fin}: {exc.strerror or exc}") from None
+            if args.fout.isdigit():
+                out.flush()
     except StreamError as exc:
         print(f"xenstream convert-legacy: {exc.finding.describe()}", file=sys.stderr)
         return 1
     finally:
-        out.close()
         src.close()
         if args.verbose:
             for note in checker.notes:
-                print(note)
+                print(note, file=notes_to)
     return 0
+
+
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EPIPE)

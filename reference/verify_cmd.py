@@ -109,6 +109,8 @@ def run(args) -> int:
     checker = Checker(role, verbose=args.verbose and not args.quiet, reader=reader)
     try:
         validate(src, args.format, checker, **options)
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from None
     finally:
         src.close()
     for line in checker.notes:

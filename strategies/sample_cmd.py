@@ -38,7 +38,11 @@ def run(args) -> int:
         raise UsageError("--profile goes with --valid")
     if args.n < 0:
         raise UsageError("-n must not be negative")
+    from xenstream.reference.outfile import write_atomic
+
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: not a folder")
     out.mkdir(parents=True, exist_ok=True)
     rnd = random.Random(args.seed)
     for i in range(args.n):
@@ -47,9 +51,9 @@ def run(args) -> int:
         else:
             ex = generate_malformed(args.format, rnd, args.family)
         stem = f"{i:04d}-{ex.rule or 'valid'}"
-        (out / f"{stem}.bin").write_bytes(ex.data)
+        write_atomic(out / f"{stem}.bin", ex.data, fsync=False)
         meta = {"format": ex.format, "verdict": ex.expected, "rule": ex.rule,
                 "description": ex.description, "family": ex.family, "seed": args.seed, "index": i}
-        (out / f"{stem}.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_atomic(out / f"{stem}.json", json.dumps(meta, indent=2) + "\n", fsync=False)
     print(f"wrote {args.n} {args.format} example(s) to {out}")
     return 0

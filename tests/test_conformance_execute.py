@@ -2,6 +2,7 @@
 
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -117,7 +118,14 @@ def test_program_argv_and_replay(tmp_path):
     assert p.replay("libxc", tmp_path / "a.bin", "stdin").endswith(f"-i 0 < {tmp_path}/a.bin")
     t = Program(template="myverify --fmt={format} {path}")
     assert t.argv("xl", "/s") == ["myverify", "--fmt=xl", "/s"]
-    assert t.replay("xl", tmp_path / "s", "pipe") == f"cat {tmp_path}/s | myverify --fmt=xl /dev/stdin"
+    assert t.replay("xl", tmp_path / "s", "pipe") == (
+        f"python3 -m xenstream.conformance.deliver pipe -f xl {tmp_path}/s -- myverify --fmt=xl /dev/stdin")
+    assert t.modes == ("file", "stdin", "pipe")
+    assert p.replay("libxc", tmp_path / "a.bin", "socket").endswith(f"{tmp_path}/a.bin -- /x/verify-stream-v2 -f libxc -i 5")
+    f = Program(template="myverify --fd {fd} -t {format}")
+    assert f.modes == ("stdin", "pipe", "fd", "socket")
+    assert f.argv("xl", "5") == ["myverify", "--fd", "5", "-t", "xl"]
+    assert f.argv("xl", "0") == ["myverify", "--fd", "0", "-t", "xl"]
     s = Program(template="myverify -f {format}")
     assert not s.takes_path
     assert s.replay("xl", tmp_path / "s", "file") == f"myverify -f xl < {tmp_path}/s"
@@ -210,7 +218,7 @@ def test_runner_delivery_modes_and_inconsistency(fake, tmp_path):
                           "reject", "", "corpus"))
     assert run.judgement.kind == "inconsistent"
     assert "pipe: accept" in run.judgement.observed
-    assert "cat " in run.message  # replays the mode that disagreed
+    assert "xenstream.conformance.deliver pipe -f toy" in run.message  # replays the mode that disagreed
     r.close()
 
 
@@ -230,7 +238,7 @@ def test_sample_delivery_is_stable_and_covers_some_cases():
     r = Runner(Builtin(), delivery="sample")
     modes = [r.modes_for(f"toy/valid/c{i}-0") for i in range(200)]
     assert modes == [r.modes_for(f"toy/valid/c{i}-0") for i in range(200)]
-    assert 5 < sum(len(m) == 3 for m in modes) < 60
+    assert 5 < sum(len(m) == len(ex.MODES) for m in modes) < 60
     assert parse_delivery("stdin,pipe") == ("stdin", "pipe")
     with pytest.raises(ValueError):
         parse_delivery("carrier-pigeon")
@@ -285,3 +293,14 @@ def test_converter_failure_replays_the_conversion_and_the_verify_step(tmp_path):
                        cwd=tmp_path)
     assert r.returncode == 1, r.stderr
     assert "trailing" in r.stderr
+
+
+def test_relative_program_paths_survive_the_private_working_directory(fake, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = "./" + Path(fake).name
+    stream = tmp_path / "run" / "s.bin"
+    stream.parent.mkdir()
+    stream.write_bytes(toy.VALID)
+    for impl in (Program(path=name, limits=FAST), Program(template=f"{name} -f {{format}} -i {{path}}",
+                                                          limits=FAST)):
+        assert impl.verify("toy", toy.VALID, stream, "file").verdict == "accept"

@@ -310,3 +310,105 @@ def test_converter_kind_skips_until_there_are_legacy_cases(suite):
     r = suite.runpytest(*BASE, "--impl-kind=converter", "-rs")
     assert r.ret == 0
     assert "converter" in r.stdout.str()
+
+
+# -- options no run can use, and the runner's own failures ----------------------
+
+@pytest.mark.parametrize("option, says", [
+    ("--formats=libcx", "--formats: unknown format libcx"),
+    ("--impl-timeout=0", "--impl-timeout=0: give a number of seconds above 0"),
+    ("--impl-timeout=-1", "--impl-timeout=-1"),
+    ("--impl-memory=1", "--impl-memory=1: give 0 (no limit) or at least 16 MiB"),
+    ("--impl-memory=-5", "--impl-memory=-5"),
+    ("--impl-output-limit=0", "--impl-output-limit=0"),
+    ("--sources=corpus,nope", "unknown nope"),
+    ("--corpus=missing-folder", "no manifest.json"),
+    ("--hypothesis-examples=0", "--hypothesis-examples=0"),
+    ("--delivery=carrier-pigeon", "--delivery"),
+])
+def test_impossible_options_are_usage_errors_before_any_case(suite, option, says):
+    r = suite.runpytest("--corpus=corpus", "--sources=corpus", "--formats=toy", option)
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    assert says in r.stderr.str()
+    assert "passed" not in r.stdout.str() and not (suite.path / "failures").exists()
+
+
+def test_harness_errors_are_counted_apart(suite, monkeypatch):
+    from xenstream.conformance.runner import Runner
+
+    def no_space(self):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(Runner, "private_dir", no_space)
+    r = suite.runpytest(*BASE, f"--impl={suite.fake}", "--delivery=file", "--report=rep",
+                        "--known-failures=kf.txt", "--update-known-failures")
+    assert r.ret == 1
+    out = r.stdout.str()
+    assert f"{len(toy.CASES)} cases: {len(toy.CASES)} harness-error" in out
+    assert "harness-error: the runner failed on these cases, not the implementation" in out
+    report = (suite.path / "rep" / "report.md").read_text()
+    assert f"{len(toy.CASES)} harness error(s)" in report
+    listed = [l for l in (suite.path / "kf.txt").read_text().splitlines() if l and l[0] != "#"]
+    assert listed == []   # never a known failure of the implementation
+
+
+def test_a_timeout_is_not_shrunk_beyond_the_budget(suite, monkeypatch):
+    from xenstream.conformance import plugin
+
+    calls = suite.path / "calls"
+    hang = suite.path / "hang"
+    hang.write_text(f"#!/bin/sh\necho >> {calls}\nexec sleep 30\n")
+    hang.chmod(0o755)
+    r = suite.runpytest("--sources=strategies", "--formats=xl", f"--impl={hang}",
+                        "--impl-timeout=0.2", "--hypothesis-examples=20", "--delivery=file", "-k", "valid")
+    assert r.ret == 1
+    runs = len(calls.read_text().splitlines())
+    # the preflight's probe of xl (one timeout: not a refusal), then the property
+    assert runs == 1 + 1 + plugin.SHRINK_BUDGET, r.stdout.str()
+    assert "crashes and timeouts are not shrunk further" in r.stdout.str()
+
+
+TERMINATION = r"""
+import os, signal, subprocess, sys, time
+sig, folder = getattr(signal, sys.argv[1]), sys.argv[2]
+p = subprocess.Popen([sys.executable, "-m", "pytest", "test_conformance.py", "-p", "no:cacheprovider",
+                      "--corpus=corpus", "--sources=corpus", "--formats=toy", "--impl=./hang",
+                      "--impl-timeout=60", "-q", *sys.argv[3:]], cwd=folder,
+                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+for _ in range(400):
+    if os.path.exists(os.path.join(folder, "started")):
+        break
+    time.sleep(0.05)
+time.sleep(0.2)
+p.send_signal(sig)
+print(p.wait(60))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["one process", "xdist"])
+def test_a_signal_to_pytest_cleans_up_everything(suite, sig, workers, tmp_path):
+    import random
+    import subprocess
+    import sys
+
+    token = str(random.randrange(6_000_000, 7_000_000))
+    hang = suite.path / "hang"
+    hang.write_text(f"#!/bin/sh\nsetsid sleep {token} &\nsleep {token} >/dev/null 2>&1 &\n"
+                    f"touch {suite.path}/started\nexec sleep {token}\n")
+    hang.chmod(0o755)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    root = str(pathlib.Path(__import__("xenstream").__file__).resolve().parents[1])
+    env = {**__import__("os").environ, "TMPDIR": str(temp), "PYTHONPATH": root}
+    p = subprocess.run([sys.executable, "-c", TERMINATION, sig, str(suite.path), *workers],
+                       env=env, capture_output=True, text=True, timeout=90)
+    assert p.stdout.strip() in ("1", "2"), p.stderr   # interrupted
+    left = []
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            if token.encode() in (proc / "cmdline").read_bytes():
+                left.append(proc.name)
+        except OSError:
+            continue
+    assert left == []
+    assert [p.name for p in temp.iterdir() if p.name.startswith("xenstream")] == []

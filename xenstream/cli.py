@@ -7,6 +7,7 @@ and provides ``add_arguments(parser)`` and ``run(args) -> int``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 
@@ -36,11 +37,18 @@ DESCRIPTION = ("Reference verifier, decoder, legacy converter and regression cor
                "save/migration streams (libxc, libxl, xl, xenstore, legacy images).")
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line (and exit 2)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_ERROR, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
     """The parser with every built subcommand, or with just ``only`` when it is built:
     ``xenstream verify`` then imports the verifier and its format, not the
     strategies, corpus and conformance modules (startup time, docs/performance.md)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="xenstream", description=DESCRIPTION,
         epilog=f"exit status: as each command's --help says; {ERROR_TEXT}.  "
                "`xenstream COMMAND --help` for a command's options.")
@@ -66,16 +74,62 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help(sys.stderr)
         return EXIT_ERROR
+    name = f"xenstream {args.command}"
     try:
-        return modules[args.command].run(args)
+        code = modules[args.command].run(args)
+        try:
+            sys.stdout.flush()   # a full disk or a closed pipe is reported here, not at exit
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, "standard output") from None
+        return code
     except UsageError as exc:
-        print(f"xenstream {args.command}: {exc}", file=sys.stderr)
+        _error(f"{name}: {exc}")
         return EXIT_ERROR
     except BrokenPipeError:
+        _quiet_stdout()
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_ERROR
+    except OSError as exc:  # the environment's: EIO, ENOSPC, EACCES, ... never our bug
+        _error(f"{name}: {_os_error(exc)}")
+        return EXIT_ERROR
+    except MemoryError:
+        _error(f"{name}: out of memory")
+        return EXIT_ERROR
     except Exception:  # a bug in this project, never the stream's fault
-        print(f"xenstream {args.command}: internal error, please report:", file=sys.stderr)
+        print(f"{name}: internal error, please report:", file=sys.stderr)
         traceback.print_exc()
         return EXIT_ERROR
+
+
+def _os_error(exc: OSError) -> str:
+    import errno
+
+    what = exc.strerror or str(exc)
+    if exc.filename is not None:
+        return f"{exc.filename}: {what}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):   # files name themselves
+        return f"standard output: {what}"
+    return what
+
+
+def _error(line: str) -> None:
+    """One line on stderr; stdout, which may have failed, is not flushed again at exit."""
+    _quiet_stdout()
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush of what
+    could not be written does not print a second error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
