@@ -102,7 +102,7 @@ QEMU_SIGNATURES = (b"DeviceModelRecord0002", b"RemusDeviceModelState", b"QemuDev
 QEMU_HAS_LENGTH = {b"DeviceModelRecord0002": True, b"RemusDeviceModelState": True,
                    b"QemuDeviceModelRecord": False}
 
-#: The xl savefile magic (seed 003); the header itself is the xl module's.
+#: The xl savefile magic (tools/xl/xl.h); the header itself is the xl module's.
 XL_MAGIC = b"Xen saved domain, xl format\n \x00 \r"
 XL_HEADER_WORDS = Layout("xl savefile header words", "IIII", "byteorder", "mandatory_flags",
                          "optional_flags", "optional_data_len")
@@ -169,7 +169,7 @@ LOWEST_CHUNK = Chunk.HVM_NR_IOREQ_SERVER_PAGES
 
 R, W, E = Severity.REJECT, Severity.WRITER, Severity.EITHER
 LIBXC_DOC = "legacy.py: Libxc"
-LIBXL_DOC = "legacy.py: Libxl (seed 000)"
+LIBXL_DOC = "legacy.py: Libxl"
 
 
 _rule = definer("legacy")
@@ -356,7 +356,8 @@ class PhysmapEntry:
     char name[]``: 28 octets before ``name`` in both builds, but a 64-bit build
     rounds ``sizeof`` up to 32 and advanced by ``sizeof + namelen`` while
     writing ``name`` at offset 28, so in a 64-bit blob four octets of struct
-    padding follow the name's NUL (``padding``, whatever memory held; seed 000).
+    padding follow the name's NUL (``padding``, whatever memory held; legacy.py,
+    "Libxl").
     ``name`` is None for ``namelen == 0`` (the saver's "no name in xenstore").
     """
 
