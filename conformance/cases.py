@@ -74,13 +74,10 @@ class Case:
 
     @property
     def family(self) -> str:
-        """What a report groups by: the rule without its last part
-        (``libxc.page_data``), ``FORMAT.valid`` or ``FORMAT.prefix``."""
-        if self.source == "prefixes":
-            return f"{self.format}.prefix"
-        if self.rule is None:
-            return f"{self.format}.valid"
-        return self.rule.rsplit(".", 1)[0]
+        """The rule family a report groups the case under: its rule without the
+        last part (``libxc.page_data``; a truncation, the rule the reference
+        refuses it under); "" for a valid stream, which breaks no rule."""
+        return rule_family(self.rule)
 
     @property
     def citation(self) -> str:
@@ -105,6 +102,23 @@ def format_options(fmt: str, meta: dict) -> dict:
         return {}
     pick = getattr(codec, "pick_options", None)
     return pick(meta) if pick is not None else {}
+
+
+def rule_family(rule_id: str | None) -> str:
+    """``libxc.page_data.count`` -> ``libxc.page_data``; "" for no rule."""
+    return rule_id.rsplit(".", 1)[0] if rule_id else ""
+
+
+def section_of(rule_id: str | None) -> str:
+    """The spec document and section a rule cites, "" for none."""
+    if rule_id is None:
+        return ""
+    try:
+        from xenstream.reference.rules import get_rule
+
+        return get_rule(rule_id).citation
+    except KeyError:
+        return ""
 
 
 def citation(rule_id: str | None) -> str:

@@ -12,6 +12,7 @@ from xenstream.conformance.plugin import (  # noqa: F401
     pytest_generate_tests,
     pytest_report_header,
     pytest_runtest_logreport,
+    pytest_sessionstart,
     pytest_sessionfinish,
     pytest_terminal_summary,
     pytest_unconfigure,

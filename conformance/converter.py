@@ -119,7 +119,11 @@ def run_reference(in_path: Path, out_path: Path, opts: ConvertOptions) -> Observ
     err = io.StringIO()
     try:
         with contextlib.redirect_stderr(err):
-            args = parser.parse_args(["-i", str(in_path), "-o", str(out_path), *opts.argv()])
+            argv = ["-i", str(in_path), "-o", str(out_path), *opts.argv()]
+            if opts.target == "libxc" and not opts.skip_qemu:
+                # convert-legacy-stream's default; ours refuses unless told
+                argv.append("--append-qemu")
+            args = parser.parse_args(argv)
             rc = module.run(args)
     except SystemExit as exc:
         return Observed(CRASH, f"reference converter rejected its options: exit {exc.code}",
@@ -173,13 +177,30 @@ class ConverterProgram:
         return run_process(argv, self.limits, mode=mode, env=self.env, cwd=in_path.parent,
                            feed=Feed.for_mode(mode, data, in_path, marks))
 
-    def replay(self, in_path: Path, out_path: str, opts: ConvertOptions, mode: str = FILE) -> str:
-        cmd = shlex.join(self.argv(self._in_word(mode, in_path), out_path, opts))
-        if mode == FILE:
-            return cmd
+    def replay(self, in_path: Path, out_path: str, opts: ConvertOptions, mode: str = FILE,
+               kind: str = "") -> str:
+        """The conversion again (in the delivery mode that failed), then the
+        check that failed: the reference verifier on the output
+        (``bad-output``) or a comparison with the reference converter's
+        output (``output-differs``).  Every path is absolute."""
+        in_path, out = Path(in_path).absolute(), Path(out_path).absolute()
+        cmd = shlex.join(self.argv(self._in_word(mode, in_path), str(out), opts))
         if mode == STDIN:
-            return f"{cmd} < {shlex.quote(str(in_path))}"
-        return deliver_command(mode, "legacy", in_path, cmd)
+            cmd = f"{cmd} < {shlex.quote(str(in_path))}"
+        elif mode != FILE:
+            cmd = deliver_command(mode, "legacy", in_path, cmd)
+        if kind == DIFFERS:
+            ref = out.with_name(f"{out.name.removesuffix('.bin')}.reference.bin")
+            reference = shlex.join(["python3", "-m", "xenstream", "convert-legacy", "-i",
+                                    str(in_path), "-o", str(ref), *opts.argv(),
+                                    *([] if opts.skip_qemu or opts.target != "libxc"
+                                      else ["--append-qemu"])])
+            return f"{cmd} && {reference} && cmp {shlex.quote(str(out))} {shlex.quote(str(ref))}"
+        if kind == BAD_OUTPUT:
+            verify = shlex.join(["python3", "-m", "xenstream", "verify", "--role", "strict",
+                                 "-f", opts.output_format, "-i", str(out)])
+            return f"{cmd} && {verify}"
+        return cmd
 
     def describe(self) -> str:
         return self.template or self.path
@@ -324,12 +345,20 @@ class ConverterRunner(Runner):
             extra += f"\n  (the streams could not be saved: {exc.strerror or exc})"
         replay = None
         if run.saved is not None and not run.harness_error:
-            replay = self.impl.replay(run.saved, "/tmp/converted.bin", opts, failing_mode)
+            replay = self.impl.replay(run.saved, str(run.saved.with_name(
+                f"{run.saved.stem}.replay.out.bin")), opts, failing_mode, verdict.kind)
+        run.replay = replay or ""
         run.message = failure_message(
             case_id=case.id, citation=citation(case.rule), description=case.description,
             expected=case.expected, role=self.role, judgement=verdict,
             observations=observations, saved=str(run.saved) if run.saved else None,
             replay=replay, extra=extra.rstrip())
+
+    def probe(self, case: Case) -> tuple[Observed, list[str]]:
+        """One conversion of ``case`` in the first delivery mode, unjudged (the
+        preflight); also the words of its command line that name files."""
+        seen, _ = self.convert_once(case.data, options_from_meta(case.meta), self.impl.modes[0])
+        return seen, [w for w in seen.argv if os.sep in w]
 
     def _check_outputs(self, case, opts, verdict, observations, outs):
         checker = Builtin("strict")

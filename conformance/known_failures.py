@@ -2,12 +2,21 @@
 
 One entry a line, ``CASE-ID  REASON``; ``#`` starts a comment; blank lines are
 ignored.  An id may be a glob pattern (``libxc/libxc.record.optional/*``),
-which then covers every case it matches, including Hypothesis cases.
+which then covers every case it matches, including Hypothesis cases.  A
+Hypothesis property is listed by its target id (``xl/strategies/valid``).
+
+The header records the run the file describes: the selection of cases
+(``# Cases: ...``: kind, role, sources, formats, prefix sample, Hypothesis
+examples and seed) and the command that regenerates it.  A file describes one
+run: an entry whose case passes (stale), an entry that names no case of the
+run (unknown) and a run whose selection differs from the file's are each a
+failure of the run (:meth:`KnownFailures.problems`).
 
 A listed case that fails is expected (``xfail``); a listed case that passes
 fails the run, so that the list shrinks as the implementation is fixed.
 ``--update-known-failures`` rewrites the file from a run: every failing case,
-keeping the reasons already written, and nothing that passed.
+keeping the reasons already written, nothing that passed and nothing that
+names no case of the run.
 """
 
 from __future__ import annotations
@@ -19,25 +28,35 @@ from pathlib import Path
 HEADER = """\
 # Known failures of {impl} against xenstream-conformance.
 # One case id a line, then why; docs/findings.md explains each one.
+# Cases: {selection}
 # Regenerate with: pytest conformance {args}--update-known-failures
 """
+SELECTION_PREFIX = "# Cases: "
+
+
+def _is_pattern(key: str) -> bool:
+    return any(c in key for c in "*?[")
 
 
 @dataclass
 class KnownFailures:
     entries: dict[str, str] = field(default_factory=dict)   # id or pattern -> reason
     path: Path | None = None
+    selection: str | None = None   # the "# Cases:" line of the file, when it has one
 
     @classmethod
     def parse(cls, text: str, path: Path | None = None) -> "KnownFailures":
         entries: dict[str, str] = {}
+        selection = None
         for line in text.splitlines():
             line = line.strip()
+            if line.startswith(SELECTION_PREFIX):
+                selection = line[len(SELECTION_PREFIX):].strip()
             if not line or line.startswith("#"):
                 continue
             parts = line.split(None, 1)
             entries[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
-        return cls(entries, path)
+        return cls(entries, path, selection)
 
     @classmethod
     def load(cls, path: Path | str | None) -> "KnownFailures":
@@ -49,7 +68,7 @@ class KnownFailures:
         return cls.parse(path.read_text(), path)
 
     def _patterns(self):
-        return [k for k in self.entries if any(c in k for c in "*?[")]
+        return [k for k in self.entries if _is_pattern(k)]
 
     def match(self, case_id: str) -> str | None:
         """The entry (id or pattern) that covers ``case_id``, or None."""
@@ -76,28 +95,56 @@ class KnownFailures:
                 hit[key] = hit.get(key, False) or failed
         return sorted(k for k, failed in hit.items() if not failed)
 
-    def updated(self, failures: dict[str, str], ran: set[str]) -> "KnownFailures":
+    def updated(self, failures: dict[str, str], ran: set[str],
+                cases: set[str] | None = None) -> "KnownFailures":
         """The list after a run: ``failures`` maps each failing case id to a
-        reason to use when it is new.  Entries about cases the run did not
-        cover (another format, another source) are kept as they are."""
+        reason to use when it is new; ``ran`` holds every case id that ran and
+        ``cases`` every case id of the run's selection (deselected ones too).
+        Entries about cases of the selection that did not run are kept as they
+        are; entries that name no case of the selection are dropped."""
+        known = ran | (cases or set())
         out: dict[str, str] = {}
         for key, reason in self.entries.items():
-            is_pattern = any(c in key for c in "*?[")
-            if is_pattern:
-                matched = [c for c in ran if fnmatch.fnmatchcase(c, key)]
-                if not matched or any(c in failures for c in matched):
+            if _is_pattern(key):
+                matched = [c for c in known if fnmatch.fnmatchcase(c, key)]
+                if any(c in failures or c not in ran for c in matched):
                     out[key] = reason
-            elif key not in ran or key in failures:
+            elif key in failures or (key in known and key not in ran):
                 out[key] = reason
         for case_id, reason in failures.items():
             key = self.match(case_id)
             if key is not None and key in out:
                 continue
             out[case_id] = reason
-        return KnownFailures(dict(sorted(out.items())), self.path)
+        return KnownFailures(dict(sorted(out.items())), self.path, self.selection)
 
-    def render(self, impl: str = "an implementation", args: str = "") -> str:
-        lines = [HEADER.format(impl=impl, args=args)]
+    def problems(self, results: dict[str, bool], cases: set[str],
+                 selection: str | None = None) -> list[str]:
+        """Why this file does not describe a run, one line each: ``results``
+        maps every case id that ran to whether it failed, ``cases`` holds every
+        case id of the run's selection.  Listed cases that pass are reported
+        by their own test; patterns that match only passing cases are stale."""
+        out = []
+        if self.entries and selection is not None and self.selection is not None \
+                and selection != self.selection:
+            out.append(f"the file was written for another selection of cases (file: "
+                       f"{self.selection}; this run: {selection}); rerun with the options in "
+                       "its header, or regenerate it")
+        known = cases | set(results)
+        for key in self.entries:
+            if _is_pattern(key):
+                if not any(fnmatch.fnmatchcase(c, key) for c in known):
+                    out.append(f"unknown: {key} matches no case of this run")
+            elif key not in known:
+                out.append(f"unknown: {key} is no case of this run")
+        out += [f"stale: {key} matches only cases that pass" for key in self.stale(results)
+                if _is_pattern(key)]
+        return out
+
+    def render(self, impl: str = "an implementation", args: str = "",
+               selection: str | None = None) -> str:
+        selection = selection or self.selection or "(not recorded)"
+        lines = [HEADER.format(impl=impl, args=args, selection=selection)]
         width = max((len(k) for k in self.entries), default=0)
         for key, reason in self.entries.items():
             lines.append(f"{key.ljust(width)}  {reason}".rstrip())

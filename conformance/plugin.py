@@ -4,8 +4,9 @@
 runs the suite (``conformance/test_conformance.py``) against the built-in
 reference, and ``pytest conformance --impl=./verify-stream-v2`` against a
 program.  The logic lives in plain modules (:mod:`.execute`, :mod:`.cases`,
-:mod:`.judge`, :mod:`.runner`, :mod:`.known_failures`, :mod:`.results`); this
-one only turns options into objects and results into pytest outcomes.
+:mod:`.judge`, :mod:`.runner`, :mod:`.preflight`, :mod:`.known_failures`,
+:mod:`.results`); this one only turns options into objects and results into
+pytest outcomes.
 Works under ``pytest -n auto``: each worker collects the same cases in the
 same order, and the controller gathers the results from the test reports.
 """
@@ -13,6 +14,7 @@ same order, and the controller gathers the results from the test reports.
 from __future__ import annotations
 
 import atexit
+import hashlib
 import os
 import re
 import shlex
@@ -26,9 +28,10 @@ import pytest
 from . import cases as casesmod
 from . import containment
 from .delivery import MODES
-from .execute import Builtin, Limits, Program, executable_problem, reference_command
+from .execute import Builtin, Limits, Program, reference_command
 from .judge import CRASHED, FAIL, FLAKY, HARNESS_ERROR, Judgement
 from .known_failures import KnownFailures
+from .preflight import Refusal
 from .results import CaseResult, Run
 from .runner import DELIVERY_CHOICES, CaseRun, Runner, default_reason, parse_delivery
 
@@ -43,6 +46,17 @@ MIN_MEMORY_MB = 16
 #: smallest failing example found so far instead of paying a timeout for
 #: every shrink step.
 SHRINK_BUDGET = 4
+#: The Hypothesis seed of the suite's properties unless --hypothesis-seed says otherwise:
+#: two runs of one implementation draw the same streams.
+DEFAULT_SEED = 0
+#: workerinput key: the formats the controller's preflight found refused
+_REFUSED_KEY = "xenstream_refused"
+#: the file that marks a --failures-dir as written by this suite
+FAILURES_MARK = ".xenstream-failures"
+#: our options (name -> takes a value), filled by pytest_addoption
+_OPTIONS: dict[str, bool] = {}
+#: options that say nothing about which cases run or how they are judged
+_NOT_RECORDED = ("--known-failures", "--update-known-failures", "--report", "--failures-dir")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -78,7 +92,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help=f"case sources (default {','.join(ALL_SOURCES)})")
     g.addoption("--corpus", default=None, metavar="DIR", help="corpus folder with manifest.json")
     g.addoption("--failures-dir", default="failures", metavar="DIR",
-                help="where failing streams are saved (default ./failures)")
+                help="where failing streams are saved (default ./failures); emptied at the start "
+                     "of each run, refused when it holds files no run of this suite wrote")
     g.addoption("--delivery", default="sample", metavar="MODES",
                 help=f"{'|'.join(DELIVERY_CHOICES)} or a list of {','.join(MODES)} "
                      "(default sample: every mode for a stable sample of cases, file for the rest; "
@@ -94,6 +109,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                 help="rewrite --known-failures from this run's failures")
     g.addoption("--report", default=None, metavar="DIR",
                 help="write results.json and report.md here")
+    for option in g.options:
+        for name in option.names():
+            if name.startswith("--"):
+                _OPTIONS[name] = option.attrs().get("action") not in ("store_true", "store_false")
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -168,10 +187,15 @@ class Suite:
             raise pytest.UsageError(f"--corpus={opt('--corpus')}: no manifest.json in "
                                     f"{self.corpus_dir}")
         self.hypothesis_examples = opt("--hypothesis-examples")
-        # Hypothesis' own --hypothesis-seed: a repeatable run of the properties
-        self.hypothesis_seed = config.getoption("hypothesis_seed", default=None)
+        # Hypothesis' own --hypothesis-seed, read as its plugin reads it (an
+        # integer when it looks like one); a fixed seed when not given
+        seed = config.getoption("hypothesis_seed", default=None)
+        if isinstance(seed, str) and seed.lstrip("-").isdigit():
+            seed = int(seed)
+        self.hypothesis_seed = DEFAULT_SEED if seed is None else seed
         self.prefix_sample = opt("--prefix-sample")
-        self.problems: list[str] = []
+        self.programs: list[str] = []   # checked by the preflight
+        self.refused: dict[str, Refusal] = {}
         self.impl = self._make_impl(opt("--impl"), opt("--impl-cmd"))
         workdir = None  # the runner's own temporary folder, removed at the end
         if self.kind == "converter":
@@ -222,38 +246,135 @@ class Suite:
             from .xenstored.runner import XenstoredProgram
 
             if template:
+                self._check_template(template)
                 return XenstoredProgram(shlex.split(template), self.limits)
             if impl in ("builtin", "builtin-subprocess"):
                 raise pytest.UsageError("--impl-kind xenstored needs --impl=PATH (the daemon, or a "
                                         "script that execs it, e.g. .cache/xen-tools/4.17/xenstored)")
-            self._check_path(impl)
+            self.programs.append(impl)
             return XenstoredProgram([str(Path(impl).absolute()) if os.sep in impl else impl],
                                     self.limits)
         if self.kind == "converter":
             from .converter import ConverterProgram
 
             if template:
+                self._check_template(template)
                 return ConverterProgram(template=template, limits=self.limits)
             if impl in ("builtin", "builtin-subprocess"):
                 t = shlex.join([sys.executable, "-m", "xenstream", "convert-legacy"]) + \
                     " -i {in} -o {out} {options}"
                 return ConverterProgram(template=t, limits=self.limits)
-            self._check_path(impl)
-            return ConverterProgram(path=impl, limits=self.limits)
+            self.programs.append(impl)
+            return ConverterProgram(path=str(Path(impl).absolute()) if os.sep in impl else impl,
+                                    limits=self.limits)
         if template:
+            self._check_template(template)
             return Program(template=template, limits=self.limits)
         if impl == "builtin":
             return Builtin(self.role)
         if impl == "builtin-subprocess":
             return Program(template=reference_command(self.role), limits=self.limits,
                            name=f"xenstream verify ({self.role}, subprocess)")
-        self._check_path(impl)
+        self.programs.append(impl)
         return Program(path=str(Path(impl).absolute()) if os.sep in impl else impl, limits=self.limits)
 
-    def _check_path(self, impl: str) -> None:
-        problem = executable_problem(impl) if os.sep in impl else None
-        if problem:  # every case will say so too: a verdict, not a crash of the run
-            self.problems.append(problem)
+    def _check_template(self, template: str) -> None:
+        try:
+            words = shlex.split(template)
+        except ValueError as exc:
+            raise pytest.UsageError(f"--impl-cmd: {exc}") from None
+        if not words:
+            raise pytest.UsageError("--impl-cmd: empty command")
+        self.programs.append(words[0])
+
+    # before any case -----------------------------------------------------
+    def preflight(self) -> None:
+        """The program can be started; formats it refuses outright are skipped
+        (see :mod:`.preflight`).  A usage error when nothing would be left to test."""
+        from . import preflight
+
+        for word in self.programs:
+            problem = preflight.program_problem(word)
+            if problem:
+                raise pytest.UsageError(f"{problem}; nothing was run")
+        if isinstance(self.impl, Builtin) or self.kind not in ("verifier", "converter"):
+            return  # the daemon and library testees say for themselves what they cannot run
+        # the hand-written examples, whatever --sources says, and the listed cases
+        examples = casesmod.from_examples([]) + self.collection.cases
+        if self.kind == "converter":
+            from .converter import options_from_meta
+
+            examples = [c for c in examples if options_from_meta(c.meta) is not None]
+            formats = ["legacy"]
+        else:
+            formats = [f for f in self.known_formats() if self.supported(f)]
+        refused = preflight.probe(self.runner.probe, examples, formats)
+        name = self.impl.name
+        if refused and len(refused) == len(formats):
+            convention = ("convert-legacy-stream's options" if self.kind == "converter" else
+                          "verify-stream-v2's convention, PROG -f FORMAT -i FILE")
+            first = next(iter(refused.values()))
+            raise pytest.UsageError(
+                f"{name} refuses every format it was given ({', '.join(refused)}) whatever the "
+                f"stream (exit {first.exit_code}: {first.words!r}); is it a program that follows "
+                f"{convention}? --impl-cmd takes any other command line; nothing was run")
+        named = [f for f in refused if self.formats_wanted and f in self.formats_wanted]
+        if named:
+            r = refused[named[0]]
+            raise pytest.UsageError(
+                f"--formats names {', '.join(named)}, but {name} refuses "
+                f"{'it' if len(named) == 1 else 'them'} whatever the stream (exit {r.exit_code}: "
+                f"{r.words!r}); leave {'it' if len(named) == 1 else 'them'} out of --formats; "
+                "nothing was run")
+        self.refused = refused
+    # where failing streams go -----------------------------------------------
+    def prepare_failures_dir(self) -> None:
+        """Every run saves its failing streams in a folder of its own: the
+        folder of an earlier run (it holds :data:`FAILURES_MARK`) is emptied, a
+        missing or empty one is made ours, and one that holds anything else
+        is refused rather than mixed with or deleted."""
+        import shutil
+
+        folder = self.failures_dir
+        self._made_failures_dir = not folder.exists()
+        if folder.exists():
+            if not folder.is_dir():
+                raise pytest.UsageError(f"--failures-dir {folder}: not a folder")
+            if (folder / FAILURES_MARK).is_file():
+                self._made_failures_dir = True  # by an earlier run
+                for entry in folder.iterdir():
+                    if entry.is_dir() and not entry.is_symlink():
+                        shutil.rmtree(entry)
+                    else:
+                        entry.unlink()
+            elif any(folder.iterdir()):
+                raise pytest.UsageError(
+                    f"--failures-dir {folder} holds files an earlier run did not write (no "
+                    f"{FAILURES_MARK}); give an empty or new folder, or remove it; nothing was run")
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / FAILURES_MARK).write_text(
+            "Failing streams of the last `pytest conformance` run; the next run empties this folder.\n")
+
+    def tidy_failures_dir(self) -> bool:
+        """After the run: True when it saved a stream.  When it saved none, a
+        folder a run of this suite made goes; one the user made stays, empty."""
+        folder = self.failures_dir
+        try:
+            saved = any(p.name != FAILURES_MARK for p in folder.iterdir())
+        except OSError:
+            return False
+        if not saved:
+            (folder / FAILURES_MARK).unlink(missing_ok=True)
+            if self._made_failures_dir:
+                try:
+                    folder.rmdir()
+                except OSError:
+                    pass
+        return saved
+
+    def refusal_lines(self) -> list[str]:
+        kept = [f for f in self.known_formats() if self.supported(f)]
+        return [r.line(self.impl.name, kept) for r in self.refused.values()]
 
     # cases ---------------------------------------------------------------
     @property
@@ -271,6 +392,8 @@ class Suite:
         return [f for f in FORMAT_MODULES if f in seen] + [f for f in seen if f not in FORMAT_MODULES]
 
     def supported(self, fmt: str) -> bool:
+        if fmt in self.refused:
+            return False
         if self.kind == "converter":
             return fmt == "legacy"
         if self.kind == "libxenguest":
@@ -291,10 +414,13 @@ class Suite:
             if n:
                 out["xenstore-migration"] = f"{n} xenstore cases not applicable: {NOT_APPLICABLE}"
             return out
+        kept = [f for f in self.known_formats() if self.supported(f)]
         for fmt in self.known_formats():
-            if self.kind == "converter":
+            if fmt in self.refused:
+                out[fmt] = self.refused[fmt].line(self.impl.name, kept)
+            elif self.kind == "converter":
                 continue  # a converter only reads legacy images; nothing to report
-            if self.kind == "libxenguest" and not self.supported(fmt):
+            elif self.kind == "libxenguest" and not self.supported(fmt):
                 from .libxenguest.testee import not_supported
 
                 out[fmt] = f"format {fmt}: {not_supported(fmt)}"
@@ -319,6 +445,50 @@ class Suite:
                 return []
             out = [c for c in out if applicable(c.format, c.data)]
         return out
+
+    def selection(self) -> str:
+        """The options that decide which cases run and how they are judged, as
+        the known-failures file records them."""
+        formats = [f for f in self.known_formats() if self.supported(f)]
+        text = (f"kind {self.kind}, role {self.role}; formats {','.join(formats)}; "
+                f"sources {','.join(self.sources)}")
+        if self.corpus_dir is not None:
+            text += f" (corpus {self.config.getoption('--corpus')})"
+        if "prefixes" in self.sources:
+            text += f"; prefix sample {self.prefix_sample}"
+        if "strategies" in self.sources and self.kind != "converter":
+            text += f"; Hypothesis {self.hypothesis_examples} examples, seed {self.hypothesis_seed}"
+        return text
+
+    def case_ids(self) -> set[str]:
+        """Every case id of this run's selection (what the workers collect)."""
+        targets, _ = _strategy_targets(self)
+        return {c.id for c in self.cases()} | {
+            f"{f}/strategies/{k}" + (f"-{fam}" if fam else "") for f, k, fam in targets}
+
+    def regenerate_args(self) -> str:
+        """The options of this run that the known-failures file's "Regenerate
+        with" line repeats: every xenstream option given on the command line
+        except where files go, and the Hypothesis seed."""
+        args = list(self.config.invocation_params.args)
+        out: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = str(args[i])
+            name, eq, value = arg.partition("=")
+            takes = _OPTIONS.get(name)
+            i += 1
+            if takes is None or name in _NOT_RECORDED or name == "--hypothesis-seed":
+                if takes and not eq:
+                    i += 1
+                continue
+            if takes and not eq:
+                value = str(args[i]) if i < len(args) else ""
+                i += 1
+            out.append(f"{name}={shlex.quote(value)}" if takes else name)
+        out.append(f"--hypothesis-seed={self.hypothesis_seed}")
+        out.append(f"--known-failures={shlex.quote(self.config.getoption('--known-failures'))}")
+        return " ".join(out) + " "
 
     def xenstored_skip(self) -> str | None:
         """Why no xenstored case can run here (no cc for the fake hypervisor), or None."""
@@ -350,6 +520,7 @@ class Suite:
             required=run.judgement.required, observed=run.judgement.observed,
             outcome=run.outcome, kind=run.judgement.kind, duration=round(run.duration, 6),
             known=run.known, saved=str(run.saved) if run.saved else None,
+            section=casesmod.section_of(rule), replay=run.replay,
             state_diff=getattr(run, "diff", None) or None)
         data = result.to_json()
         if run.failed:
@@ -405,6 +576,7 @@ class Suite:
         known_rules.discard("valid")
         known_rules.discard("prefix")
         stats = {"examples": 0, "known": 0, "duration": 0.0, "not_run": 0}
+        drawn = hashlib.sha256()  # the ids of the streams run: equal runs, equal digests
         last: dict = {}
         # After an example that crashes or times out, SHRINK_BUDGET more runs;
         # then an example seen failing fails again from memory, any other is
@@ -425,6 +597,7 @@ class Suite:
                 budget["left"] -= 1
             run = self.runner.run_stream(case_id, fmt_, data, expected=expected, rule=rule,
                                          description=description, save=False)
+            drawn.update(case_id.encode() + b"\n")
             stats["examples"] += 1
             stats["duration"] += run.duration
             if not run.failed:
@@ -461,10 +634,9 @@ class Suite:
                         sample.format, prefix, "reject", ref_rule,
                         f"the first {cut} of {len(data)} octets of a generated valid stream")
 
-        if self.hypothesis_seed is not None:
-            from hypothesis import seed
+        from hypothesis import seed
 
-            prop = seed(self.hypothesis_seed)(prop)
+        prop = seed(self.hypothesis_seed)(prop)
         error = None
         try:
             prop()
@@ -477,15 +649,19 @@ class Suite:
             self.runner.explain(run, last["fmt"], last["data"], expected=last["expected"],
                                 rule=last["rule"], description=last["description"])
         summary = CaseRun(target_id, run.judgement if (error and run) else
-                          Judgement(PASS, "", None, f"{stats['examples']} examples, "
+                          Judgement(PASS, "", None, f"{stats['examples']} examples "
+                                    f"(ids digest {drawn.hexdigest()[:12]}), "
                                     f"{stats['known']} known failures"), [], stats["duration"],
-                          saved=run.saved if (error and run) else None)
-        # Hypothesis cannot prove a listed failure gone: a listed target that
-        # found nothing this time passes (and --update-known-failures keeps it)
-        summary.known = self.known.match(target_id) if summary.failed else None
+                          saved=run.saved if (error and run) else None,
+                          replay=run.replay if (error and run) else "")
+        # the properties are seeded: a listed target draws the same streams on
+        # every run, so one that finds nothing now is listed in vain, like any case
+        summary.known = self.known.match(target_id)
         summary.known_reason = self.known.entries.get(summary.known) if summary.known else None
-        self.record(item, target_id, fmt, None, f"{fmt}.strategies", "strategies",
-                    "accept" if kind == "valid" else "malformed", summary)
+        # a property breaks no rule of its own; a failure shows the rule of the
+        # stream Hypothesis shrank to
+        self.record(item, target_id, fmt, last.get("rule") if (error and run) else None, "",
+                    "strategies", "accept" if kind == "valid" else "malformed", summary)
         if error is not None and run is None:
             raise error  # not a verdict: a bug in a strategy or in this runner
         if error is not None:
@@ -528,16 +704,44 @@ def suite_of(config: pytest.Config) -> Suite:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[_SUITE] = Suite(config)
-    if config.stash[_SUITE].kind == "xenstored":
+    suite = config.stash[_SUITE] = Suite(config)
+    if suite.kind == "xenstored":
         from .xenstored.containment import contain
 
         contain(is_worker=_is_worker(config))
     config.stash[_RESULTS] = []
     _CURRENT_RESULTS.clear()
-    config.addinivalue_line("markers", "xenstream_nothing: placeholder, deselected")
+    config.addinivalue_line("markers", "xenstream_nothing: placeholder, dropped at collection")
     config.stash[_SIGNALS] = _catch_termination(config)
     atexit.register(config.stash[_SUITE].runner.close)
+    if _is_worker(config):  # the controller's preflight decided
+        suite.refused = {f: Refusal.from_json(r)
+                         for f, r in config.workerinput.get(_REFUSED_KEY, {}).items()}
+    elif config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(_XdistController(suite), "xenstream-xdist-controller")
+
+
+class _XdistController:
+    """Hands the preflight's result to every pytest-xdist worker, so that all
+    collect the same cases without probing the implementation again."""
+
+    def __init__(self, suite: Suite):
+        self.suite = suite
+
+    def pytest_configure_node(self, node) -> None:
+        node.workerinput[_REFUSED_KEY] = {f: r.to_json() for f, r in self.suite.refused.items()}
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The preflight, once, before any case runs (and before xdist starts its workers)."""
+    if not _is_worker(session.config):
+        suite = suite_of(session.config)
+        suite.preflight()
+        suite.prepare_failures_dir()
+        tr = session.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is not None and session.config.get_verbosity() < 0:
+            for line in suite.refusal_lines():  # -q shows no header: say it now
+                tr.write_line(line, yellow=True)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -607,8 +811,11 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
              f"failures saved under {s.failures_dir}"]
     if s.known_path:
         lines.append(f"  known failures: {s.known_path} ({len(s.known.entries)} entries)")
+    lines.append(f"  Hypothesis seed {s.hypothesis_seed}"
+                 + (" (the default; --hypothesis-seed=N draws other streams)"
+                    if config.getoption("hypothesis_seed", default=None) is None else ""))
     lines += [f"  note: {n}" for n in s.collection.notes]
-    lines += [f"  PROBLEM: {p}" for p in s.problems]
+    lines += [f"  {line}" for line in s.refusal_lines()]
     return lines
 
 
@@ -662,19 +869,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if missing:
             targets = [("strategies", missing, None)]
         ids = [f"{f}/strategies/{k}" + (f"-{fam}" if fam else "") for f, k, fam in targets]
-        if not targets and suite.xenstored_skip():  # said once, by the cases' skip line
+        if targets:
+            metafunc.parametrize("strategy_target", targets, ids=ids)
+        else:  # strategies not among --sources, or no xenstored: nothing to run or skip
             metafunc.parametrize("strategy_target", [pytest.param(
                 None, marks=pytest.mark.xenstream_nothing)], ids=["none"])
-        else:
-            metafunc.parametrize("strategy_target", targets, ids=ids)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    """Drop the placeholder of an empty 'not applicable' list (nothing to skip)."""
-    drop = [i for i in items if i.get_closest_marker("xenstream_nothing")]
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = [i for i in items if not i.get_closest_marker("xenstream_nothing")]
+    """Drop the placeholder of an empty 'not applicable' list (nothing to skip).
+
+    It is ours, not something the user deselected, so it is not reported as
+    deselected."""
+    items[:] = [i for i in items if not i.get_closest_marker("xenstream_nothing")]
 
 
 @pytest.fixture
@@ -721,44 +928,45 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     results = list(_CURRENT_RESULTS)
     _CURRENT_RESULTS.clear()
     config.stash[_RESULTS] = results
+    config.stash[_SAVED] = suite.tidy_failures_dir() if hasattr(suite, "_made_failures_dir") \
+        else False
     if not results:
         return
+    # The file must describe this run: stale and unknown entries and another
+    # selection of cases are failures of their own (see known_failures.py).
+    # a harness error says nothing about the implementation: as if not run
+    judged = [r for r in results if r["outcome"] != HARNESS_ERROR]
+    outcome_of = {r["id"]: r["outcome"] in ("fail", "xfail") for r in judged}
+    ran = set(outcome_of)
+    failed = {r["id"]: r.get("reason", "") for r in judged if r["outcome"] in ("fail", "xfail")}
+    case_ids = suite.case_ids()
+    problems = [] if suite.known_path is None else \
+        suite.known.problems(outcome_of, case_ids, suite.selection())
+    if config.getoption("--update-known-failures"):
+        updated = suite.known.updated(failed, ran, case_ids)
+        updated.write(suite.known_path, impl=suite.impl.name, args=suite.regenerate_args(),
+                      selection=suite.selection())
+        config.stash[_UPDATED] = len(updated.entries)
+        problems = []
+    elif problems and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    config.stash[_STALE] = problems
     if suite.report_dir:
         # the xdist controller collects nothing: take what the results say
         notes = list(suite._collection.notes) if suite._collection is not None else []
+        notes += suite.refusal_lines()
         run = Run(implementation=suite.impl.name, kind=suite.kind, role=suite.role,
                   formats=suite.formats_wanted or sorted({r["format"] for r in results}),
                   sources=suite.sources, notes=notes)
+        run.failures_dir = str(suite.failures_dir) if config.stash[_SAVED] else None
+        run.known_failures = str(suite.known_path) if suite.known_path else None
+        run.known_failures_problems = list(problems)
         run.cases = [CaseResult.from_json(r) for r in results]
         run.write(suite.report_dir)
-    # A Hypothesis target that found nothing new this time proves nothing: it
-    # counts as not covered, so --update-known-failures keeps its entry.
-    # a harness error says nothing about the implementation: as if not run
-    judged = [r for r in results if r["outcome"] != HARNESS_ERROR]
-    ran = {r["id"] for r in judged if not (r.get("source") == "strategies" and r["outcome"] == "pass")}
-    failed = {r["id"]: r.get("reason", "") for r in judged if r["outcome"] in ("fail", "xfail")}
-    stale = [k for k in suite.known.stale({r["id"]: r["outcome"] in ("fail", "xfail") for r in judged})
-             if any(c in k for c in "*?[")]
-    config.stash[_STALE] = stale
-    if config.getoption("--update-known-failures"):
-        updated = suite.known.updated(failed, ran)
-        args = ""
-        if config.getoption("--impl-cmd"):
-            args += f"--impl-cmd={shlex.quote(config.getoption('--impl-cmd'))} "
-        elif not isinstance(suite.impl, Builtin):
-            args += f"--impl={config.getoption('--impl')} "
-        for name in ("--impl-kind", "--impl-role", "--formats"):
-            value = config.getoption(name)
-            if value and value not in ("verifier", "strict"):
-                args += f"{name}={value} "
-        args += f"--known-failures={config.getoption('--known-failures')} "
-        updated.write(suite.known_path, impl=suite.impl.name, args=args)
-        config.stash[_UPDATED] = len(updated.entries)
-    elif stale and session.exitstatus == 0:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 _STALE = pytest.StashKey[list]()
+_SAVED = pytest.StashKey[bool]()
 _UPDATED = pytest.StashKey[int]()
 
 
@@ -767,7 +975,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         return
     suite = suite_of(config)
     results = config.stash.get(_RESULTS, [])
-    if not results:
+    refusals = suite.refusal_lines()
+    if not results and not refusals:
         return
     from collections import Counter
 
@@ -775,6 +984,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     kinds = Counter(r["kind"] for r in results if r["outcome"] == "fail")
     tr = terminalreporter
     tr.section("xenstream conformance")
+    for line in refusals:
+        tr.write_line(line, yellow=True)
+    if not results:
+        return
     tr.write_line(f"{suite.impl.name}: {len(results)} cases: " +
                   ", ".join(f"{n} {k}" for k, n in sorted(counts.items())))
     if kinds:
@@ -782,10 +995,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     if counts.get(HARNESS_ERROR):
         tr.write_line(f"{counts[HARNESS_ERROR]} harness-error: the runner failed on these cases, "
                       "not the implementation; they have no verdict (see their messages)", red=True)
-    if any(r["outcome"] == "fail" for r in results):
-        tr.write_line(f"failing streams saved under {suite.failures_dir}")
-    for key in config.stash.get(_STALE, []):
-        tr.write_line(f"STALE known-failure pattern (matched cases, none failed): {key}", red=True)
+    if config.stash.get(_SAVED, False):
+        tr.write_line(f"failing streams (this run's only) saved under {suite.failures_dir}")
+    problems = config.stash.get(_STALE, [])
+    if problems:
+        tr.write_line(f"{suite.known_path} does not describe this run ({len(problems)} "
+                      "problems, each a failure; --update-known-failures rewrites it):", red=True)
+    for line in problems:
+        tr.write_line(f"  {line}", red=True)
     if config.stash.get(_UPDATED, None) is not None:
         tr.write_line(f"wrote {config.stash[_UPDATED]} entries to {suite.known_path}")
     if suite.report_dir:

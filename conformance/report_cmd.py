@@ -2,8 +2,10 @@
 
 Each DIR is a ``--report`` folder of ``pytest conformance`` (or its
 ``results.json``).  The table has one column per run and one row per rule
-family (``--by family``, the default), format (``--by format``) or case
-(``--by case``, like JSONTestSuite's full results), so that several
+family (``--by family``, the default: the cases that break a rule, valid
+streams and Hypothesis properties left out), format (``--by format``),
+source (``--by source``) or case (``--by case``, like JSONTestSuite's full
+results), so that several
 implementations, or one implementation before and after a fix, can be read
 at a glance.  Cells of families and formats say ``passed/judged`` and count
 crashes; cells of cases give the outcome and the observed verdict.
@@ -16,7 +18,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from .results import CaseResult, Run
+from .results import CaseResult, Run, family_of
 
 #: Marks used in ``--by case`` cells.
 MARKS = {"pass": "ok", "fail": "FAIL", "xfail": "known", "xpass": "XPASS",
@@ -26,7 +28,7 @@ MARKS = {"pass": "ok", "fail": "FAIL", "xfail": "known", "xpass": "XPASS",
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dirs", nargs="+", metavar="DIR",
                         help="report folders (pytest conformance --report DIR) or results.json files")
-    parser.add_argument("--by", choices=("family", "format", "case"), default="family",
+    parser.add_argument("--by", choices=("family", "format", "source", "case"), default="family",
                         help="rows of the table (default: family)")
     parser.add_argument("--only-differences", action="store_true",
                         help="leave out rows where every run has the same outcome")
@@ -67,7 +69,12 @@ def table(runs: list[tuple[str, Run]], by: str = "family", only_differences: boo
     rows: dict[str, list[list[CaseResult]]] = defaultdict(lambda: [[] for _ in runs])
     for i, (_, run) in enumerate(runs):
         for c in run.cases:
-            key = {"family": c.family, "format": c.format, "case": c.id}[by]
+            if by == "family":
+                key = family_of(c)
+                if not key:
+                    continue  # breaks no rule: see --by format or --by source
+            else:
+                key = {"format": c.format, "source": c.source, "case": c.id}[by]
             rows[key][i].append(c)
     out = [f"| {by} | " + " | ".join(labels) + " |",
            "|---|" + "---|" * len(labels)]

@@ -1,12 +1,15 @@
 """The results of one conformance run: ``results.json`` and ``report.md``.
 
 ``results.json`` holds the run's header (implementation, kind, role, formats,
-sources) and every case: id, format, rule, family, source, expected, the
-verdict required under the role, the verdict observed (per delivery mode
-when they differ), the outcome (``pass``, ``fail``, ``xfail``, ``xpass``,
-``reported``), the kind of failure, and the duration.  ``report.md``
-summarises it per format and per rule family, and lists the failures.
-``xenstream report`` (:mod:`.report_cmd`) merges several runs.
+sources, where the failing streams are, the known-failures file and why it
+does not describe the run, if it does not) and every case: id, format, rule,
+rule family, source, expected, the verdict required under the role, the
+verdict observed (per delivery mode when they differ), the outcome (``pass``,
+``fail``, ``xfail``, ``xpass``, ``reported``), the kind of failure, the
+duration and, for a failure, the spec section, the saved stream and the
+command that replays it.  ``report.md`` summarises it per format, per source
+and per rule family, and lists the failures.  ``xenstream report``
+(:mod:`.report_cmd`) merges several runs.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class CaseResult:
     duration: float = 0.0
     known: str | None = None   # the known-failures entry that covers the case
     saved: str | None = None   # where the failing stream was saved
+    section: str = ""          # the spec document and section of the rule
+    replay: str = ""           # one shell command that reproduces a failure
     #: a daemon's restored state: [{path, what, expected, restored, note?}] (wrong-state)
     state_diff: list | None = None
 
@@ -72,6 +77,9 @@ class Run:
     notes: list[str] = field(default_factory=list)
     started: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     cases: list[CaseResult] = field(default_factory=list)
+    failures_dir: str | None = None            # where failing streams were saved
+    known_failures: str | None = None          # the --known-failures file
+    known_failures_problems: list[str] = field(default_factory=list)  # why it does not fit the run
 
     def to_json(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "cases"}
@@ -87,7 +95,9 @@ class Run:
         run = cls(implementation=d.get("implementation", "?"), kind=d.get("kind", "verifier"),
                   role=d.get("role", "strict"), formats=d.get("formats", []),
                   sources=d.get("sources", []), notes=d.get("notes", []),
-                  started=d.get("started", ""))
+                  started=d.get("started", ""), failures_dir=d.get("failures_dir"),
+                  known_failures=d.get("known_failures"),
+                  known_failures_problems=d.get("known_failures_problems", []))
         run.cases = [CaseResult.from_json(c) for c in d.get("cases", [])]
         return run
 
@@ -107,6 +117,20 @@ class Run:
         write_atomic(folder / REPORT_MD, render_markdown(self))
 
 
+_NOT_FAMILIES = (".valid", ".prefix", ".strategies")
+
+
+def family_of(c: CaseResult) -> str:
+    """The rule family of a case, "" when it breaks no rule (valid streams,
+    Hypothesis properties); results written by older versions named those
+    ``FORMAT.valid``, ``.prefix`` and ``.strategies``."""
+    if not c.family.endswith(_NOT_FAMILIES):
+        return c.family
+    if c.source == "prefixes" and c.rule:
+        return c.rule.rsplit(".", 1)[0]
+    return ""
+
+
 def _counts_row(label: str, cases: Iterable[CaseResult]) -> str:
     c = Counter(r.outcome for r in cases)
     kinds = Counter(r.kind for r in cases if r.outcome in ("fail", "xfail") and r.kind)
@@ -114,6 +138,10 @@ def _counts_row(label: str, cases: Iterable[CaseResult]) -> str:
     kind_text = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items())) or ""
     return (f"| {label} | {total} | {c['pass']} | {c['fail'] + c['xpass']} | {c['xfail']} | "
             f"{c['reported']} | {kind_text} |")
+
+
+def _cell(text: str | None) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", " ")
 
 
 def render_markdown(run: Run) -> str:
@@ -126,31 +154,57 @@ def render_markdown(run: Run) -> str:
         f"- formats: {', '.join(run.formats) or '(all)'}; sources: {', '.join(run.sources)}",
         f"- started: {run.started}",
     ]
+    if run.failures_dir:
+        out.append(f"- failing streams: `{run.failures_dir}`")
+    if run.known_failures:
+        out.append(f"- known failures: `{run.known_failures}`")
     out += [f"- note: {n}" for n in run.notes]
     harness = sum(c.outcome == "harness-error" for c in run.cases)
     if harness:
         out.append(f"- **{harness} harness error(s)**: the runner failed on these cases, not the "
                    "implementation; they have no verdict and are in no other column")
-    out += ["", "## By format", "", head.format("format"), rule]
+    out += ["", "Outcomes: `pass`; `fail` (the case's verdict or a crash); `known` (failed, and "
+            "listed in the known-failures file); `reported` (an `either` rule: any verdict "
+            "conforms, so it is counted, never failed; a crash on it still fails); "
+            "`harness-error` (the runner failed on the case, not the implementation)."]
+    if run.known_failures_problems:
+        out += ["", "## Known-failures file: does not describe this run", "",
+                "Each line is a failure of the run; `--update-known-failures` rewrites the file.", ""]
+        out += [f"- {p}" for p in run.known_failures_problems]
     by_format: dict[str, list[CaseResult]] = defaultdict(list)
-    by_family: dict[str, list[CaseResult]] = defaultdict(list)
+    by_source: dict[str, list[CaseResult]] = defaultdict(list)
+    by_family: dict[tuple[str, str], list[CaseResult]] = defaultdict(list)
     for c in run.cases:
         by_format[c.format].append(c)
-        by_family[c.family].append(c)
+        by_source[c.source].append(c)
+        fam = family_of(c)
+        if fam:
+            by_family[(c.format, fam)].append(c)
+    out += ["", "## By format", "", head.format("format"), rule]
     for fmt in sorted(by_format):
         out.append(_counts_row(fmt, by_format[fmt]))
     out.append(_counts_row("**all**", run.cases))
-    out += ["", "## By rule family", "", head.format("family"), rule]
-    for fam in sorted(by_family):
-        out.append(_counts_row(f"`{fam}`", by_family[fam]))
+    out += ["", "## By source", "", head.format("source"), rule]
+    for src in sorted(by_source):
+        out.append(_counts_row(src, by_source[src]))
+    out += ["", "## By rule family", "",
+            "Cases that break a rule (truncations under the rule the reference refuses them "
+            "by), by the format of the stream and the rule's family; `docs/rules.md` lists "
+            "the rules.", "",
+            "| format | rule family | cases | pass | fail | known | reported | failures by kind |",
+            "|---|---|---:|---:|---:|---:|---:|---|"]
+    for fmt, fam in sorted(by_family):
+        out.append(_counts_row(f"{fmt} | `{fam}`", by_family[(fmt, fam)]))
     failing = [c for c in sorted(run.cases, key=lambda c: c.id)
                if c.outcome in ("fail", "xfail", "xpass", "harness-error")]
     if failing:
-        out += ["", "## Failures", "", "| case | outcome | kind | required | observed |",
-                "|---|---|---|---|---|"]
+        out += ["", "## Failures", "",
+                "| case | outcome | kind | required | observed | spec section | replay |",
+                "|---|---|---|---|---|---|---|"]
         for c in failing:
-            observed = c.observed.replace("|", "\\|")
-            out.append(f"| `{c.id}` | {c.outcome} | {c.kind} | {c.required or 'any'} | {observed} |")
+            replay = f"`{_cell(c.replay)}`" if c.replay else ""
+            out.append(f"| `{c.id}` | {c.outcome} | {c.kind} | {c.required or 'any'} | "
+                       f"{_cell(c.observed)} | {_cell(c.section)} | {replay} |")
     diffs = [c for c in failing if c.state_diff]
     if diffs:
         out += ["", "## Restored state (`wrong-state`: path: what: expected, restored)", ""]
@@ -165,8 +219,8 @@ def render_markdown(run: Run) -> str:
     reported = [c for c in run.cases if c.outcome == "reported"]
     if reported:
         out += ["", "## Reported (`either` rules: the spec is silent)", "",
-                "| case | observed |", "|---|---|"]
+                "| case | observed | spec section |", "|---|---|---|"]
         for c in sorted(reported, key=lambda c: c.id):
-            out.append(f"| `{c.id}` | {c.observed} |")
+            out.append(f"| `{c.id}` | {_cell(c.observed)} | {_cell(c.section)} |")
     out.append("")
     return "\n".join(out)

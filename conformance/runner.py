@@ -68,6 +68,7 @@ class CaseRun:
     message: str = ""
     known: str | None = None         # the known-failures entry covering the case
     known_reason: str | None = None
+    replay: str = ""                 # one shell command that reproduces the failure
     diff: list | None = None         # a daemon's restored state: differences (wrong-state)
 
     @property
@@ -255,6 +256,15 @@ class Runner:
             FAIL, FLAKY, judgement.required, seen,
             "the verdict changed between two identical runs")
 
+    def probe(self, case: Case) -> tuple[Observed, list[str]]:
+        """Run ``case`` once in the implementation's first delivery mode, unjudged
+        (the preflight, :mod:`.preflight`); also the words of its command line
+        that name files (the stream's private path differs from run to run)."""
+        observations, _ = self.observe(case.format, case.data, self.impl.modes[:1],
+                                       case.options)
+        seen = observations[0]
+        return seen, [w for w in seen.argv if os.sep in w]
+
     def save(self, case_id: str, data: bytes) -> Path:
         from xenstream.reference.outfile import write_atomic
 
@@ -308,6 +318,7 @@ class Runner:
         replay = None
         if run.saved is not None and not run.harness_error:
             replay = self.impl.replay(fmt, run.saved, failing_mode, options)
+        run.replay = replay or ""
         run.message = failure_message(
             case_id=run.case_id, citation=citation(rule), description=description,
             expected=expected, role=self.role, judgement=verdict, observations=observations,

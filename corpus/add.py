@@ -1,4 +1,11 @@
-"""Add a stream to the corpus by hand (a minimised fuzz finding), labelled by the reference."""
+"""Add a stream to the corpus by hand (a fuzz finding), labelled by the reference.
+
+The stream is first minimised with the reducer ``corpus build`` uses
+(:func:`.build.shrink`: records, chunks and then octets deleted while the
+reference says exactly the same about it), down to single octets, unless
+``reduce`` is false or the stream is one a restorer must restore in a format
+whose records hang together (kept whole, as ``corpus build`` keeps them).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,12 @@ from pathlib import Path
 from xenstream.reference.errors import UsageError
 
 from . import manifest as mf
-from .build import make_entry
+from .build import make_entry, shrink
 from .verdict import classify, options_of
 
 
 def add(folder: Path, file: Path, fmt: str, description: str, *, name: str | None = None,
-        origin: str = "fuzz", meta: dict | None = None) -> mf.Entry:
+        origin: str = "fuzz", meta: dict | None = None, reduce: bool = True) -> mf.Entry:
     from xenstream.reference.outfile import same_file, write_atomic
 
     folder = Path(folder)
@@ -30,6 +37,14 @@ def add(folder: Path, file: Path, fmt: str, description: str, *, name: str | Non
                          "fix that first, then add the file") from None
     name = name or f"{origin}-{mf.sha256(data)[:12]}"
     extra = dict(meta or {})
+    if reduce:
+        small = shrink(fmt, data, verdict.expected == "accept", meta, verdict.expected, above=0,
+                       octet_chunk=1)
+        if len(small) < len(data):
+            extra["original_size"] = len(data)
+            description += f" (reduced from {len(data)} to {len(small)} octets)"
+            data = small
+            verdict = classify(fmt, data, options_of(fmt, meta))
     if verdict.offset is not None:
         extra["offset"] = verdict.offset
     entry = make_entry(fmt, data, expected=verdict.expected, rule=verdict.rule, name=name,

@@ -73,9 +73,14 @@ class BuildResult:
 
 
 def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None,
-           expected: str | None = None) -> bytes:
-    """``data`` reduced while the reference says the same about it (see the module docstring)."""
-    if len(data) <= REDUCE_ABOVE or ((valid or expected == "writer") and fmt in WHOLE_FORMATS):
+           expected: str | None = None, *, above: int = REDUCE_ABOVE,
+           octet_chunk: int = OCTET_CHUNK) -> bytes:
+    """``data`` reduced while the reference says the same about it (see the module docstring).
+
+    Streams of ``above`` octets or fewer are left as they are; the octet pass
+    over a malformed stream deletes pieces of ``octet_chunk`` octets or more.
+    """
+    if len(data) <= above or ((valid or expected == "writer") and fmt in WHOLE_FORMATS):
         # a stream a restorer must restore (valid, or breaking only a rule that
         # binds writers) is kept whole: its records hang together (page tables,
         # start info, p2m frames, vCPU contexts name each other's pfns), so that
@@ -94,10 +99,10 @@ def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None,
             return signature(fmt, candidate, opts, reader) == want
     data = reduce(data, keep, fmt=fmt, max_tests=REDUCE_TESTS, options=opts,
                   variants=lambda d: trim_variants(fmt, d, opts))
-    if not valid and len(data) > REDUCE_ABOVE:
+    if not valid and len(data) > above:
         # a malformed stream the reader gives up on early: whatever follows
-        # the finding is opaque to the item pass; drop it in 1 KiB pieces
-        data = reduce(data, keep, fmt=fmt, items=False, octets=True, min_chunk=OCTET_CHUNK,
+        # the finding is opaque to the item pass; drop it in pieces
+        data = reduce(data, keep, fmt=fmt, items=False, octets=True, min_chunk=octet_chunk,
                       max_tests=REDUCE_TESTS, options=opts)
     return data
 

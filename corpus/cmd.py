@@ -2,8 +2,13 @@
 
 ``build``  regenerate the generated files and manifest.json (deterministic);
 ``check``  verify every file's sha256 and that the reference gives it its verdict;
-``add``    add a file by hand (a fuzz finding): label it with the reference's
-           verdict, copy it under corpus/<format>/ and list it, origin ``fuzz``.
+``add``    add a file by hand (a fuzz finding): minimise it, label it with the
+           reference's verdict, copy it under corpus/<format>/ and list it,
+           origin ``fuzz``;
+``stats``  files, octets and the rules no file covers.
+
+Without ``--dir`` they work on the corpus/ of the checkout they run in;
+outside a checkout ``build`` and ``add`` refuse (:mod:`.location`).
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from . import manifest as mf
 def add_arguments(p) -> None:
     sub = p.add_subparsers(dest="action", metavar="ACTION")
     b = sub.add_parser("build", help="regenerate corpus files and manifest.json")
-    b.add_argument("--dir", type=Path, default=None, help="corpus folder (default: the package's)")
+    where = ("corpus folder (default: corpus/ of the checkout you are in; outside a checkout, "
+             "required)")
+    seen = "corpus folder (default: corpus/ of the checkout you are in, else the installed package's)"
+    b.add_argument("--dir", type=Path, default=None, help=where)
     b.add_argument("--no-strategies", action="store_true", help="hand-written examples (and fuzz entries) only")
     b.add_argument("-q", "--quiet", action="store_true")
     c = sub.add_parser("check", help="verify hashes and verdicts of every corpus file")
-    c.add_argument("--dir", type=Path, default=None)
+    c.add_argument("--dir", type=Path, default=None, help=seen)
     c.add_argument("--no-verdicts", action="store_true", help="check hashes and schema only")
     a = sub.add_parser("add", help="add a stream by hand (fuzz finding), labelled by the reference")
     a.add_argument("file", type=Path)
@@ -31,17 +39,20 @@ def add_arguments(p) -> None:
     a.add_argument("-d", "--description", required=True, help="one line: what it is, how it was found")
     a.add_argument("--name", default=None, help="file name part (default fuzz-<sha256 prefix>)")
     a.add_argument("--origin", default="fuzz", choices=mf.ORIGINS)
-    a.add_argument("--dir", type=Path, default=None)
+    a.add_argument("--no-reduce", action="store_true",
+                   help="add the file as it is (default: minimised with corpus build's reducer first)")
+    a.add_argument("--dir", type=Path, default=None, help=where)
     s = sub.add_parser("stats", help="files, bytes and rules covered")
-    s.add_argument("--dir", type=Path, default=None)
+    s.add_argument("--dir", type=Path, default=None, help=seen)
 
 
-def _dir(args, *, existing: bool = True, manifest: bool = False) -> Path:
-    """The corpus folder of the command: it must exist (and hold a manifest)
+def _dir(args, *, write: bool = False, existing: bool = True, manifest: bool = False) -> Path:
+    """The corpus folder of the command (``--dir``, else :func:`.location.default_dir`;
+    ``write``: the command changes it): it must exist (and hold a manifest)
     unless the command creates it."""
-    from .build import default_dir
+    from .location import default_dir
 
-    folder = args.dir if args.dir is not None else default_dir()
+    folder = args.dir if args.dir is not None else default_dir(write=write)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"--dir {folder}: not a folder")
     if existing and not folder.is_dir():
@@ -56,11 +67,11 @@ def run(args) -> int:
     if action == "build":
         from .build import build
 
-        result = build(_dir(args, existing=False), strategies=not args.no_strategies)
+        result = build(_dir(args, write=True, existing=False), strategies=not args.no_strategies)
         if not args.quiet:
             for note in result.notes:
                 print(f"note: {note}", file=sys.stderr)
-            print(f"corpus: {len(result.entries)} files, {result.total_bytes} octets "
+            print(f"corpus {result.folder}: {len(result.entries)} files, {result.total_bytes} octets "
                   f"({result.written} written, {result.unchanged} unchanged, {len(result.removed)} removed)")
         return 0
     if action == "check":
@@ -76,9 +87,12 @@ def run(args) -> int:
     if action == "add":
         from .add import add
 
-        entry = add(_dir(args), args.file, args.format, args.description, name=args.name,
-                    origin=args.origin)
-        print(f"added {entry.path}: {entry.expected}{'' if entry.rule is None else ' ' + entry.rule}")
+        folder = _dir(args, write=True)
+        entry = add(folder, args.file, args.format, args.description, name=args.name,
+                    origin=args.origin, reduce=not args.no_reduce)
+        size = (folder / entry.path).stat().st_size
+        print(f"added {folder / entry.path} ({size} octets): {entry.expected}"
+              f"{'' if entry.rule is None else ' ' + entry.rule}")
         return 0
     if action == "stats":
         from .check import uncovered_rules

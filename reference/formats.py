@@ -31,9 +31,11 @@ FORMAT_MODULES: dict[str, str] = {
 SPECS: dict[str, str] = {
     "libxc": "libxc-migration-stream.pandoc (Domain Image Format, revision 3)",
     "libxl": "libxl-migration-stream.pandoc (libxenlight Domain Image Format, revision 2)",
-    "xl": "xl savefile header (tools/xl/xl_saverestore.c; seed 003_adcbc686a61a531d)",
+    "xl": "xl savefile header (Xen tools/xl/xl.h, struct save_file_header; written by "
+          "save_domain_core_writeconfig in tools/xl/xl_saverestore.c)",
     "xenstore": "xenstore-migration.md (Xenstore Migration)",
-    "legacy": "legacy libxc/libxl image (libxc spec 'Legacy Images'; seeds 000, 001; xen/migration/legacy.py)",
+    "legacy": "legacy libxc/libxl image (libxc spec 'Legacy Images'; Xen "
+              "tools/python/xen/migration/legacy.py, Xen 4.6 and later)",
 }
 
 #: An item of a stream found without trusting it: (start, end, layer).

@@ -165,7 +165,7 @@ LOWEST_CHUNK = Chunk.HVM_NR_IOREQ_SERVER_PAGES
 
 R, W, E = Severity.REJECT, Severity.WRITER, Severity.EITHER
 LIBXC_DOC = "legacy.py: Libxc"
-LIBXL_DOC = "legacy.py: Libxl (seed 000)"
+LIBXL_DOC = "legacy.py: Libxl"
 
 
 _rule = definer("legacy")
@@ -352,7 +352,8 @@ class PhysmapEntry:
     char name[]``: 28 octets before ``name`` in both builds, but a 64-bit build
     rounds ``sizeof`` up to 32 and advanced by ``sizeof + namelen`` while
     writing ``name`` at offset 28, so in a 64-bit blob four octets of struct
-    padding follow the name's NUL (``padding``, whatever memory held; seed 000).
+    padding follow the name's NUL (``padding``, whatever memory held; legacy.py,
+    "Libxl").
     ``name`` is None for ``namelen == 0`` (the saver's "no name in xenstore").
     """
 

@@ -18,8 +18,16 @@ spec ("Legacy Images") and the libxl spec ask:
   EMULATOR_XENSTORE_DATA record, the qemu record as EMULATOR_CONTEXT
   (emulator id 0, "Unknown (In the case of a legacy stream)"), END.
 
-With ``-f libxc`` an HVM image's qemu record is copied after the libxc stream
-unchanged (unless ``--skip-qemu``), for the caller that restores qemu itself.
+A libxc stream has no record for qemu's state, so with ``-f libxc`` an HVM
+image's qemu record is a choice the caller makes: ``--skip-qemu`` leaves it
+out (xenopsd's conversion, ``suspend_image_conversion.ml``, passes it);
+``--append-qemu`` copies it unchanged after END, as Xen's
+``convert-legacy-stream`` does by default, for a caller that hands it to qemu
+itself (the output is then not a libxc stream alone, and ``xenstream verify
+-f libxc`` refuses the record after END).  Without either, such an image is
+refused (exit 2, naming the options) rather than converted into something
+``xenstream verify`` refuses; ``-f libxl`` turns the record into
+EMULATOR_CONTEXT.
 
 Records are written as the legacy items arrive: memory stays bounded by the
 largest single item (a 1024-page batch, a context blob).
@@ -60,18 +68,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="format of the output stream (default libxc)")
     parser.add_argument("-x", "--xl", action="store_true",
                         help="an xl savefile header precedes the legacy stream")
-    parser.add_argument("--skip-qemu", action="store_true",
-                        help="with -f libxc: do not copy the qemu record of an HVM image")
+    qemu = parser.add_mutually_exclusive_group()
+    qemu.add_argument("--skip-qemu", action="store_true",
+                      help="with -f libxc: leave out the qemu record of an HVM image")
+    qemu.add_argument("--append-qemu", action="store_true",
+                      help="with -f libxc: copy the qemu record after END, as convert-legacy-stream "
+                           "does (the output is then not a libxc stream alone); without this or "
+                           "--skip-qemu an HVM image with a qemu record is refused")
     parser.add_argument("-v", "--verbose", action="store_true", help="summarise the stream on stdout")
+
+
+REFUSE, SKIP, APPEND = "refuse", "skip", "append"
+
+
+def qemu_mode(qemu: str | bool) -> str:
+    """What ``-f libxc`` does with an HVM image's qemu record: ``refuse`` (the
+    default), ``skip`` (``--skip-qemu``; False) or ``append`` (``--append-qemu``; True)."""
+    if qemu is True:
+        return APPEND
+    if qemu is False:
+        return SKIP
+    if qemu not in (REFUSE, SKIP, APPEND):
+        raise ValueError(f"qemu: {qemu!r}")
+    return qemu
 
 
 class Converter:
     """Receives legacy items (``legacy.read_items``) and writes v2 records."""
 
-    def __init__(self, out: BinaryIO, *, fmt: str = "libxc", qemu: bool = True, log=None):
+    def __init__(self, out: BinaryIO, *, fmt: str = "libxc", qemu: str | bool = REFUSE, log=None):
         self.out = out
         self.libxl = fmt == "libxl"
-        self.qemu = qemu
+        self.qemu = qemu_mode(qemu)
         self.log = log or (lambda text: None)
         self.info: legacy.ImageInfo | None = None
         self.hvm_params: list[tuple[int, int]] = []
@@ -181,10 +209,18 @@ class Converter:
         self.finish_libxc()
         if self.libxl:
             self.xl_record(libxl.EmulatorContext(libxl.EmulatorId.UNKNOWN, 0, record.data))
-        elif self.qemu:
+        elif self.qemu == APPEND:
             self.write(legacy.encode_qemu(record))
+        elif self.qemu == REFUSE:
+            sig = record.signature.decode("ascii", "replace")
+            raise UsageError(
+                f"the HVM image ends with a qemu record ({sig}, {len(record.data)} octets) and a "
+                "libxc stream has no record for it: convert with -f libxl (it becomes "
+                "EMULATOR_CONTEXT), --skip-qemu (leave it out) or --append-qemu (copy it after "
+                "END, as convert-legacy-stream does; the output is then not a libxc stream alone)")
         self.log(f"qemu record ({len(record.data)} octets) "
-                 + ("as EMULATOR_CONTEXT" if self.libxl else "copied" if self.qemu else "skipped"))
+                 + ("as EMULATOR_CONTEXT" if self.libxl else "copied" if self.qemu == APPEND
+                    else "skipped"))
 
     def finish(self) -> None:
         self.finish_libxc()
@@ -193,14 +229,15 @@ class Converter:
 
 
 def convert(src: Source, out: BinaryIO, *, width: int | None = None, guest: str | None = None,
-            fmt: str = "libxc", xl_header: bool = False, qemu: bool = True,
+            fmt: str = "libxc", xl_header: bool = False, qemu: str | bool = REFUSE,
             checker: Checker | None = None, log=None) -> Checker:
     """Convert the legacy image in ``src`` to a v2 stream written to ``out``.
 
     Raises :class:`StreamError` for the first refused finding (output written so
-    far stays written, as with a failed save).  ``qemu`` False is ``--skip-qemu``:
-    with ``-f libxl`` the qemu record is still converted (it is part of the libxl
-    layer), with ``-f libxc`` it is read and not copied.
+    far stays written, as with a failed save).  ``qemu`` (see :func:`qemu_mode`)
+    matters for ``-f libxc`` only: with ``-f libxl`` the qemu record is always
+    converted (it is part of the libxl layer).  With ``refuse``, an HVM image
+    that has a qemu record raises :class:`UsageError` naming the options.
     """
     ck = checker or Checker(Role.RESTORE, fail_fast=True)
     conv = Converter(out, fmt=fmt, qemu=qemu, log=log)
@@ -254,7 +291,8 @@ def run(args: argparse.Namespace) -> int:
         with target as out:
             try:
                 convert(src, out, width=int(args.width) if args.width else None, guest=args.guest,
-                        fmt=args.format, xl_header=args.xl, qemu=not args.skip_qemu,
+                        fmt=args.format, xl_header=args.xl,
+                        qemu=SKIP if args.skip_qemu else APPEND if args.append_qemu else REFUSE,
                         checker=checker, log=log)
             except OSError as exc:
                 if exc.filename is None and getattr(exc, "errno", None) in _WRITE_ERRNOS:

@@ -552,7 +552,9 @@ def convert_legacy(fmt: str = "libxl", *, guest: str = "hvm", width: int = 64, p
     page_list = [(pfn, 0) for pfn in range(pages)]
     image = legacy.encode(build_(width=width, pages=page_list))
     out = io.BytesIO()
-    legacy_convert.convert(Source.from_bytes(image), out, width=width, guest=guest, fmt=fmt)
+    # the script's default for -f libxc: an HVM image's qemu record is copied after END
+    legacy_convert.convert(Source.from_bytes(image), out, width=width, guest=guest, fmt=fmt,
+                           qemu="append")
     return out.getvalue()
 
 

@@ -117,7 +117,7 @@ def run(args) -> int:
         out.info(line)
     name = args.input if not args.input.isdigit() else f"fd {args.input}"
     if args.json:
-        import json  # only here: startup time of the plain verifier (issue 8)
+        import json  # only here: startup time of the plain verifier (docs/performance.md)
     for finding in checker.findings:
         refused = checker.refuses(finding)
         if args.json:

@@ -1,7 +1,9 @@
 """The xl savefile header (what `xl save` writes before the libxl stream).
 
-Layout (seed 003_adcbc686a61a531d, which introduced it; the mandatory flags
-were added later in tools/xl/xl.h): a 32-octet magic, then four 32-bit words
+Layout (``struct save_file_header`` in Xen's tools/xl/xl.h, written by
+``save_domain_core_writeconfig`` in tools/xl/xl_saverestore.c; the format
+came with xl's "New savefile format" patch of 2010, the mandatory flags
+later): a 32-octet magic, then four 32-bit words
 in the domain's byte order: ``byteorder`` (0x01020304, which tells that
 order), ``mandatory_flags`` (unknown ones: refuse the restore), ``optional_flags``
 and ``optional_data_len``; then the optional data: a 32-bit config length and

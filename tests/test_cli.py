@@ -114,3 +114,21 @@ def test_random_garbage_never_tracebacks(tmp_path):
                                   capture_output=True, text=True)
             assert proc.returncode == 1, (fmt, n, proc.stderr)
             assert "Traceback" not in proc.stderr
+
+
+def test_help_is_plain_text_and_gives_the_exit_codes(capsys):
+    from xenstream.cli import COMMANDS
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    top = capsys.readouterr().out
+    assert "``" not in top and ":mod:" not in top
+    assert "exit status" in top
+    for name in COMMANDS:
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert name in top, name
+        assert "``" not in text, name
+        assert "exit status: 0 " in text and "2 usage, input/output or internal error" in text, name

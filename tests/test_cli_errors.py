@@ -21,7 +21,9 @@ def place(tmp_path, monkeypatch):
     """A folder with one of everything, as the working directory."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "good.xc").write_bytes(libxc.encode(build.libxc_stream(DomainType.X86_PV)))
-    (tmp_path / "legacy.img").write_bytes(legacy.encode(legacy.build_hvm_stream(width=64)))
+    # no qemu record: convert-legacy's defaults (-f libxc) convert it (a qemu
+    # record needs -f libxl, --skip-qemu or --append-qemu)
+    (tmp_path / "legacy.img").write_bytes(legacy.encode(legacy.build_hvm_stream(width=64, qemu=None)))
     os.link(tmp_path / "legacy.img", tmp_path / "hardlink.img")
     (tmp_path / "dir").mkdir()
     (tmp_path / "not-json").write_text("nope")

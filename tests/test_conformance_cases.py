@@ -31,7 +31,7 @@ def test_corpus_source(tmp_path):
     assert [c.expected for c in coll.cases] == [e for *_, e in toy.CASES]
     first = coll.cases[0]
     assert first.source == "corpus" and first.format == "toy" and first.meta["section"] == "toy section"
-    assert first.family == "toy.valid"
+    assert first.family == ""
     assert coll.cases[2].family == "toy.header"
 
 
@@ -63,7 +63,7 @@ def test_prefixes_are_boundary_aware_refused_and_stable():
     case = cm.Case(cm.make_id("toy", None, "v", data), "toy", data, None, "accept", "", "examples")
     prefixes = cm.prefixes_of(case)
     assert prefixes and all(p.expected == "reject" and p.source == "prefixes" for p in prefixes)
-    assert all(p.id.startswith("toy/prefix/v-") and p.family == "toy.prefix" for p in prefixes)
+    assert all(p.id.startswith("toy/prefix/v-") and p.family == "toy.stream" for p in prefixes)
     assert {p.rule for p in prefixes} <= {"toy.stream.truncated", "toy.header.magic"}
 
 
@@ -102,8 +102,29 @@ def test_known_failures_stale_and_update():
                         "c/r/9": "other format, not run"})
     results = {"a/r/1": True, "a/r/2": False, "b/x": False, "b/y": False, "a/r/3": True}
     assert kf.stale(results) == ["a/r/2", "b/*"]
-    up = kf.updated({"a/r/1": "new", "a/r/3": "fresh"}, set(results))
+    # c/r/9 is in the selection but did not run (deselected): kept
+    up = kf.updated({"a/r/1": "new", "a/r/3": "fresh"}, set(results), set(results) | {"c/r/9"})
     assert up.entries == {"a/r/1": "old reason", "a/r/3": "fresh", "c/r/9": "other format, not run"}
+    # c/r/9 names no case of the run: dropped
+    up = kf.updated({"a/r/1": "new", "a/r/3": "fresh"}, set(results), set(results))
+    assert up.entries == {"a/r/1": "old reason", "a/r/3": "fresh"}
+
+
+def test_known_failures_problems_stale_unknown_and_selection(tmp_path):
+    kf = KnownFailures({"a/r/1": "x", "b/*": "pattern", "c/r/9": "gone", "d/*": "no such"})
+    kf.write(tmp_path / "k.txt", impl="v2", args="--formats=a,b ", selection="formats a,b")
+    text = (tmp_path / "k.txt").read_text()
+    assert "# Cases: formats a,b" in text
+    assert "# Regenerate with: pytest conformance --formats=a,b --update-known-failures" in text
+    kf = KnownFailures.load(tmp_path / "k.txt")
+    assert kf.selection == "formats a,b"
+    results = {"a/r/1": True, "b/x": False}
+    problems = kf.problems(results, set(results), "formats a,b")
+    assert problems == ["unknown: c/r/9 is no case of this run",
+                        "unknown: d/* matches no case of this run",
+                        "stale: b/* matches only cases that pass"]
+    other = kf.problems({"a/r/1": True, "b/x": True}, {"a/r/1", "b/x", "c/r/9", "d/1"}, "formats a")
+    assert len(other) == 1 and "another selection" in other[0]
 
 
 # -- reports ---------------------------------------------------------------------------

@@ -260,6 +260,41 @@ def test_runner_overhead_is_small():
     r.close()
 
 
+def test_converter_failure_replays_the_conversion_and_the_verify_step(tmp_path):
+    """A bad-output failure: the replay line is absolute, and running it
+    reproduces the verifier's refusal of the output."""
+    import os
+    import pathlib
+    import subprocess
+
+    from xenstream.conformance.cases import collect
+    from xenstream.conformance.converter import ConverterProgram, ConverterRunner, options_from_meta
+
+    root = pathlib.Path(__file__).resolve().parent.parent
+    fake = tmp_path / "bad-convert"
+    fake.write_text(f"#!/bin/sh\nPYTHONPATH={root} {sys.executable} -m xenstream convert-legacy "
+                    '"$@" --append-qemu || exit $?\nprintf junk >> "$4"\n')
+    fake.chmod(0o755)
+    case = next(c for c in collect(["examples"]).cases
+                if c.format == "legacy" and c.expected == "accept" and options_from_meta(c.meta)
+                and not options_from_meta(c.meta).xl)
+    runner = ConverterRunner(ConverterProgram(path=str(fake), limits=FAST), "strict", "file",
+                             tmp_path / "failures")
+    run = runner.run_case(case)
+    runner.close()
+    assert run.judgement.kind == "bad-output"
+    out = run.saved.with_name(f"{run.saved.stem}.replay.out.bin")
+    assert run.replay.startswith(f"{fake} -i {run.saved} -o {out} ")
+    assert run.replay.endswith(f" && python3 -m xenstream verify --role strict -f "
+                               f"{options_from_meta(case.meta).output_format} -i {out}")
+    assert f"replay:    {run.replay}" in run.message
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    r = subprocess.run(["sh", "-c", run.replay], capture_output=True, text=True, env=env,
+                       cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert "trailing" in r.stderr
+
+
 def test_relative_program_paths_survive_the_private_working_directory(fake, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     name = "./" + Path(fake).name

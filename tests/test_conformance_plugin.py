@@ -6,6 +6,13 @@ import pathlib
 import pytest
 
 import conformance_toy as toy  # tests/ is on pytest's pythonpath (pyproject.toml)
+from xenstream.reference.examples import all_examples
+
+# The preflight reads the hand-written examples.  Import every example module
+# here, once: pytester's in-process runs drop the modules first imported
+# inside them, and a second generation of the codec modules would not match
+# the classes the first one built.
+all_examples()
 
 pytest_plugins = ["pytester"]
 
@@ -57,7 +64,40 @@ def test_failures_show_rule_verdicts_stderr_and_replay(suite):
     outcomes = {c["id"].split("/")[2].rsplit("-", 1)[0]: c["outcome"] for c in results["cases"]}
     assert outcomes["plain"] == "pass" and outcomes["reserved-set"] == "fail"
     assert outcomes["odd"] == "fail" and outcomes["bad-version"] == "pass"
-    assert (suite.path / "rep" / "report.md").exists()
+    report = (suite.path / "rep" / "report.md").read_text()
+    assert f"- failing streams: `{suite.path / 'failures'}`" in report
+    families = report.split("## By rule family", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in families.splitlines() if ln.startswith("| toy |")]
+    assert {ln.split("|")[2].strip() for ln in rows} == {
+        "`toy.header`", "`toy.reserved`", "`toy.odd`", "`toy.stream`"}
+    failures = report.split("## Failures", 1)[1]
+    reserved = next(ln for ln in failures.splitlines() if "reserved-set-" in ln)
+    assert 'section "toy section"' in reserved and f"`{suite.fake} -f toy -i " in reserved
+    case = next(c for c in results["cases"] if "reserved-set" in c["id"])
+    assert case["replay"].startswith(f"{suite.fake} -f toy -i {suite.path / 'failures'}")
+    assert case["section"].endswith('section "toy section"')
+
+
+def test_each_run_saves_its_own_failing_streams(suite):
+    args = [*BASE, f"--impl={suite.fake}", "--delivery=file"]
+    r = suite.runpytest(*args)
+    folder = suite.path / "failures"
+    assert f"failing streams (this run's only) saved under {folder}" in r.stdout.str()
+    first = sorted(p.name for p in folder.rglob("*.bin"))
+    assert len(first) == 2
+    # a run that fails less leaves only its own streams behind
+    suite.runpytest(*args, "--impl-role=restore")
+    assert sorted(p.name for p in folder.rglob("*.bin")) == [n for n in first if "odd" in n]
+    # a run that fails nothing leaves no folder
+    r = suite.runpytest(*BASE)
+    assert r.ret == 0 and not folder.exists() and "failing streams" not in r.stdout.str()
+    # a folder this suite did not write is never emptied
+    mine = suite.path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    r = suite.runpytest(*args, "--failures-dir=mine")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR and "holds files" in r.stderr.str()
+    assert (mine / "notes.txt").read_text() == "keep me"
 
 
 def test_restore_role_accepts_writer_cases(suite):
@@ -86,6 +126,55 @@ def test_known_failures_update_then_pass_then_stale(suite):
     assert "listed in" in r.stdout.str() and "now passes" in r.stdout.str()
 
 
+def test_known_failures_file_records_the_run_and_must_describe_it(suite):
+    args = [*BASE, f"--impl={suite.fake}", "--delivery", "file", "--known-failures=kf.txt"]
+    suite.runpytest(*args, "--update-known-failures", "--report=rep")
+    head = [ln for ln in (suite.path / "kf.txt").read_text().splitlines() if ln.startswith("#")]
+    cases = next(ln for ln in head if ln.startswith("# Cases: "))
+    assert "kind verifier, role strict; formats toy; sources corpus" in cases
+    regen = next(ln for ln in head if ln.startswith("# Regenerate with: "))
+    for option in ("--corpus=corpus", "--sources=corpus", "--formats=toy", "--impl-timeout=30",
+                   f"--impl={suite.fake}", "--delivery=file", "--hypothesis-seed=0",
+                   "--known-failures=kf.txt", "--update-known-failures"):
+        assert option in regen, option
+    assert "--report" not in regen
+    assert suite.runpytest(*args).ret == 0
+    # an entry that names no case of the run is a failure of its own
+    with open(suite.path / "kf.txt", "a") as f:
+        f.write("toy/toy.gone/was-here-00000000  fixed long ago\n")
+    r = suite.runpytest(*args, "--report=rep")
+    assert r.ret == 1
+    out = r.stdout.str()
+    assert "does not describe this run" in out and "unknown: toy/toy.gone/was-here-00000000" in out
+    report = json.loads((suite.path / "rep" / "results.json").read_text())
+    assert any("toy.gone" in p for p in report["known_failures_problems"])
+    assert "toy.gone" in (suite.path / "rep" / "report.md").read_text()
+    # another selection of cases than the file records
+    r = suite.runpytest(*args, "--impl-role=restore")
+    assert r.ret == 1 and "another selection of cases" in r.stdout.str()
+    # --update-known-failures drops what names no case and records the new selection
+    suite.runpytest(*args, "--update-known-failures")
+    assert "toy.gone" not in (suite.path / "kf.txt").read_text()
+    assert suite.runpytest(*args).ret == 0
+
+
+def test_strategy_runs_are_seeded_and_repeatable(suite):
+    args = ["--sources=strategies", "--formats=xl", "--hypothesis-examples=3", "-p",
+            "no:cacheprovider"]
+
+    def digests(*extra):
+        r = suite.runpytest(*args, "--report=rep", *extra)
+        assert r.ret == 0
+        cases = json.loads((suite.path / "rep" / "results.json").read_text())["cases"]
+        return r.stdout.str(), {c["id"]: c["observed"] for c in cases}
+
+    out, first = digests()
+    assert "Hypothesis seed 0 (the default; --hypothesis-seed=N draws other streams)" in out
+    assert first and all("ids digest" in o for o in first.values())
+    assert digests()[1] == first
+    assert digests("--hypothesis-seed=1")[1] != first
+
+
 def test_unsupported_formats_are_skipped_once(suite):
     r = suite.runpytest("--corpus=corpus", "--sources=corpus", "--formats=libxc", "-rs",
                         f"--impl={suite.fake}")
@@ -94,11 +183,89 @@ def test_unsupported_formats_are_skipped_once(suite):
     assert out.count("format toy is not in") == 1
 
 
-def test_non_executable_impl_is_a_verdict_not_a_broken_run(suite):
-    r = suite.runpytest(*BASE, "--impl=./nonexistent-verifier")
+def test_missing_or_non_executable_impl_is_one_usage_error_and_nothing_runs(suite):
+    (suite.path / "not-exec").write_text("#!/bin/sh\nexit 0\n")
+    for impl, why in (("./nonexistent-verifier", "no such file"), ("./not-exec", "not executable"),
+                      ("no-such-program-on-path", "not found on PATH")):
+        r = suite.runpytest(*BASE, f"--impl={impl}")
+        assert r.ret == pytest.ExitCode.USAGE_ERROR, impl
+        err = r.stderr.str()
+        assert why in err and "nothing was run" in err, err
+        assert "passed" not in r.stdout.str() and "failed" not in r.stdout.str()
+        assert not (suite.path / "failures").exists()
+    r = suite.runpytest(*BASE, "--impl-cmd=./nonexistent-verifier {format} {path}")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR and "no such file" in r.stderr.str()
+    r = suite.runpytest(*BASE, "--impl=.cache/xen-tools/verify-stream-v2")
+    assert "scripts/fetch-xen-tools" in r.stderr.str()
+
+
+USAGE_FAKE = """#!PYTHON
+import sys
+args = sys.argv[1:]
+fmt = args[args.index("-f") + 1]
+if fmt not in ALLOWED:
+    print("usage: fake-verify -f FORMAT -i FILE", file=sys.stderr)
+    print(f"fake-verify: error: option -f: invalid choice: {fmt!r}", file=sys.stderr)
+    sys.exit(2)
+path = args[args.index("-i") + 1]
+data = open(path, "rb").read()
+sys.exit(0 if data[:3] == b"TOY" and data[3:4] == b"\\x01" else 1)
+"""
+
+
+def _usage_fake(suite, allowed):
+    path = suite.path / "usage-fake"
+    import sys
+
+    path.write_text(USAGE_FAKE.replace("PYTHON", sys.executable).replace("ALLOWED", repr(allowed)))
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_preflight_skips_formats_the_program_refuses_whatever_the_stream(suite):
+    fake = _usage_fake(suite, ("toy",))
+    r = suite.runpytest("--corpus=corpus", "--sources=corpus", f"--impl={fake}", "-rs",
+                        "--delivery=file")
     out = r.stdout.str()
-    assert "PROBLEM: ./nonexistent-verifier: no such file" in out
-    assert "not-executable" in out
+    line = next(ln for ln in out.splitlines() if "format libxc skipped:" in ln)
+    assert "invalid choice: 'libxc'" in line and "exit 2" in line
+    assert "--formats=toy" in line
+    for fmt in ("libxl", "xl", "xenstore", "legacy"):
+        # the header, the summary and -rs
+        assert out.count(f"format {fmt} skipped: ") == 3, fmt
+    # the toy cases ran (this fake judges them badly); each refused format is one skip
+    results = r.parseoutcomes()
+    assert results.get("passed", 0) + results.get("failed", 0) == len(toy.CASES)
+    assert results["skipped"] == 5 and "deselected" not in results
+    # named in --formats: a usage error, nothing run
+    r = suite.runpytest("--corpus=corpus", "--sources=corpus", f"--impl={fake}",
+                        "--formats=toy,libxc")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--formats names libxc" in r.stderr.str() and "invalid choice" in r.stderr.str()
+
+
+def test_preflight_refusing_every_format_is_a_usage_error(suite):
+    fake = _usage_fake(suite, ())
+    r = suite.runpytest("--corpus=corpus", "--sources=corpus", f"--impl={fake}")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+    err = r.stderr.str()
+    assert "refuses every format" in err and "--impl-cmd" in err and "nothing was run" in err
+    assert not (suite.path / "failures").exists()
+
+
+def test_preflight_does_not_skip_a_crash_that_depends_on_the_stream(suite):
+    """verify-stream-v2's "Script Error" (exit 2) names what it choked on: a
+    crash is a crash, never a refused format."""
+    import sys
+
+    fake = suite.path / "crashy"
+    fake.write_text(f"#!{sys.executable}\nimport sys, hashlib\n"
+                    "data = open(sys.argv[sys.argv.index('-i') + 1], 'rb').read()\n"
+                    "print('Script Error:', hashlib.sha256(data).hexdigest(), file=sys.stderr)\n"
+                    "sys.exit(2)\n")
+    fake.chmod(0o755)
+    r = suite.runpytest(*BASE, f"--impl={fake}", "--delivery=file")
+    assert "skipped:" not in r.stdout.str()
     outcomes(r, failed=len(toy.CASES))
 
 
@@ -195,7 +362,8 @@ def test_a_timeout_is_not_shrunk_beyond_the_budget(suite, monkeypatch):
                         "--impl-timeout=0.2", "--hypothesis-examples=20", "--delivery=file", "-k", "valid")
     assert r.ret == 1
     runs = len(calls.read_text().splitlines())
-    assert runs == 1 + plugin.SHRINK_BUDGET, r.stdout.str()
+    # the preflight's probe of xl (one timeout: not a refusal), then the property
+    assert runs == 1 + 1 + plugin.SHRINK_BUDGET, r.stdout.str()
     assert "crashes and timeouts are not shrunk further" in r.stdout.str()
 
 

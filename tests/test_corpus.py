@@ -64,53 +64,104 @@ def test_corpus_is_small():
     assert sum((CORPUS / o["path"]).stat().st_size for o in committed()) < 7 * 2**20
 
 
+def _copy_of_committed(dest: Path) -> Path:
+    """The committed corpus (manifest and files) copied to ``dest``: a rebuild there
+    stands for a rebuild of the checkout, without touching it."""
+    import shutil
+
+    for o in committed():
+        (dest / o["path"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(CORPUS / o["path"], dest / o["path"])
+    shutil.copyfile(CORPUS / mf.MANIFEST, dest / mf.MANIFEST)
+    return dest
+
+
 def test_committed_corpus_is_what_build_makes(tmp_path):
-    """The generated part is up to date: building from scratch gives the committed files."""
-    out = build(tmp_path / "a")
+    """The generated part is up to date and the build is deterministic: building
+    from scratch, in this process, gives byte for byte the files and manifest
+    committed from another process (another hash seed, another day)."""
+    out = build(tmp_path, strategies=True)
     from xenstream.corpus.manifest import KEPT_ORIGINS
 
     fuzz = {o["id"] for o in committed() if o["origin"] in KEPT_ORIGINS}
     built = {e.id: e.sha256 for e in out.entries}
     mine = {o["id"]: o["sha256"] for o in committed() if o["id"] not in fuzz}
     assert built == mine
+    for o in committed():
+        if o["id"] not in fuzz:
+            assert (tmp_path / o["path"]).read_bytes() == (CORPUS / o["path"]).read_bytes(), o["id"]
+    files = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.bin"))
+    assert files == sorted(o["path"] for o in committed() if o["id"] not in fuzz)
 
 
-def test_build_is_deterministic(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
-    build(a, strategies=True)
-    build(b, strategies=True)
-    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    files_b = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
-    assert files_a == files_b
-    for rel in files_a:
-        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-    # and a rebuild in place changes nothing
-    again = build(a)
-    assert again.written == 0 and again.removed == []
-
-
-def test_build_keeps_fuzz_entries_and_drops_stale_files(tmp_path):
+def test_rebuild_in_place_keeps_fuzz_entries_and_drops_stale_files(tmp_path):
     from xenstream.corpus.add import add
 
-    build(tmp_path, strategies=False)
+    _copy_of_committed(tmp_path)
     stale = tmp_path / "libxc" / "n_stale.bin"
     stale.write_bytes(b"x")
     found = tmp_path / "found.bin"
     found.write_bytes(b"\xff" * 40)
-    entry = add(tmp_path, found, "libxc", "a fuzz finding (test)")
+    entry = add(tmp_path, found, "libxc", "a fuzz finding (test)", reduce=False)
     assert entry.origin == "fuzz" and entry.expected == "reject" and entry.rule
-    result = build(tmp_path, strategies=False)
-    assert "libxc/n_stale.bin" in result.removed
+    result = build(tmp_path, strategies=True)
+    assert result.removed == ["libxc/n_stale.bin"]
+    assert result.written == 0  # nothing else changes: the build is deterministic
     assert entry.id in {e.id for e in result.entries}
+    listed = json.loads((tmp_path / mf.MANIFEST).read_text())
+    assert [o["id"] for o in listed].count(entry.id) == 1
     assert check(tmp_path).failures == []
 
 
 def test_check_notices_a_wrong_label_and_a_changed_file(tmp_path):
-    build(tmp_path, strategies=False)
+    _copy_of_committed(tmp_path)
     raw = json.loads((tmp_path / mf.MANIFEST).read_text())
     victim = next(o for o in raw if o["expected"] == "accept")
     (tmp_path / victim["path"]).write_bytes(b"garbage")
     assert any(victim["id"] in f for f in check(tmp_path).failures)
+
+
+def test_add_minimises_a_fuzz_finding(tmp_path):
+    """A valid stream with a megabyte of noise after it, added as a finding:
+    the file added is small and the reference still says the same about it."""
+    import random
+
+    from xenstream.corpus.add import add
+    from xenstream.corpus.verdict import signature
+
+    valid = max((e for e in all_examples() if e.format == "xenstore" and e.rule is None),
+                key=lambda e: len(e.data))
+    noise = random.Random(1).randbytes(1 << 20)
+    found = tmp_path / "crash.bin"
+    found.write_bytes(valid.data + noise)
+    (tmp_path / "corpus").mkdir()
+    entry = add(tmp_path / "corpus", found, "xenstore", "noise after END (test)")
+    added = (tmp_path / "corpus" / entry.path).read_bytes()
+    assert len(added) < len(valid.data) // 2
+    assert signature("xenstore", added, {}) == signature("xenstore", found.read_bytes(), {})
+    assert entry.meta["original_size"] == len(found.read_bytes())
+    assert f"to {len(added)} octets" in entry.description
+    kept = add(tmp_path / "corpus", found, "xenstore", "as it is (test)", name="as-is",
+               reduce=False)
+    assert (tmp_path / "corpus" / kept.path).read_bytes() == found.read_bytes()
+
+
+def test_writing_commands_default_to_the_checkout_and_refuse_an_installed_package(
+        tmp_path, monkeypatch):
+    from xenstream.corpus import location
+    from xenstream.reference.errors import UsageError
+
+    checkout = Path(__file__).resolve().parent.parent
+    assert location.default_dir(write=True, cwd=checkout / "docs") == checkout / "corpus"
+    installed = tmp_path / "site-packages" / "xenstream" / "corpus"
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(location, "package_dir", lambda: installed)
+    elsewhere = tmp_path / "work"
+    elsewhere.mkdir()
+    with pytest.raises(UsageError, match="--dir"):
+        location.default_dir(write=True, cwd=elsewhere)
+    assert location.default_dir(write=False, cwd=elsewhere) == installed
+    assert location.default_dir(write=True, cwd=checkout) == checkout / "corpus"
 
 
 def test_verdict_rules():

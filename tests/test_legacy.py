@@ -13,7 +13,7 @@ import pytest
 from xenstream.reference import legacy as L
 from xenstream.reference import legacy_convert, libxc, libxl
 from xenstream.reference.checker import Checker
-from xenstream.reference.errors import StreamError
+from xenstream.reference.errors import StreamError, UsageError
 from xenstream.reference.examples import legacy as legacy_examples
 from xenstream.reference.rules import catalogue
 from xenstream.reference.source import Source
@@ -279,13 +279,40 @@ def test_convert_hvm_libxl_record_by_record(width):
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_convert_hvm_libxc_qemu_copied_or_skipped(width):
+def test_convert_hvm_libxc_qemu_refused_copied_or_skipped(width):
     s = L.build_hvm_stream(width=width, physmap=L.sample_physmap(1))
-    with_qemu = convert(s)
+    with pytest.raises(UsageError, match="-f libxl.*--skip-qemu.*--append-qemu"):
+        convert(s)
+    with_qemu = convert(s, qemu="append")
     assert with_qemu.endswith(L.encode_qemu(s.qemu))
-    skipped = convert(s, qemu=False)
+    skipped = convert(s, qemu="skip")
     assert with_qemu == skipped + L.encode_qemu(s.qemu)
     libxc.decode(skipped)
+    no_qemu = L.build_hvm_stream(width=width, qemu=None, toolstack=None)
+    libxc.decode(convert(no_qemu))  # nothing to refuse
+
+
+@pytest.mark.parametrize("signature", [b"DeviceModelRecord0002", b"RemusDeviceModelState"])
+def test_convert_legacy_defaults_give_a_stream_verify_accepts_or_name_the_option(tmp_path, signature):
+    """A qemu-tailed (or Remus) HVM image with the default options: refused with
+    a message naming the options, never converted into something verify refuses."""
+    s = L.build_hvm_stream(width=64, qemu=L.QemuRecord(signature, b"remus" * 9))
+    img = tmp_path / "hvm.img"
+    img.write_bytes(L.encode(s))
+    out = tmp_path / "out"
+
+    def xs(*argv):
+        return subprocess.run([sys.executable, "-m", "xenstream", *argv], capture_output=True,
+                              text=True)
+
+    r = xs("convert-legacy", "-i", str(img), "-o", str(out))
+    assert r.returncode == 2, r.stderr
+    assert "--skip-qemu" in r.stderr and "-f libxl" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    for options, fmt in ((["-f", "libxl"], "libxl"), (["--skip-qemu"], "libxc")):
+        assert xs("convert-legacy", "-i", str(img), "-o", str(out), *options).returncode == 0
+        v = xs("verify", "-f", fmt, "-i", str(out))
+        assert v.returncode == 0, v.stderr
 
 
 def test_convert_pv_without_vcpu_info_restores_vcpu0():

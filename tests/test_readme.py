@@ -24,3 +24,43 @@ def test_ci_runs_both_readme_commands_verbatim():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     for command in quick_start_commands():
         assert command in ci, command
+
+
+def _section(title: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    return text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+
+
+def test_every_xenstream_command_is_in_the_table():
+    from xenstream.cli import COMMANDS
+
+    table = _section("The `xenstream` command")
+    for name in COMMANDS:
+        if name == "corpus":
+            for action in ("build", "check", "add", "stats"):
+                assert f"`xenstream corpus {action}" in table, action
+        else:
+            assert f"`xenstream {name} " in table or f"`xenstream {name}`" in table, name
+
+
+def test_example_commands_use_real_options_and_tools():
+    """The examples run as printed after scripts/fetch-xen-tools: every option
+    exists, every tool path is a wrapper that script writes."""
+    import shlex
+    import subprocess
+    import sys
+
+    block = re.search(r"```sh\n(.*?)```", _section("Testing your implementation"), re.S).group(1)
+    lines = [ln for ln in block.splitlines() if ln.strip()]
+    assert lines[0] == "python3 scripts/fetch-xen-tools"
+    runs = [shlex.split(ln) for ln in lines[1:]]
+    assert runs and all(r[:4] == ["python", "-m", "pytest", "conformance"] for r in runs)
+    helptext = subprocess.run([sys.executable, "-m", "pytest", "conformance", "--help"],
+                              capture_output=True, text=True, cwd=ROOT).stdout
+    fetch = (ROOT / "scripts" / "fetch-xen-tools").read_text()
+    for run in runs:
+        for word in run[4:]:
+            name, _, value = word.partition("=")
+            assert name in helptext, name
+            if name == "--impl" and value.startswith(".cache/xen-tools/"):
+                assert value.rsplit("/", 1)[1] in fetch, value

@@ -14,18 +14,27 @@ import traceback
 
 from xenstream.reference.errors import UsageError
 
-#: subcommand -> (module, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "verify": ("xenstream.reference.verify_cmd", "check a stream against every rule of its format"),
-    "dump": ("xenstream.reference.dump_cmd", "print a decoded stream"),
-    "rules": ("xenstream.reference.rules_cmd", "list the rule catalogue"),
-    "convert-legacy": ("xenstream.reference.legacy_convert", "convert a legacy (pre-v2) stream to v2"),
-    "sample": ("xenstream.strategies.sample_cmd", "write example streams from the strategies"),
-    "corpus": ("xenstream.corpus.cmd", "build or check the regression corpus"),
-    "report": ("xenstream.conformance.report_cmd", "merge conformance reports into one table"),
+#: subcommand -> (module, one-line help, what exit status 0 and 1 mean)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "verify": ("xenstream.reference.verify_cmd", "check a stream against every rule of its format",
+               "0 the stream is accepted, 1 it breaks a rule the role refuses"),
+    "dump": ("xenstream.reference.dump_cmd", "print a decoded stream",
+             "0 the whole stream decoded, 1 it breaks a rule the role refuses"),
+    "rules": ("xenstream.reference.rules_cmd", "list the rule catalogue", "0 listed"),
+    "convert-legacy": ("xenstream.reference.legacy_convert", "convert a legacy (pre-v2) stream to v2",
+                       "0 converted, 1 the legacy image breaks a rule"),
+    "sample": ("xenstream.strategies.sample_cmd", "write example streams from the strategies",
+               "0 written"),
+    "corpus": ("xenstream.corpus.cmd", "build, check, add to or count the regression corpus",
+               "0 done (check: every file has its hash and verdict), 1 check found a file that has not"),
+    "report": ("xenstream.conformance.report_cmd", "merge conformance reports into one table",
+               "0 written"),
 }
 
 EXIT_OK, EXIT_REJECTED, EXIT_ERROR = 0, 1, 2
+ERROR_TEXT = "2 usage, input/output or internal error"
+DESCRIPTION = ("Reference verifier, decoder, legacy converter and regression corpus for Xen's "
+               "save/migration streams (libxc, libxl, xl, xenstore, legacy images).")
 
 
 class Parser(argparse.ArgumentParser):
@@ -38,14 +47,18 @@ class Parser(argparse.ArgumentParser):
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
     """The parser with every subcommand, or with just ``only`` when it names one:
     ``xenstream verify`` then imports the verifier and its format, not the
-    strategies, corpus and conformance modules (startup time)."""
-    parser = Parser(prog="xenstream", description=__doc__.splitlines()[0])
+    strategies, corpus and conformance modules (startup time, docs/performance.md)."""
+    parser = Parser(
+        prog="xenstream", description=DESCRIPTION,
+        epilog=f"exit status: as each command's --help says; {ERROR_TEXT}.  "
+               "`xenstream COMMAND --help` for a command's options.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, object] = {}
     for name in [only] if only in COMMANDS else COMMANDS:
-        module_name, help_text = COMMANDS[name]
+        module_name, help_text, exits = COMMANDS[name]
         module = importlib.import_module(module_name)
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           epilog=f"exit status: {exits}, {ERROR_TEXT}.")
         module.add_arguments(p)
         modules[name] = module
     return parser, modules

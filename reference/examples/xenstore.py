@@ -372,14 +372,16 @@ def departures() -> list[Example]:
                 [xs.WEXT_PAD, xs.WEXT_WPATH_NUL, xs.WEXT_TOKEN_NUL, xs.BODY_EXCESS, xs.TRUNCATED],
                 "WATCH_DATA_EXTENDED as C xenstored writes it, where its len overshoots the "
                 "record: the END record is read as part of the body")
-    b.departure("ocaml_seed_002_stream", _ocaml_seed_002(), xs.WATCH_WPATH_NUL,
+    b.departure("ocaml_2021_patch_stream", _ocaml_2021_patch(), xs.WATCH_WPATH_NUL,
                 [xs.OUT_RESP_LEN, xs.BODY_EXCESS, xs.WATCH_WPATH_NUL, xs.WATCH_TOKEN_NUL,
-                 xs.PERM_COUNT_ZERO, xs.PATH_NUL], "a live-update stream as the OCaml writer of "
-                "seed 002 writes it: 32-bit fields where the spec has 16-bit ones", version=1,
+                 xs.PERM_COUNT_ZERO, xs.PATH_NUL], "a live-update stream as the OCaml writer "
+                "proposed on xen-devel in May 2021 writes it: 32-bit fields where the spec has "
+                "16-bit ones", version=1,
                 endian=BE)
     b.departure("design_2020_node_data", _design_2020_node(), xs.PATH_NUL,
                 [xs.PATH_NUL, xs.ACCESS_COMMITTED, xs.PERM_COUNT_ZERO, xs.BODY_EXCESS], "NODE_DATA in the field order of the "
-                "April 2020 design (seed 004): access and perm-count before the permissions, "
+                "April 2020 design (xen-devel, \"docs/designs: re-work the xenstore migration "
+                "document\"): access and perm-count before the permissions, "
                 "path-len and value-len after them")
     return b.out
 
@@ -388,8 +390,10 @@ def _be_record(rtype: int, body: bytes) -> bytes:
     return RECORD_HEADER.pack(BE, rtype, len(body)) + body + bytes(-len(body) & 7)
 
 
-def _ocaml_seed_002() -> bytes:
-    """The OCaml writer of seed 002: big-endian, version 1, every length and count 32-bit."""
+def _ocaml_2021_patch() -> bytes:
+    """The OCaml writer of the xen-devel patch "tools/ocaml/xenstored: implement the
+    live migration binary format" (v2 04/17, May 2021): big-endian, version 1,
+    every length and count 32-bit."""
     def node(path: bytes) -> bytes:
         path += b"\0"
         body = struct.pack(">IIIIII", 0, 0, len(path), 0, 0, 1) + b"n\0\0\0" + path
