@@ -614,7 +614,7 @@ class _Reader:
                  visit=None, sink=None):
         self.sink = sink
         self.src = src
-        self.ck = checker
+        self.checker = checker
         self.collect = collect
         self.opt = options
         self.visit = visit  # called with (kind, offset, dict) for dump
@@ -622,7 +622,7 @@ class _Reader:
 
     # helpers ---------------------------------------------------------------
     def at(self, name: str, index: int | None = None) -> None:
-        self.ck.at(LAYER, index, name)
+        self.checker.at(LAYER, index, name)
 
     def read(self, layout: Layout, what: str | None = None) -> tuple:
         return layout.unpack(LE, self.src.read_exact(layout.size, what or layout.name))
@@ -656,11 +656,11 @@ class _Reader:
         try:
             return self._run()
         except Truncated as exc:
-            self.ck.fail(TRUNCATED, exc.end,
+            self.checker.fail(TRUNCATED, exc.end,
                          f"input ends after {exc.got} of {exc.wanted} octets of {exc.what}")
 
     def _run(self) -> LegacyStream | None:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         self.at("image")
         xl_header = None
         want_xl = self.opt["xl"]
@@ -728,15 +728,15 @@ class _Reader:
 
     def read_xl(self):
         off = self.src.offset
-        saved = self.ck.save()
-        header = xl.read_header(self.src, self.ck)
-        self.ck.restore(saved)
+        saved = self.checker.save()
+        header = xl.read_header(self.src, self.checker)
+        self.checker.restore(saved)
         self.emit("xl_header", off, mandatory_flags=header.mandatory_flags,
                   optional_flags=header.optional_flags, optional_data_len=len(header.optional_data))
         return header
 
     def read_extended_info(self) -> ExtendedInfo:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         self.at("extended-info")
         off = src.offset
         sig = self.read(ULONG[self.width], "extended-info signature")[0]
@@ -783,7 +783,7 @@ class _Reader:
         return ext
 
     def read_chunks(self) -> list:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         chunks: list = []
         batches = pages = 0
         while True:
@@ -842,7 +842,7 @@ class _Reader:
         return chunks
 
     def read_batch(self, count: int, off: int) -> tuple[PageBatch | None, int]:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         if count > MAX_BATCH:
             ck.fail(BATCH_MAX, off, f"page batch of {count} pages exceeds MAX_BATCH ({MAX_BATCH})")
         size = ULONG[self.width].size
@@ -873,7 +873,7 @@ class _Reader:
         return PageBatch(entries, pages or b""), present
 
     def read_vcpu_info(self, off: int) -> VcpuInfo:
-        ck = self.ck
+        ck = self.checker
         moff = self.src.offset
         max_id = self.read(VCPU_INFO)[0]
         if not 0 <= max_id <= MAX_VCPU_ID:
@@ -903,14 +903,14 @@ class _Reader:
         raw = src.read_exact(length, "toolstack data")
         looks_libxl = len(raw) >= 4 and TOOLSTACK_HEADER.le.unpack_from(raw.ljust(8, b"\0"))[0] == 1
         if want is None and not looks_libxl:
-            self.ck.note(f"toolstack chunk of {length} octets is not a libxl version 1 blob; kept opaque")
+            self.checker.note(f"toolstack chunk of {length} octets is not a libxl version 1 blob; kept opaque")
             self.emit("chunk", off, type=Chunk.TOOLSTACK, name="XC_SAVE_ID_TOOLSTACK", length=length)
             return ToolstackChunk(raw)
-        saved = self.ck.save()
+        saved = self.checker.save()
         self.at("libxl toolstack", self.index)
-        ts = decode_toolstack(raw, self.width, checker=self.ck, offset=boff)
-        self.ck.restore(saved)
-        self.ck.note(f"libxl toolstack v{ts.version}: {len(ts.entries)} physmap entries")
+        ts = decode_toolstack(raw, self.width, checker=self.checker, offset=boff)
+        self.checker.restore(saved)
+        self.checker.note(f"libxl toolstack v{ts.version}: {len(ts.entries)} physmap entries")
         self.emit("chunk", off, type=Chunk.TOOLSTACK, name="XC_SAVE_ID_TOOLSTACK", length=length,
                   physmap=[{"phys_offset": e.phys_offset, "start_addr": e.start_addr, "size": e.size,
                             "name": None if e.name is None else e.name.decode("latin-1")}
@@ -918,7 +918,7 @@ class _Reader:
         return ToolstackChunk(ts)
 
     def read_pv_tail(self, ext: ExtendedInfo, chunks: list) -> PvTail | None:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         self.at("PV tail")
         off = src.offset
         count = self.read(UNMAPPED_PFN_COUNT)[0]
@@ -966,7 +966,7 @@ class _Reader:
         return tail
 
     def read_hvm_tail(self) -> HvmTail | None:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         self.at("HVM tail")
         off = src.offset
         ioreq, bufioreq, store = self.read(HVM_MAGIC_PFNS)
@@ -986,7 +986,7 @@ class _Reader:
         return tail
 
     def read_qemu(self) -> QemuRecord | None:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         self.at("qemu record")
         off = src.offset
         sig = self.read(QEMU_SIGNATURE)[0]
