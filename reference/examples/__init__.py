@@ -66,6 +66,27 @@ class Example:
         return f"{self.format}/{self.rule or 'valid'}/{self.name}-{digest}"
 
 
+class StreamExamples:
+    """Collects the examples of one format built from typed stream values: ``encode`` turns a
+    value into octets, ``offsets`` gives each record's (item's) offset, ``meta`` its meta."""
+
+    def __init__(self, fmt: str, encode, offsets, meta):
+        self.format, self.encode, self.offsets, self.meta = fmt, encode, offsets, meta
+        self.out: list[Example] = []
+
+    def valid(self, name: str, stream, description: str) -> None:
+        self.out.append(Example(self.format, name, self.encode(stream), None, description, self.meta(stream)))
+
+    def bad(self, name: str, rule: str, stream, description: str, *, at: int | None = None, plus: int = 0,
+            offset: int | None = None, data: bytes | None = None) -> None:
+        """A malformed example: ``data`` (default: ``stream`` encoded), the finding at record (item)
+        ``at`` plus ``plus`` octets, or at ``offset``."""
+        if offset is None and at is not None:
+            offset = self.offsets(stream)[at] + plus
+        raw = self.encode(stream) if data is None else data
+        self.out.append(Example(self.format, name, raw, rule, description, self.meta(stream), offset))
+
+
 def all_examples() -> list[Example]:
     out: list[Example] = []
     for name in EXAMPLE_MODULES:
