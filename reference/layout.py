@@ -280,6 +280,11 @@ class Layout:
             return None
         return f.join(struct.unpack_from(endian.prefix + f.fmt, data, base + at))
 
+    def pack_field(self, endian: Endian, name: str, value) -> bytes:
+        """The octets of field ``name`` holding ``value`` (to patch one field of an encoded body)."""
+        f = self._by_name[name]
+        return struct.pack(endian.prefix + f.fmt, *f.split(value))
+
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._by_name)

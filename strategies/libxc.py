@@ -795,24 +795,25 @@ def _static_after_end(d: Draw):
     return enc(s), f"{X.record_name(rec.type)} after STATIC_DATA_END"
 
 
+def _moved_after(d: Draw, s: X.LibxcStream, cls, anchor) -> bytes:
+    """``s`` with its first ``cls`` record moved to a drawn place after the first ``anchor``."""
+    recs = list(s.records)
+    rec = recs.pop(find(s, cls))
+    j = next(i for i, r in enumerate(recs) if isinstance(r, anchor))
+    recs.insert(d.int(j + 1, len(recs) - 1), rec)
+    return enc(replace(s, records=tuple(recs)))
+
+
 @mutation(FORMAT, "semantics", X.PV_INFO_FIRST)
 def _pv_info_after_p2m(d: Draw):
     s = build(d, guest="pv")
-    recs = list(s.records)
-    info = recs.pop(find(s, X.X86PvInfo))
-    j = next(i for i, r in enumerate(recs) if isinstance(r, X.X86PvP2mFrames))
-    recs.insert(d.int(j + 1, len(recs) - 1), info)
-    return enc(replace(s, records=tuple(recs))), "X86_PV_INFO after X86_PV_P2M_FRAMES"
+    return _moved_after(d, s, X.X86PvInfo, X.X86PvP2mFrames), "X86_PV_INFO after X86_PV_P2M_FRAMES"
 
 
 @mutation(FORMAT, "semantics", X.PV_P2M_FIRST)
 def _p2m_after_page_data(d: Draw):
     s = build(d, guest="pv")
-    recs = list(s.records)
-    p2m = recs.pop(find(s, X.X86PvP2mFrames))
-    j = next(i for i, r in enumerate(recs) if isinstance(r, X.PageData))
-    recs.insert(d.int(j + 1, len(recs) - 1), p2m)
-    return enc(replace(s, records=tuple(recs))), "X86_PV_P2M_FRAMES after a PAGE_DATA record"
+    return _moved_after(d, s, X.X86PvP2mFrames, X.PageData), "X86_PV_P2M_FRAMES after a PAGE_DATA record"
 
 
 @mutation(FORMAT, "semantics", X.PV_PAGES_FIRST)
