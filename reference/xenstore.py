@@ -63,7 +63,8 @@ _DOMID_AT = NODE_PERMISSION.offset("domid")
 _NODE_RECORD = RECORD_HEADER + NODE_DATA
 #: Node permission specifiers that break no rule: perm one of PERM_LETTERS (PERM_LETTER), flags only
 #: GOOD_PERM_FLAGS (PERM_FLAGS_RESERVED); the fast path's test of a run of them.
-_GOOD_PERMS = re.compile(rb"(?:[" + PERM_LETTERS + rb"][" + re.escape(GOOD_PERM_FLAGS) + rb"]..)*", re.DOTALL)
+_GOOD_PERMS = re.compile(rb"(?:[" + PERM_LETTERS + rb"][" + b"".join(b"\\x%02x" % f for f in GOOD_PERM_FLAGS)
+                         + rb"]..)*", re.DOTALL)
 
 # --------------------------------------------------------------------------
 # Rules
