@@ -17,7 +17,7 @@ from ._draw import Draw, pick
 from ._registry import MUTATIONS, Mutation, mutation, valid_builder
 
 FORMAT = "xl"
-OPTDATA = len(XL.MAGIC) + XL.HEADER_WORDS.size
+OPTDATA = XL.OPTIONAL_DATA_OFFSET
 LE, BE = Endian.LITTLE, Endian.BIG
 
 
