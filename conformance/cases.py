@@ -172,19 +172,29 @@ def default_corpus_dir() -> Path:
     return Path(xenstream.corpus.__file__).resolve().parent
 
 
-def from_corpus(notes: list[str], corpus_dir: Path | None = None) -> list[Case]:
-    corpus_dir = corpus_dir or default_corpus_dir()
-    manifest = corpus_dir / "manifest.json"
-    if not manifest.is_file():
-        notes.append(f"corpus: {manifest} does not exist yet")
-        return []
+def _manifest(corpus_dir: Path | None, notes: list[str]) -> list:
+    """The entries of ``corpus_dir``'s ``manifest.json`` (the package's corpus by default)."""
+    manifest = (corpus_dir or default_corpus_dir()) / "manifest.json"
     try:
         entries = json.loads(manifest.read_text())
     except (OSError, ValueError) as exc:
         notes.append(f"corpus: cannot read {manifest}: {exc}")
         return []
-    if isinstance(entries, dict):  # tolerate {"entries": [...]}
-        entries = entries.get("entries", entries.get("cases", []))
+    if not isinstance(entries, list):
+        notes.append(f"corpus: {manifest} is not a list of entries")
+        return []
+    return entries
+
+
+def corpus_formats(corpus_dir: Path | None = None) -> list[str]:
+    """The formats the corpus's entries name (from its manifest alone)."""
+    return list(dict.fromkeys(e["format"] for e in _manifest(corpus_dir, [])
+                              if isinstance(e, dict) and isinstance(e.get("format"), str)))
+
+
+def from_corpus(notes: list[str], corpus_dir: Path | None = None) -> list[Case]:
+    corpus_dir = corpus_dir or default_corpus_dir()
+    entries = _manifest(corpus_dir, notes)
     out = []
     for entry in entries:
         try:

@@ -24,6 +24,7 @@ after a signal) can still end them: :func:`end_all_live`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -32,6 +33,7 @@ import stat
 import sys
 import threading
 import time
+from typing import Callable
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -277,3 +279,57 @@ def remove_tree(path) -> None:
                 except OSError:
                     pass
     shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the run itself: SIGTERM and SIGINT ---------------------------------------
+
+_terminating: list[int] = []
+_forward: list[Callable[[], bool]] = []
+_watching: list[bool] = []
+
+
+def _terminate(signum, frame):  # noqa: ARG001 - a signal handler's signature
+    """SIGTERM or SIGINT: end the run through KeyboardInterrupt (the clean-up
+    of a running case holds further signals until it is done).  A process
+    whose children are pytest-xdist workers (``forward()`` says so) first has
+    them end their running cases the same way and waits for them (up to
+    10 s; not on a second signal), so that nothing they started outlives
+    the run."""
+    first = not _terminating
+    _terminating.append(signum)
+    if first and _forward and _forward[0]():
+        workers = children()
+        _signal_all(workers, signal.SIGTERM)
+        wait_childless(workers, 10.0)
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name}: ending the running case")
+
+
+def catch_termination(*, worker: bool, forward: Callable[[], bool] = lambda: False) -> dict:
+    """Install :func:`_terminate` for SIGTERM (and SIGINT, in place of
+    Python's own handler) in the main thread; returns the handlers to give
+    back to :func:`restore_signals`.  An xdist worker also gets SIGTERM when
+    its controller dies, whatever killed it (:func:`die_with_parent`); an
+    exit that skips the running case's clean-up still ends what it started
+    (:func:`end_all_live`, at exit)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    _terminating.clear()
+    _forward[:] = [forward]
+    atexit.register(end_all_live)
+    if worker and not _watching:
+        die_with_parent(signal.SIGTERM)
+        _watching.append(True)
+    previous = {}
+    for signum, default in ((signal.SIGTERM, signal.SIG_DFL),
+                            (signal.SIGINT, signal.default_int_handler)):
+        current = signal.getsignal(signum)
+        if current in (default, signal.SIG_DFL, None):
+            signal.signal(signum, _terminate)
+            previous[signum] = current
+    return previous
+
+
+def restore_signals(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+    _forward.clear()

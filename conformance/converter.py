@@ -46,7 +46,7 @@ from .cases import Case, citation
 from . import containment
 from .delivery import FD, SOCKET, STREAM_FD, Feed
 from .execute import ACCEPT, CRASH, FILE, FLOOD, HARNESS, MODES, PIPE, REJECT, STDIN, TIMEOUT, \
-    Builtin, Limits, Observed, absolute_path, absolute_words, deliver_command, run_process, \
+    Builtin, Implementation, Limits, Observed, absolute_path, absolute_words, deliver_command, run_process, \
     stream_marks
 from .judge import BAD_OUTPUT, DIFFERS, FAIL, Judgement, failure_message, judge
 from .runner import HANG_STREAK, CaseRun, Runner
@@ -139,7 +139,7 @@ def run_reference(in_path: Path, out_path: Path, opts: ConvertOptions) -> Observ
     return Observed(CRASH, f"exit {rc}", rc, err.getvalue())
 
 
-class ConverterProgram:
+class ConverterProgram(Implementation):
     """An external converter: a path following convert-legacy-stream's options
     (``-i FILE|FD``: every delivery mode), or a template with ``{in}``,
     ``{out}`` and ``{options}`` placeholders (file, stdin and pipe modes;

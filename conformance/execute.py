@@ -553,6 +553,13 @@ class Implementation:
     def describe(self) -> str:
         return self.name
 
+    def unavailable(self) -> str | None:
+        """Why it cannot run on this machine at all (one line), or None."""
+        return None
+
+    def close(self) -> None:
+        """Release what it holds for the whole run."""
+
 
 class Program(Implementation):
     """An external program: the verify-stream-v2 convention or a command template.

@@ -137,6 +137,7 @@ class Runner:
         return (st.st_dev, st.st_ino) == self._identity
 
     def close(self) -> None:
+        self.impl.close()
         if self._own_workdir and self._workdir_intact():
             containment.remove_tree(self.workdir)
 

@@ -22,12 +22,33 @@ SUITE = pathlib.Path(__file__).resolve().parent.parent / "conformance" / "test_c
 @pytest.fixture
 def suite(pytester, monkeypatch):
     toy.register(monkeypatch)
-    pytester.makeconftest("from xenstream.conformance.conftest import *  # noqa\n"
-                          "from xenstream.conformance.plugin import pytest_collection_modifyitems  # noqa\n")
+    # what a checkout's root conftest.py (or an install's entry point) does
+    pytester.makeconftest('pytest_plugins = ["xenstream.conformance.plugin"]\n')
     pytester.makepyfile(test_conformance=SUITE.read_text())
     toy.write_corpus(pytester.path / "corpus")
     pytester.fake = toy.write_fake_verifier(pytester.path)
     return pytester
+
+
+def test_the_plugin_stays_out_of_runs_that_are_not_the_suites(pytester):
+    """Installed, the plugin is in every pytest run; it runs the suite only when
+    the command line names it or gives one of its options."""
+    pytester.makeconftest('pytest_plugins = ["xenstream.conformance.plugin"]\n')
+    pytester.makepyfile(test_other="def test_other():\n    pass\n")
+    r = pytester.runpytest("-p", "no:cacheprovider")
+    assert r.ret == 0 and "xenstream conformance" not in r.stdout.str()
+    assert not (pytester.path / "failures").exists()
+    # the suite's module, collected in a run that is not the suite's: one skip each, saying why
+    pytester.makepyfile(test_conformance=SUITE.read_text())
+    r = pytester.runpytest("-p", "no:cacheprovider", "-rs", "test_conformance.py")
+    outcomes(r, skipped=3)
+    assert "runs when the command line names it" in r.stdout.str()
+    # a folder that holds the suite (its module and the plugin) names it
+    folder = pytester.mkpydir("suite")
+    (folder / "test_conformance.py").write_text(SUITE.read_text())
+    (folder / "plugin.py").write_text("")
+    r = pytester.runpytest("-p", "no:cacheprovider", "suite", "--collect-only", "-q")
+    assert "suite/test_conformance.py::test_case[libxc/valid/" in r.stdout.str()
 
 
 def outcomes(result, **want):

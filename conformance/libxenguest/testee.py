@@ -145,6 +145,9 @@ class Libxenguest(Implementation):
         self.state_dir = Path(tempfile.mkdtemp(prefix="xenstream-libxenguest-"))
         self.diffs: dict[str, list[str]] = {}
 
+    def unavailable(self) -> str | None:
+        return self.problem
+
     def describe(self) -> str:
         if self.built is None:
             return f"{self.name}: {self.problem}"
@@ -258,9 +261,3 @@ class LibxenguestRunner(Runner):
             self.explain(run, fmt, data, expected=expected, rule=rule, description=description,
                          options=options)
         return run
-
-    def close(self) -> None:
-        super().close()
-        close = getattr(self.impl, "close", None)
-        if close:
-            close()
