@@ -67,8 +67,6 @@ PIECE_MAX = 48 * 1024
 MARK_CUTS = 24
 #: After the reader drained a piece: time it is given to ask for more.
 PIECE_PAUSE = 0.001
-#: Kept for callers of the first version of this module (same meaning).
-PIPE_PAUSE = PIECE_PAUSE
 
 _DESCRIPTIONS = {
     FILE: "its path on the command line",

@@ -446,3 +446,19 @@ def test_nothing_survives_a_sigterm_to_pytest(shim, tmp_path, workers):
     assert _tagged(tag) == []
     assert list(base.iterdir()) == []
     assert stopped < 30, f"pytest took {stopped:.1f} s to stop (the case timeout is 120 s)"
+
+
+def test_a_daemon_is_contained_like_every_testee(shim, tmp_path):
+    """The daemon starts through the runner's one containment (containment.spawn):
+    what it leaves behind in another session ends with its case, as for a program."""
+    token = str(time.monotonic_ns() % 10_000_000 + 7_000_000)
+    fake = tmp_path / "escaping-xenstored"
+    fake.write_text(f"#!/bin/sh\nsetsid sleep {token} &\nsleep {token} &\nexec sleep {token}\n")
+    fake.chmod(0o755)
+    with daemon.Daemon([str(fake)], shim, Limits(timeout=0.5, memory_mb=0),
+                       base=tmp_path / "runs") as d:
+        obs = d.restore(encode(c_restorable_state()))
+        assert obs.verdict == "timeout"
+    left = [p for p in os.listdir("/proc") if p.isdigit() and token.encode() in _cmdline(int(p))]
+    assert left == []
+    assert list((tmp_path / "runs").iterdir()) == []

@@ -11,13 +11,10 @@ state, 4 the library died (signal, assertion) or hung, 2 usage or build error.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from ..execute import Limits, run_process
-from . import build as buildmod
 from .testee import ACCEPT, WRONG_STATE, Libxenguest, describe_failure, guest_of
 
 

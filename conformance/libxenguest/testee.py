@@ -33,6 +33,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..delivery import Feed
 from ..execute import ACCEPT, FILE, PIPE, REJECT, SIGNAL, STDIN, Implementation, Limits, \
     Observed, run_process
 from ..judge import FAIL, PASS, Judgement, judge
@@ -178,12 +179,8 @@ class Libxenguest(Implementation):
         where = str(path) if mode == FILE else "-"
         argv = self.argv(where, data, state if self.check_state else None)
         env = self.env(guest)
-        if mode == PIPE:
-            obs = run_process(argv, self.limits, pipe_data=data, mode=mode, env=env)
-        elif mode == STDIN:
-            obs = run_process(argv, self.limits, stdin_path=path, mode=mode, env=env)
-        else:
-            obs = run_process(argv, self.limits, mode=mode, env=env)
+        obs = run_process(argv, self.limits, mode=mode, env=env,
+                          feed=Feed.for_mode(mode, data, path))
         if obs.verdict == ACCEPT and self.check_state:
             diff = self.state_diff(data, state)
             state.unlink(missing_ok=True)
