@@ -38,7 +38,8 @@ from ..execute import ACCEPT, FILE, PIPE, REJECT, SIGNAL, STDIN, Implementation,
     Observed, run_process
 from ..judge import FAIL, PASS, Judgement, judge
 from ..runner import CaseRun, Runner
-from . import build as buildmod
+from ..native import DEFAULT_RELEASE, Unavailable
+from .build import Built, build
 
 WRONG_STATE = "wrong-state"
 ABORT = "abort"
@@ -117,7 +118,7 @@ def first_frame(stderr: str) -> str:
     for m in _FRAME.finditer(stderr):
         obj, where = m.group(1), m.group(2)
         name = os.path.basename(obj)
-        if name.startswith(("fakexen", "libc.so", "ld-linux")) or "xenstream-restore" in name:
+        if name.startswith(("fake_hypercalls", "libc.so", "ld-linux")) or "xenstream-restore" in name:
             continue
         return f"{name}({where})"
     return ""
@@ -135,14 +136,14 @@ class Libxenguest(Implementation):
         # address space: RLIMIT_FSIZE would end a restore at the first high page
         self.limits = dataclasses.replace(limits, file_limit=0)
         self.check_state = check_state
-        self.built: buildmod.Built | None = None
+        self.built: Built | None = None
         self.problem: str | None = None
         try:
-            self.built = buildmod.build(where)
+            self.built = build(where)
             self.name = f"libxenguest {self.built.release.name}"
-        except buildmod.BuildError as exc:
+        except Unavailable as exc:
             self.problem = str(exc)
-            self.name = f"libxenguest ({where or buildmod.DEFAULT_RELEASE})"
+            self.name = f"libxenguest ({where or DEFAULT_RELEASE})"
         self.state_dir = Path(tempfile.mkdtemp(prefix="xenstream-libxenguest-"))
         self.diffs: dict[str, list[str]] = {}
 
@@ -212,7 +213,7 @@ class Libxenguest(Implementation):
         return compare(stream, restored)
 
     def replay(self, fmt: str, path: Path, mode: str, options: dict | None = None) -> str:
-        rel = self.built.release.directory if self.built else (self.where or buildmod.DEFAULT_RELEASE)
+        rel = self.built.release.directory if self.built else (self.where or DEFAULT_RELEASE)
         cmd = shlex.join([sys.executable, "-m", "xenstream.conformance.libxenguest",
                           "--release", str(rel), "-v", str(path)])
         return cmd

@@ -7,7 +7,8 @@ live-update stream, ``PATH -N`` to start afresh) with
   the case, holding ``state_dump`` (the stream) for a restore, or the files
   that stand for ``/proc/xen/xsd_port`` and ``/proc/xen/xsd_kva`` for a fresh
   start;
-* ``LD_PRELOAD`` the fake hypervisor (:mod:`.fakexen`);
+* ``LD_PRELOAD`` the Xen libraries it calls, faked (``fake_xenlibs.c``,
+  compiled by :func:`build_shim`);
 * the fds the stream names, as a live-update restart inherits them from its
   predecessor: a listening unix socket at GLOBAL_DATA's ``rw-socket-fd``
   (bound to an abstract name, so that no socket file exists), and one end of a
@@ -45,7 +46,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import containment
+from .. import containment, native
 from ..execute import ACCEPT, CRASH, NOEXEC, TIMEOUT, Limits, Observed, classify, trim
 from . import wire
 
@@ -55,6 +56,22 @@ FD_FIRST, FD_LIMIT = 3, 1024
 RUN_TAG_VAR = "XENSTREAM_RUN_TAG"
 READY_VAR = "XENSTREAM_FAKEXEN_READY_FD"
 STATE_DUMP = "state_dump"
+
+
+SHIM_SOURCE = Path(__file__).with_name("fake_xenlibs.c")
+SHIM = "fake_xenlibs.so"
+CFLAGS = ["-shared", "-fPIC", "-O2", "-Wall"]
+
+
+def build_shim(dest: Path | None = None) -> Path:
+    """The fake Xen libraries, compiled into the cache (:func:`..native.build`,
+    or ``dest``) when they are not there yet; :class:`..native.Unavailable`
+    says in one line why they cannot be."""
+    cc = native.compiler("the xenstored testee's fake Xen libraries, fake_xenlibs.c,")
+    folder = native.build("xenstored-shim", (SHIM_SOURCE,),
+                          lambda out: [[cc, *CFLAGS, "-o", str(out / SHIM), str(SHIM_SOURCE)]],
+                          (SHIM,), dest=dest)
+    return folder / SHIM
 
 
 def run_base() -> Path:
@@ -346,4 +363,4 @@ class Daemon:
         return capture.read_bytes()
 
 
-__all__ = ["Daemon", "StreamFds", "stream_fds", "run_base", "RUN_TAG_VAR"]
+__all__ = ["Daemon", "StreamFds", "build_shim", "stream_fds", "run_base", "RUN_TAG_VAR"]

@@ -39,8 +39,9 @@ from ..cases import citation
 from ..execute import ACCEPT, FILE, Implementation, Limits, Observed
 from ..judge import FAIL, PASS, WRONG_STATE, Judgement, failure_message, judge
 from ..runner import CaseRun, Runner
-from . import fakexen, state, wire
-from .daemon import Daemon, stream_fds
+from ..native import Unavailable
+from . import state, wire
+from .daemon import Daemon, build_shim, stream_fds
 
 #: How long a socket connection's watch has to fire after the probe write.
 WATCH_WAIT = 0.3
@@ -84,7 +85,7 @@ class XenstoredProgram(Implementation):
 
     def shim(self) -> Path:
         if self._shim is None:
-            self._shim = fakexen.build()
+            self._shim = build_shim()
         return self._shim
 
     def unavailable(self) -> str | None:
@@ -92,7 +93,7 @@ class XenstoredProgram(Implementation):
         if self._shim_problem is None and self._shim is None:
             try:
                 self.shim()
-            except fakexen.Unavailable as exc:
+            except Unavailable as exc:
                 self._shim_problem = str(exc)
         return self._shim_problem
 

@@ -1,5 +1,5 @@
 /*
- * fakexen.c: a fake hypervisor for xenstored, loaded with LD_PRELOAD.
+ * fake_xenlibs.c: the Xen libraries xenstored calls, faked (no hypervisor), loaded with LD_PRELOAD.
  *
  * Part of xenstream-conformance (conformance/xenstored/).  It provides the few
  * Xen library functions C xenstored calls (Xen 4.17 and 4.20: see `nm -D
