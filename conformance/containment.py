@@ -45,7 +45,6 @@ from typing import Callable
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
 
 _libc = None
 _subreaper: bool | None = None

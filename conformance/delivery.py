@@ -48,8 +48,6 @@ from pathlib import Path
 
 FILE, STDIN, PIPE, FD, SOCKET = "file", "stdin", "pipe", "fd", "socket"
 MODES: tuple[str, ...] = (FILE, STDIN, PIPE, FD, SOCKET)
-#: Modes that write the stream in pieces, waiting for the reader between them.
-PIECEWISE = frozenset({PIPE, SOCKET})
 
 #: The descriptor number the stream is inherited on in ``fd`` and ``socket`` modes.
 STREAM_FD = 5

@@ -467,6 +467,8 @@ class Implementation:
     needs_file: bool = True
     #: Delivery modes this implementation can be given streams in.
     modes: tuple[str, ...] = MODES
+    #: The limits of each run (None: it runs in this process, unlimited).
+    limits: Limits | None = None
 
     def verify(self, fmt: str, data: bytes, path: Path | None, mode: str,
                options: dict | None = None) -> Observed:

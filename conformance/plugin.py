@@ -51,9 +51,8 @@ SHRINK_BUDGET = 4
 #: The Hypothesis seed of the suite's properties unless --hypothesis-seed says otherwise:
 #: two runs of one implementation draw the same streams.
 DEFAULT_SEED = 0
-#: The suite's test module, and the package that holds it.
+#: The suite's test module.
 SUITE_MODULE = "test_conformance.py"
-SUITE_PACKAGE = "xenstream.conformance"
 #: workerinput key: the formats the controller's preflight found refused
 _REFUSED_KEY = "xenstream_refused"
 #: the file that marks a --failures-dir as written by this suite
@@ -474,7 +473,7 @@ class Suite:
             outcome=run.outcome, kind=run.judgement.kind, duration=round(run.duration, 6),
             known=run.known, saved=str(run.saved) if run.saved else None,
             section=casesmod.section_of(rule), replay=run.replay,
-            state_diff=getattr(run, "diff", None) or None)
+            state_diff=run.diff or None)
         data = result.to_json()
         if run.failed:
             data["reason"] = default_reason(run)
@@ -570,10 +569,8 @@ class Suite:
         @given(sample=strat, draw=st.data())
         def prop(sample, draw):
             data = bytes(sample.data)
-            rule = getattr(sample, "rule", None)
-            expected = getattr(sample, "expected", "accept" if rule is None else "reject")
-            one(casesmod.make_id(sample.format, rule, "hyp", data), sample.format, data,
-                expected, rule, getattr(sample, "description", ""))
+            one(casesmod.make_id(sample.format, sample.rule, "hyp", data), sample.format, data,
+                sample.expected, sample.rule, sample.description)
             if kind == "valid" and data and self.prefix_sample > 0:
                 cut = draw.draw(st.integers(0, len(data) - 1), label="prefix length")
                 prefix = data[:cut]

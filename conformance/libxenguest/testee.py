@@ -36,12 +36,11 @@ from pathlib import Path
 from ..delivery import Feed
 from ..execute import ACCEPT, FILE, PIPE, REJECT, SIGNAL, STDIN, Implementation, Limits, \
     Observed, run_process
-from ..judge import FAIL, PASS, Judgement, judge
-from ..runner import CaseRun, Runner
+from ..judge import FAIL, PASS, WRONG_STATE, Judgement, judge
+from ..runner import Runner
 from ..native import DEFAULT_RELEASE, Unavailable
 from .build import Built, build
 
-WRONG_STATE = "wrong-state"
 ABORT = "abort"
 FAKE_PREFIX = "fake hypervisor: "
 
@@ -51,7 +50,6 @@ _XC_ERROR = re.compile(r"^xc: error: (.*?)(?:: Internal error)?$", re.MULTILINE)
 _ASSERT = re.compile(r"^[^\n]*?: ([^\n:]+): Assertion `(.*)' failed\.$", re.MULTILINE)
 _FRAME = re.compile(r"^(\S+?)\((\S*?)\)\[0x[0-9a-f]+\]$", re.MULTILINE)
 
-SUPPORTED_FORMATS = ("libxc",)
 NOT_SUPPORTED = ("libxenguest restores the libxc stream; the libxl and xl layers around it are "
                  "read by libxl, which is not run here")
 
@@ -199,12 +197,13 @@ class Libxenguest(Implementation):
 
     def state_diff(self, data: bytes, state: Path) -> list[str]:
         from xenstream.reference import libxc
+        from xenstream.reference.errors import StreamError
 
         from .state import StateError, compare, parse
 
         try:
             stream = libxc.decode(data)
-        except Exception:
+        except StreamError:
             return []     # accepted what the reference cannot decode: a verdict matter, not a state one
         try:
             restored = parse(state.read_bytes())
@@ -246,16 +245,5 @@ def judge_restore(expected: str, role: str, observations) -> Judgement:
 class LibxenguestRunner(Runner):
     """Runs libxc cases through :class:`Libxenguest`; ``wrong-state`` judged as such."""
 
-    def run_stream(self, case_id, fmt, data, *, expected, rule, description="", modes=None,
-                   save=True, options=None) -> CaseRun:
-        modes = tuple(modes) if modes else self.modes_for(case_id)
-        observations, _ = self.observe(fmt, data, modes, options)
-        verdict = judge_restore(expected, self.role, observations)
-        run = CaseRun(case_id, verdict, observations, sum(o.duration for o in observations))
-        run.known = self.known.match(case_id)
-        if run.known is not None:
-            run.known_reason = self.known.entries[run.known]
-        if verdict.status == FAIL and save:
-            self.explain(run, fmt, data, expected=expected, rule=rule, description=description,
-                         options=options)
-        return run
+    def verdict_of(self, expected, observations) -> Judgement:
+        return judge_restore(expected, self.role, observations)

@@ -319,17 +319,8 @@ int open(const char *path, int flags, ...)
     return open_common(path, flags, mode);
 }
 
-int open64(const char *path, int flags, ...)
-{
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    return open_common(path, flags, mode);
-}
+/* the same function under its large-file name */
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 /* ---- readiness -------------------------------------------------------- */
 

@@ -39,6 +39,8 @@ from ..cases import citation
 from ..execute import ACCEPT, FILE, Implementation, Limits, Observed
 from ..judge import FAIL, PASS, WRONG_STATE, Judgement, failure_message, judge
 from ..runner import CaseRun, Runner
+from xenstream.reference.errors import StreamError
+
 from ..native import Unavailable
 from . import state, wire
 from .daemon import Daemon, build_shim, stream_fds
@@ -105,7 +107,7 @@ class XenstoredProgram(Implementation):
                 return Outcome(obs, [], obs.detail)
             try:
                 decoded = _decode(data)
-            except Exception:  # the reference refuses it: the verdict says it all
+            except StreamError:  # the reference refuses it: the verdict says it all
                 return Outcome(obs, [])
             try:
                 diffs = check_state(d, decoded)
@@ -224,7 +226,7 @@ class XenstoredRunner(Runner):
                 description: str = "", options: dict | None = None, diffs=None) -> None:
         run.saved = self.save(run.case_id, data)
         if diffs is None:
-            diffs = [state.Difference(**d) for d in getattr(run, "diff", None) or []]
+            diffs = [state.Difference(**d) for d in run.diff or []]
         extra = ""
         if diffs:
             extra = ("  state (path: what: expected, restored); the stream's own view: "
