@@ -33,9 +33,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..delivery import Feed
-from ..execute import ACCEPT, FILE, PIPE, REJECT, SIGNAL, STDIN, Implementation, Limits, \
-    Observed, run_process
+from ..delivery import FD, FILE, MODES, PIPE, SOCKET, STREAM_FD, Feed
+from ..execute import ACCEPT, REJECT, SIGNAL, Implementation, Limits, Observed, run_process, \
+    stream_marks
 from ..judge import FAIL, PASS, WRONG_STATE, Judgement, judge
 from ..runner import Runner
 from ..native import DEFAULT_RELEASE, Unavailable
@@ -122,11 +122,29 @@ def first_frame(stderr: str) -> str:
     return ""
 
 
+def stream_words(mode: str, path: Path | None) -> list[str]:
+    """How the driver is told where its stream is in ``mode``: the file, ``-``
+    (standard input: ``stdin``, ``pipe``) or ``--fd 5`` (an inherited
+    descriptor: ``fd``, a file at an offset; ``socket``), as libxl gives its
+    save helper the save file or the migration socket."""
+    if mode == FILE:
+        return [str(path)]
+    if mode in (FD, SOCKET):
+        return ["--fd", str(STREAM_FD)]
+    return ["-"]
+
+
+def feed(mode: str, data: bytes, path: Path | None) -> Feed | None:
+    """The stream as the runner delivers it in ``mode`` (pieces cut at its records)."""
+    return Feed.for_mode(mode, data, path,
+                         stream_marks("libxc", data) if mode in (PIPE, SOCKET) else ())
+
+
 class Libxenguest(Implementation):
-    """The driver under the shim, for one release."""
+    """The driver under the shim, for one release; every delivery mode."""
 
     needs_file = True
-    modes = (FILE, STDIN, PIPE)
+    modes = MODES
 
     def __init__(self, where: str | None, limits: Limits = Limits(), *, check_state: bool = True):
         self.where = where
@@ -158,7 +176,8 @@ class Libxenguest(Implementation):
         env.update(LD_PRELOAD=str(self.built.shim), XENSTREAM_FAKEXEN_GUEST=guest)
         return env
 
-    def argv(self, where: str, data: bytes, state: Path | None = None, verbose: bool = False) -> list[str]:
+    def argv(self, where: list[str], data: bytes, state: Path | None = None,
+             verbose: bool = False) -> list[str]:
         out = [str(self.built.driver)]
         if verbose:
             out.append("-v")
@@ -166,7 +185,7 @@ class Libxenguest(Implementation):
             out.append("--remus")
         if state is not None:
             out += ["--state", str(state)]
-        return out + [where]
+        return out + where
 
     def verify(self, fmt: str, data: bytes, path: Path | None, mode: str,
                options: dict | None = None) -> Observed:
@@ -175,11 +194,10 @@ class Libxenguest(Implementation):
         guest = guest_of(data)
         state = self.state_dir / f"state-{os.getpid()}-{mode}"
         state.unlink(missing_ok=True)
-        where = str(path) if mode == FILE else "-"
-        argv = self.argv(where, data, state if self.check_state else None)
-        env = self.env(guest)
-        obs = run_process(argv, self.limits, mode=mode, env=env,
-                          feed=Feed.for_mode(mode, data, path))
+        argv = self.argv(stream_words(mode, path), data, state if self.check_state else None)
+        obs = run_process(argv, self.limits, mode=mode, env=self.env(guest),
+                          cwd=path.parent if path is not None else None,
+                          feed=feed(mode, data, path))
         if obs.verdict == ACCEPT and self.check_state:
             diff = self.state_diff(data, state)
             state.unlink(missing_ok=True)
@@ -213,9 +231,9 @@ class Libxenguest(Implementation):
 
     def replay(self, fmt: str, path: Path, mode: str, options: dict | None = None) -> str:
         rel = self.built.release.directory if self.built else (self.where or DEFAULT_RELEASE)
-        cmd = shlex.join([sys.executable, "-m", "xenstream.conformance.libxenguest",
-                          "--release", str(rel), "-v", str(path)])
-        return cmd
+        return shlex.join([sys.executable, "-m", "xenstream.conformance.libxenguest",
+                           "--release", str(rel), *(["--delivery", mode] if mode != FILE else []),
+                           "-v", str(path)])
 
     def close(self) -> None:
         import shutil
