@@ -60,7 +60,8 @@ FAILURES_MARK = ".xenstream-failures"
 #: our options: name -> (takes a value, default), filled by pytest_addoption
 _OPTIONS: dict[str, tuple[bool, object]] = {}
 #: options that say nothing about which cases run or how they are judged
-_NOT_RECORDED = ("--known-failures", "--update-known-failures", "--report", "--failures-dir")
+_NOT_RECORDED = ("--known-failures", "--update-known-failures", "--new-failures-only", "--report",
+                 "--failures-dir")
 _FIXTURES = ("case", "strategy_target", "skipped_format")
 
 
@@ -102,13 +103,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "the large streams always in every mode)")
     g.addoption("--prefix-sample", type=int, default=casesmod.PREFIX_SAMPLE, metavar="N",
                 help="truncated prefixes checked per valid stream (default %(default)s)")
-    g.addoption("--hypothesis-examples", type=int, default=25, metavar="N",
-                help="examples per Hypothesis property (default %(default)s)")
+    g.addoption("--hypothesis-examples", type=int, default=None, metavar="N",
+                help="examples per Hypothesis property (default: the max_examples of the "
+                     "Hypothesis settings profile $HYPOTHESIS_PROFILE names, strategies/"
+                     "settings.py: ci, the default, 25; nightly 1000)")
 
     g.addoption("--known-failures", default=None, metavar="FILE",
                 help="case ids expected to fail, with a reason each")
     g.addoption("--update-known-failures", action="store_true",
                 help="rewrite --known-failures from this run's failures")
+    g.addoption("--new-failures-only", action="store_true",
+                help="with --known-failures: fail only on failures the file does not cover; the "
+                     "file need not describe this run (another --hypothesis-seed, more "
+                     "--hypothesis-examples: the nightly run), and a listed case that passes passes")
     g.addoption("--report", default=None, metavar="DIR",
                 help="write results.json and report.md here")
     for option in g.options:
@@ -198,14 +205,33 @@ def check_options(opt) -> None:
                                 "of octets above 0")
     if opt("--prefix-sample") < 0:
         raise pytest.UsageError(f"--prefix-sample={opt('--prefix-sample')}: give 0 or more")
-    if opt("--hypothesis-examples") < 1:
-        raise pytest.UsageError(f"--hypothesis-examples={opt('--hypothesis-examples')}: give 1 or "
+    examples = opt("--hypothesis-examples")
+    if examples is not None and examples < 1:
+        raise pytest.UsageError(f"--hypothesis-examples={examples}: give 1 or "
                                 "more (leave 'strategies' out of --sources for none)")
     sources = _split(opt("--sources"))
     bad = [s for s in sources or [] if s not in ALL_SOURCES]
     if bad or not sources:
         raise pytest.UsageError(f"--sources={opt('--sources')}: unknown "
                                 f"{', '.join(bad) or 'nothing given'}; known: {', '.join(ALL_SOURCES)}")
+
+
+def profile_examples() -> int:
+    """``max_examples`` of the Hypothesis settings profile ``$HYPOTHESIS_PROFILE``
+    names (``ci`` when unset): the project's profiles (strategies/settings.py)."""
+    import os
+
+    from hypothesis import settings
+    from hypothesis.errors import InvalidArgument
+
+    import xenstream.strategies.settings  # noqa: F401 - registers the profiles
+
+    name = os.environ.get("HYPOTHESIS_PROFILE") or "ci"
+    try:
+        return settings.get_profile(name).max_examples
+    except InvalidArgument:
+        raise pytest.UsageError(f"HYPOTHESIS_PROFILE={name}: no such Hypothesis settings profile "
+                                "(strategies/settings.py: ci, nightly, dev)") from None
 
 
 def check_formats(wanted: list[str] | None, known: list[str]) -> None:
@@ -236,15 +262,20 @@ class Suite:
         self.failures_dir = (base / opt("--failures-dir")).resolve()
         kf = opt("--known-failures")
         self.known_path = (base / kf).resolve() if kf else None
-        if opt("--update-known-failures") and self.known_path is None:
-            raise pytest.UsageError("--update-known-failures needs --known-failures FILE")
+        for flag in ("--update-known-failures", "--new-failures-only"):
+            if opt(flag) and self.known_path is None:
+                raise pytest.UsageError(f"{flag} needs --known-failures FILE")
+        if opt("--update-known-failures") and opt("--new-failures-only"):
+            raise pytest.UsageError("--update-known-failures writes a file that describes the run; "
+                                    "--new-failures-only reads one that need not: give one of them")
+        self.new_only = opt("--new-failures-only")
         self.known = KnownFailures.load(self.known_path)
         self.report_dir = (base / opt("--report")).resolve() if opt("--report") else None
         self.corpus_dir = (base / opt("--corpus")).resolve() if opt("--corpus") else None
         if self.corpus_dir is not None and not (self.corpus_dir / "manifest.json").is_file():
             raise pytest.UsageError(f"--corpus={opt('--corpus')}: no manifest.json in "
                                     f"{self.corpus_dir}")
-        self.hypothesis_examples = opt("--hypothesis-examples")
+        self.hypothesis_examples = opt("--hypothesis-examples") or profile_examples()
         # Hypothesis' own --hypothesis-seed, read as its plugin reads it (an
         # integer when it looks like one); a fixed seed when not given
         seed = config.getoption("hypothesis_seed", default=None)
@@ -487,6 +518,8 @@ class Suite:
         if run.known is not None:
             if run.failed:
                 pytest.xfail(f"known failure ({run.known}): {run.known_reason}")
+            if self.new_only:
+                return   # it passes: what the file says of it is not this run's business
             where = self.known_path or "the known-failures file"
             pytest.fail(f"{run.case_id} is listed in {where} as a known failure "
                         f"({run.known_reason!r}) but now {run.judgement.status}es "
@@ -600,7 +633,9 @@ class Suite:
                           replay=run.replay if (error and run) else "")
         # the properties are seeded: a listed target draws the same streams on
         # every run, so one that finds nothing now is listed in vain, like any case
-        summary.known = self.known.match(tid)
+        # (with --new-failures-only, only the streams it drew are matched: a
+        # listed target must not hide what another seed finds)
+        summary.known = None if self.new_only else self.known.match(tid)
         summary.known_reason = self.known.entries.get(summary.known) if summary.known else None
         # a property breaks no rule of its own; a failure shows the rule of the
         # stream Hypothesis shrank to
@@ -791,7 +826,7 @@ class ConformanceRun:
         ran = set(outcome_of)
         failed = {r["id"]: r.get("reason", "") for r in judged if r["outcome"] in ("fail", "xfail")}
         case_ids = suite.case_ids()
-        problems = [] if suite.known_path is None else \
+        problems = [] if suite.known_path is None or suite.new_only else \
             suite.known.problems(outcome_of, case_ids, suite.selection())
         if config.getoption("--update-known-failures"):
             updated = suite.known.updated(failed, ran, case_ids)

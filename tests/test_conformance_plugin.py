@@ -179,6 +179,30 @@ def test_known_failures_file_records_the_run_and_must_describe_it(suite):
     assert suite.runpytest(*args).ret == 0
 
 
+def test_new_failures_only_fails_on_what_the_file_does_not_cover(suite):
+    """The nightly run: more examples, another seed; the known-failures file only
+    tells known failures from new ones, and need not describe the run."""
+    from xenstream.conformance.cases import make_id
+
+    args = [*BASE, f"--impl={suite.fake}", "--delivery=file", "--known-failures=kf.txt"]
+    suite.runpytest(*args, "--update-known-failures")
+    listed = (suite.path / "kf.txt").read_text()
+    with open(suite.path / "kf.txt", "a") as f:
+        f.write(f"{make_id('toy', None, 'plain', toy.VALID)}  passes now\n"
+                "toy/toy.gone/was-here-00000000  not in this run\n")
+    assert suite.runpytest(*args).ret == 1
+    r = suite.runpytest(*args, "--new-failures-only")
+    assert r.ret == 0, r.stdout.str()
+    outcomes(r, passed=len(toy.CASES) - 2, xfailed=2)
+    # a failure the file does not list is new: it fails
+    (suite.path / "kf.txt").write_text("\n".join(l for l in listed.splitlines() if "odd" not in l))
+    r = suite.runpytest(*args, "--new-failures-only")
+    assert r.ret == 1
+    outcomes(r, passed=len(toy.CASES) - 2, xfailed=1, failed=1)
+    r = suite.runpytest(*args, "--new-failures-only", "--update-known-failures")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+
+
 def test_strategy_runs_are_seeded_and_repeatable(suite):
     args = ["--sources=strategies", "--formats=xl", "--hypothesis-examples=3", "-p",
             "no:cacheprovider"]
