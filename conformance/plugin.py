@@ -76,6 +76,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      ".cache/xen-tools/4.17); xenstored: a daemon restoring live-update streams "
                      "(--impl=the daemon or a script that execs it; judged as a restorer, its "
                      "restored store checked)")
+    g.addoption("--impl-protocol", choices=("process", "batch"), default="process",
+                help="process (default): one process per run; batch: one testee per worker, "
+                     "started as PROG --batch, one JSON request per case on its stdin and one "
+                     "answer per case on its stdout (docs/batch-protocol.md); a sample of cases "
+                     "also per process, for the transport")
     g.addoption("--impl-role", choices=("strict", "restore"), default="strict",
                 help="how 'writer' cases are judged: strict must refuse, restore must accept")
     g.addoption("--impl-timeout", type=float, default=5.0, metavar="SECONDS",
@@ -162,6 +167,10 @@ class Suite:
         self.config = config
         check_options(opt)
         self.kind = opt("--impl-kind")
+        self.protocol = opt("--impl-protocol")
+        if self.protocol == "batch" and self.kind != "verifier":
+            raise pytest.UsageError(f"--impl-protocol=batch is for verifiers; --impl-kind "
+                                    f"{self.kind} runs one process per case")
         self.role = opt("--impl-role")
         if self.kind == "xenstored":
             self.role = "restore"   # a daemon restoring its own state is a restorer
@@ -213,6 +222,11 @@ class Suite:
 
             self.runner = XenstoredRunner(self.impl, self.role, "file", self.failures_dir,
                                           workdir, self.known)
+        elif self.protocol == "batch":
+            from .batch import BatchRunner
+
+            self.runner = BatchRunner(self.impl, self.role, delivery, self.failures_dir, workdir,
+                                      self.known)
         else:
             self.runner = Runner(self.impl, self.role, delivery, self.failures_dir, workdir, self.known)
         self.formats_wanted = _split(opt("--formats"))
@@ -267,6 +281,15 @@ class Suite:
             self.programs.append(impl)
             return ConverterProgram(path=str(Path(impl).absolute()) if os.sep in impl else impl,
                                     limits=self.limits)
+        if self.protocol == "batch":
+            from .batch import make_testee
+
+            try:
+                testee = make_testee(impl, template, self.limits)
+            except ValueError as exc:
+                raise pytest.UsageError(str(exc)) from None
+            self.programs.append(testee.words[0])
+            return testee
         if template:
             self._check_template(template)
             return Program(template=template, limits=self.limits)
@@ -312,18 +335,20 @@ class Suite:
         name = self.impl.name
         if refused and len(refused) == len(formats):
             convention = ("convert-legacy-stream's options" if self.kind == "converter" else
+                          "the batch protocol (PROG --batch, docs/batch-protocol.md)"
+                          if self.protocol == "batch" else
                           "verify-stream-v2's convention, PROG -f FORMAT -i FILE")
             first = next(iter(refused.values()))
             raise pytest.UsageError(
                 f"{name} refuses every format it was given ({', '.join(refused)}) whatever the "
-                f"stream (exit {first.exit_code}: {first.words!r}); is it a program that follows "
+                f"stream ({first.how}: {first.words!r}); is it a program that follows "
                 f"{convention}? --impl-cmd takes any other command line; nothing was run")
         named = [f for f in refused if self.formats_wanted and f in self.formats_wanted]
         if named:
             r = refused[named[0]]
             raise pytest.UsageError(
                 f"--formats names {', '.join(named)}, but {name} refuses "
-                f"{'it' if len(named) == 1 else 'them'} whatever the stream (exit {r.exit_code}: "
+                f"{'it' if len(named) == 1 else 'them'} whatever the stream ({r.how}: "
                 f"{r.words!r}); leave {'it' if len(named) == 1 else 'them'} out of --formats; "
                 "nothing was run")
         self.refused = refused
