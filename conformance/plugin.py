@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import json
 import os
 import re
 import shlex
@@ -32,7 +33,7 @@ from .execute import Builtin, Limits, Program, reference_command
 from .judge import CRASHED, FAIL, FLAKY, HARNESS_ERROR, Judgement
 from .known_failures import KnownFailures
 from .preflight import Refusal
-from .results import CaseResult, Run
+from .results import CaseResult, Run, junit_properties
 from .runner import DELIVERY_CHOICES, CaseRun, Runner, default_reason, parse_delivery
 
 RESULT_KEY = "xenstream"
@@ -550,7 +551,9 @@ class Suite:
         data = result.to_json()
         if run.failed:
             data["reason"] = default_reason(run)
-        item.user_properties.append((RESULT_KEY, data))
+        # JSON, so that the --junitxml property is machine-readable too
+        item.user_properties.append((RESULT_KEY, json.dumps(data)))
+        item.user_properties.extend(junit_properties(result))
 
     def conclude(self, run) -> None:
         """Turn a CaseRun into the test's outcome."""
@@ -924,7 +927,7 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     recorded = False
     for name, value in getattr(report, "user_properties", ()):
         if name == RESULT_KEY and report.when == "call":
-            _CURRENT_RESULTS.append(value)
+            _CURRENT_RESULTS.append(json.loads(value) if isinstance(value, str) else value)
             recorded = True
     if report.failed and report.when in ("setup", "call") and not recorded:
         m = _CONFORMANCE_TEST.search(report.nodeid)

@@ -223,10 +223,19 @@ def pytest_run(*args, timeout=240):
 
 def test_python_example_testee_passes(tmp_path):
     testee = f"{sys.executable} {EXAMPLES / 'xenstream_testee.py'}"
-    r = pytest_run("-q", "--impl-protocol=batch", f"--impl-cmd={testee}", "--formats=xl,legacy",
-                   "--sources=examples,prefixes", "--delivery=sample", f"--report={tmp_path}/rep",
-                   f"--failures-dir={tmp_path}/f")
+    r = pytest_run("-q", "-n", "2", "--impl-protocol=batch", f"--impl-cmd={testee}",
+                   "--formats=xl,legacy", "--sources=examples,prefixes", "--delivery=sample",
+                   f"--report={tmp_path}/rep", f"--failures-dir={tmp_path}/f",
+                   f"--junitxml={tmp_path}/junit.xml")
     assert r.returncode == 0, r.stdout[-3000:]
+    # one testee per xdist worker; the JUnit properties cross from the workers
+    import xml.etree.ElementTree as ET
+
+    props = [{p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in ET.parse(tmp_path / "junit.xml").getroot().iter("testcase")
+             if case.find("skipped") is None]
+    assert props and all(p.get("xenstream.verdict") for p in props)
+    assert sum("xenstream.rule" in p for p in props) > 50
     results = json.loads((tmp_path / "rep" / "results.json").read_text())
     observed = {c["observed"] for c in results["cases"]}
     # legacy images take options in a request and on a per-process command line
