@@ -123,6 +123,15 @@ class _SingleRun(Program):
         return [*self.words, "-f", fmt, *option_words(options), "-i", where]
 
 
+def _name_of(words: list[str]) -> str:
+    """What to call a testee: its program, or the script an interpreter runs
+    (``python3 testee.py`` is ``testee.py``)."""
+    for w in words[1:]:
+        if not w.startswith("-") and os.path.isfile(w):
+            return os.path.basename(w)
+    return os.path.basename(words[0])
+
+
 class BatchProgram(Implementation):
     """A testee that speaks the batch protocol (see the module docstring).
 
@@ -140,7 +149,7 @@ class BatchProgram(Implementation):
         self.words = absolute_words(list(words))
         self.limits = limits
         self.env = env
-        self.name = name or os.path.basename(self.words[0])
+        self.name = name or _name_of(self.words)
         self.single = _SingleRun(self.words, limits, env, self.name)
         self.case_id = ""            # the case the runner is on (set by BatchRunner)
         self._requests = 0
