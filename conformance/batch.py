@@ -55,6 +55,7 @@ import json
 import os
 import selectors
 import shlex
+import stat
 import subprocess
 import tempfile
 import time
@@ -62,11 +63,11 @@ from pathlib import Path
 
 from . import containment
 from .delivery import MODES
-from .execute import (ACCEPT, CRASH, FLOOD, REJECT, TIMEOUT, Implementation, Limits,
+from .execute import (ACCEPT, CRASH, FLOOD, HARNESS, REJECT, TIMEOUT, Implementation, Limits,
                       Observed, Program, _child_setup, _ErrorLog, _kill_group, _spawn_problem,
                       absolute_words, classify, option_words)
 from .judge import FLAKY, Judgement
-from .runner import EVERY_MODE_SOURCES, Runner
+from .runner import EVERY_MODE_SOURCES, HANG_STREAK, Runner
 
 #: The delivery mode of a batch request (the stream's path in a request).
 BATCH = "batch"
@@ -410,6 +411,65 @@ class BatchRunner(Runner):
                 return (BATCH,)
             return (BATCH, MODES[(h // self.sample_every) % len(MODES)])
         return (BATCH, *(m for m in d if m != BATCH))
+
+    def observe_one(self, fmt: str, data: bytes, mode: str, options: dict | None = None,
+                    attempt: int = 1) -> Observed:
+        """A batch request: the stream goes to one file of this runner's, replaced
+        (not rewritten) for each request, so that a request costs no folder of
+        its own (the testee's working directory is its own folder, for its
+        whole life).  Per-process runs get a private folder each, as always."""
+        if mode != BATCH:
+            return super().observe_one(fmt, data, mode, options, attempt)
+        try:
+            path = self._stream_file(data)
+            with self._limits_for_this_run() as short:
+                seen = self.impl.verify(fmt, data, path, mode, options)
+            if short is not None and seen.verdict == TIMEOUT:
+                seen = dataclasses.replace(seen, detail=(
+                    f"after {short:g} s, shortened: every run of the {HANG_STREAK} cases before "
+                    "timed out"))
+        except Exception as exc:  # noqa: BLE001 - the runner's failure, not the implementation's
+            seen = Observed(HARNESS, f"{type(exc).__name__}: {exc}", mode=mode)
+        return seen if attempt == 1 else dataclasses.replace(seen, attempt=attempt)
+
+    def _stream_file(self, data: bytes) -> Path:
+        """The request's stream file, rewritten in place: on ext4 a rewrite costs
+        ~20 us where a new file renamed over the old one costs ~200 us and a
+        folder per request ~1.7 ms.  A testee that replaced it (a link, a
+        FIFO, a hard link to elsewhere) gets a new file."""
+        if not self._workdir_intact():
+            self._new_workdir(None if self._own_workdir else self.workdir)
+        folder = self.workdir / "batch"
+        if not folder.is_dir() or folder.is_symlink():
+            if os.path.lexists(folder):
+                containment.remove_tree(folder)
+            folder.mkdir(mode=0o700)
+        path = folder / "stream.bin"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(path, flags, 0o600)
+        except OSError:   # a link or something else it cannot open: start again
+            fd = None
+        if fd is not None:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+                os.close(fd)
+                fd = None
+        if fd is None:
+            if os.path.lexists(path):
+                if os.path.isdir(path) and not os.path.islink(path):
+                    containment.remove_tree(path)
+                else:
+                    os.unlink(path)
+            fd = os.open(path, flags | os.O_EXCL, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.ftruncate(fd, len(data))
+        finally:
+            os.close(fd)
+        return path
 
     def run_stream(self, case_id: str, fmt: str, data: bytes, **kw):
         self.impl.case_id = case_id
