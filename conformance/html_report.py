@@ -243,6 +243,7 @@ font-size:12px;color:#fff;white-space:nowrap}
 td.cell a:hover{outline:2px solid #1c2a44;outline-offset:1px}
 td.cell a small{font-weight:500;font-size:10.5px;opacity:.88;margin-left:5px}
 td.cell.none{color:#c3c8cf;font-size:12px}
+td.cell .mix{height:4px;margin:3px -3px -1px;border-radius:2px;background:#fff;box-shadow:0 0 0 1px rgba(255,255,255,.85)}
 .v-pass{background:var(--pass);color:var(--pass-fg)!important}
 .v-fail{background:var(--fail)}
 .v-known{background:var(--known);color:var(--known-fg)!important}
@@ -441,9 +442,11 @@ def render_html(runs: list[tuple[str, Run]], title: str = "Conformance matrix") 
             text = f"{good}/{len(cases)}" if worst in ("pass", "reported", "known") else \
                 f"{sum(n for k, n in counts.items() if _ORDER[k] <= _ORDER['flaky'])}/{len(cases)}"
             anchor = f"d{ri}-{ci}"
+            mix = _bar(counts, len(cases)).replace('class="bar"', 'class="bar mix"') \
+                if len(counts) > 1 else ""
             cells.append(f'<td class="cell"><a class="v-{worst}" href="#{anchor}" '
                          f'title="{_e(_counts_text(counts))}">{text}'
-                         f"<small>{_e(_LABEL[worst])}</small></a></td>")
+                         f"<small>{_e(_LABEL[worst])}</small>{mix}</a></td>")
             order = sorted(cases, key=lambda c: (_ORDER[case_class(c)], c.id))
             panels.append(
                 f'<section class="detail" id="{anchor}"><a class="close" href="#" '

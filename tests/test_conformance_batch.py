@@ -203,13 +203,15 @@ def test_batch_and_per_process_verdicts_are_compared(testee, tmp_path):
 
 def test_the_sample_goes_through_every_mode_per_process(testee, tmp_path):
     r = runner(testee, tmp_path, delivery="sample")
-    picks = [r.modes_for(f"fmt/valid/case-{i}") for i in range(800)]
+    picks = [r.modes_for(f"fmt/valid/case-{i}", "examples") for i in range(800)]
     extra = [m[1] for m in picks if len(m) > 1]
     assert all(m[0] == BATCH for m in picks)
     assert 60 < len(extra) < 140                      # about one in SAMPLE_EVERY
     assert set(extra) == {"file", "stdin", "pipe", "fd", "socket"}
     assert r.modes_for("fmt/valid/big", "large") == (BATCH, "file", "stdin", "pipe", "fd", "socket")
     assert runner(testee, tmp_path, "file").modes_for("fmt/valid/case-1") == (BATCH,)
+    # Hypothesis examples (no source): batch requests only; the listed cases test the transport
+    assert {r.modes_for(f"fmt/valid/hyp-{i}") for i in range(100)} == {(BATCH,)}
 
 
 # the example testees, against the real suite ------------------------------
