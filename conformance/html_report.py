@@ -309,7 +309,8 @@ _JS = r"""
     [].slice.call(document.querySelectorAll('input[name='+(k==='format'?'fmt':k)+']')).forEach(function(i){
       i.checked=want.indexOf(i.value)>=0;i.parentNode.classList.toggle('off',!i.checked)})});
   if(args.q)document.getElementById('q').value=args.q;
-  if(args.diff&&document.getElementById('diff'))document.getElementById('diff').checked=true;
+  var d=document.getElementById('diff');
+  if(args.diff&&d){d.checked=true;d.parentNode.classList.remove('off')}
   apply();
 })();
 """
@@ -404,7 +405,7 @@ def render_html(runs: list[tuple[str, Run]], title: str = "Conformance matrix") 
                        f"{_e(label)} <b>{present.get(name, 0)}</b></label>")
     out.append('</div><div class="group"><input type="search" id="q" placeholder="rule, case id, section…">')
     if len(runs) > 1:
-        out.append('<label class="chip"><input type="checkbox" id="diff">only rows that differ</label>')
+        out.append('<label class="chip off"><input type="checkbox" id="diff">only rows that differ</label>')
     out.append('<span class="title"><span id="shown"></span> rows shown</span></div></nav>')
     # the matrix
     out.append('<main><table class="matrix"><thead><tr><th>rule</th><th>severity</th>')
@@ -458,7 +459,7 @@ def render_html(runs: list[tuple[str, Run]], title: str = "Conformance matrix") 
                 + (f"<p>… and {len(order) - 500} more (results.json has them all)</p>"
                    if len(order) > 500 else "") + "</section>")
         kinds = sorted({c for c in classes if c}, key=_ORDER.__getitem__)
-        differ = "1" if len(set(classes)) > 1 else "0"
+        differ = "1" if len({c for c in classes if c}) > 1 else "0"   # a run without the rule's cases: no difference
         text = " ".join([row.key, row.label, row.group, row.summary,
                          *(c.id for cases in row.cells for c in cases)]).lower()
         summary = f'<span class="sum" title="{_e(row.summary)}">{_e(row.summary)}</span>' \

@@ -270,3 +270,7 @@ def test_chromium_renders_the_matrix(tmp_path):
     dom = run_chromium(tmp_path, "--dump-dom", page.as_uri() + "?verdict=crash&format=libxc").stdout
     shown = [r for r in _Page(dom.decode()).rows if not r["hidden"]]
     assert [r["classes"] for r in shown] == [["crash", "timeout"]]
+    # rows whose runs differ (a run without the rule's cases is no difference)
+    dom = run_chromium(tmp_path, "--dump-dom", page.as_uri() + "?diff=1").stdout
+    shown = [r for r in _Page(dom.decode()).rows if not r["hidden"]]
+    assert sorted(r["classes"] for r in shown) == [["crash", "timeout"], ["fail", "known"]]
