@@ -72,6 +72,7 @@ _DESCRIPTIONS = {
     PIPE: "a pipe on standard input, written piece by piece (short reads)",
     FD: f"an inherited descriptor {STREAM_FD}, a file positioned at offset {FD_OFFSET}",
     SOCKET: f"an inherited socket on descriptor {STREAM_FD}, written piece by piece",
+    "batch": "a request to the batch testee, by path (--impl-protocol=batch)",
 }
 
 

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from xenstream.reference.errors import UsageError
 
+from .batch import BATCH_ARG, BatchProgram, BatchRunner, make_testee
 from .cases import Case
 from .converter import ConverterProgram, ConverterRunner, options_from_meta
 from .execute import Builtin, Implementation, Limits, Program, reference_command
@@ -32,6 +33,9 @@ from .runner import Runner
 from .xenstored.runner import NOT_APPLICABLE, XenstoredProgram, XenstoredRunner, applicable
 
 ROLES = ("strict", "restore")
+#: ``--impl-protocol`` values: one process per run, or one per worker (:mod:`.batch`).
+PROTOCOLS = ("process", "batch")
+BATCH_CONVENTION = f"the batch protocol (PROG {BATCH_ARG}, docs/batch-protocol.md)"
 #: ``--impl`` values that name the reference rather than a program.
 BUILTINS = ("builtin", "builtin-subprocess")
 
@@ -100,6 +104,8 @@ class Kind:
     #: formats it refuses whatever the stream; this names the command-line
     #: convention it is expected to follow (None: no such preflight)
     convention: str | None = None
+    #: the ``--impl-protocol`` values it takes
+    protocols: tuple[str, ...] = PROTOCOLS[:1]
 
     def role(self, given: str | None) -> str:
         if given is None:
@@ -108,6 +114,13 @@ class Kind:
             raise UsageError(f"--impl-role={given}: an --impl-kind {self.name} is judged as "
                              f"{' or '.join(self.roles)}")
         return given
+
+    def runner_for(self, impl: Implementation) -> type[Runner]:
+        """The runner that drives ``impl``: the batch protocol's own for a batch testee."""
+        return BatchRunner if isinstance(impl, BatchProgram) else self.runner
+
+    def convention_of(self, impl: Implementation) -> str | None:
+        return BATCH_CONVENTION if isinstance(impl, BatchProgram) else self.convention
 
     def reads(self, fmt: str) -> bool:
         return self.formats is None or fmt in self.formats
@@ -119,7 +132,24 @@ class Kind:
 # -- the factories --------------------------------------------------------------
 
 
+def protocol(kind: Kind, t: Testee) -> str:
+    """``--impl-protocol``, checked against what ``kind`` takes."""
+    given = t.option("--impl-protocol") or PROTOCOLS[0]
+    if given not in kind.protocols:
+        users = " and ".join(f"{k.name}s" for k in KINDS.values() if given in k.protocols)
+        raise UsageError(f"--impl-protocol={given} is for {users}; "
+                         f"an --impl-kind {kind.name} runs one process per run")
+    return given
+
+
 def verifier(t: Testee) -> Implementation:
+    if protocol(KINDS["verifier"], t) == "batch":
+        try:
+            testee = make_testee(t.impl, t.template, t.limits)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        t.programs.append(testee.words[0])
+        return testee
     if t.template is not None:
         t.command()
         return Program(template=t.template, limits=t.limits)
@@ -132,6 +162,7 @@ def verifier(t: Testee) -> Implementation:
 
 
 def converter(t: Testee) -> Implementation:
+    protocol(KINDS["converter"], t)
     if t.template is not None:
         t.command()
         return ConverterProgram(template=t.template, limits=t.limits)
@@ -143,6 +174,7 @@ def converter(t: Testee) -> Implementation:
 
 
 def libxenguest(t: Testee) -> Implementation:
+    protocol(KINDS["libxenguest"], t)
     if t.template is not None:
         raise UsageError("--impl-kind libxenguest runs its own driver: give --impl=RELEASE_DIR "
                          "(from scripts/fetch-xen-tools), not --impl-cmd")
@@ -150,6 +182,7 @@ def libxenguest(t: Testee) -> Implementation:
 
 
 def xenstored(t: Testee) -> Implementation:
+    protocol(KINDS["xenstored"], t)
     if t.template is not None:
         return XenstoredProgram(t.command(), t.limits)
     if t.builtin:
@@ -162,7 +195,8 @@ def xenstored(t: Testee) -> Implementation:
 KINDS: dict[str, Kind] = {k.name: k for k in (
     Kind("verifier", "a stream verifier (verify-stream-v2's convention, PROG -f FORMAT -i FILE|FD; "
          "exit 0 accepted, 1 rejected)",
-         verifier, convention="verify-stream-v2's convention, PROG -f FORMAT -i FILE"),
+         verifier, convention="verify-stream-v2's convention, PROG -f FORMAT -i FILE",
+         protocols=PROTOCOLS),
     Kind("converter", "a legacy converter (convert-legacy-stream's options)",
          converter, ConverterRunner, formats=("legacy",),
          applies=lambda c: options_from_meta(c.meta) is not None,

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import importlib.util
+import json
 import re
 import shlex
 from pathlib import Path
@@ -34,7 +35,7 @@ from .execute import Builtin, Limits
 from .judge import CRASHED, FAIL, FLAKY, HARNESS_ERROR, PASS, Judgement
 from .known_failures import KnownFailures
 from .preflight import Refusal
-from .results import CaseResult, Run
+from .results import CaseResult, Run, junit_properties
 from .runner import DELIVERY_CHOICES, CaseRun, default_reason, parse_delivery
 
 RESULT_KEY = "xenstream"
@@ -77,6 +78,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     g.addoption("--impl-kind", choices=tuple(kinds.KINDS), default=kinds.DEFAULT,
                 help="; ".join(f"{k.name}{' (default)' if k.name == kinds.DEFAULT else ''}: "
                                f"{k.summary}" for k in kinds.KINDS.values()))
+    g.addoption("--impl-protocol", choices=kinds.PROTOCOLS, default=kinds.PROTOCOLS[0],
+                help="process (default): one process per run; batch: one testee per worker, "
+                     "started as PROG --batch, one JSON request per case on its stdin and one "
+                     "answer per case on its stdout (docs/batch-protocol.md); a sample of cases "
+                     "also per process, for the transport (verifiers only)")
     g.addoption("--impl-role", choices=kinds.ROLES, default=None,
                 help="how 'writer' cases are judged: strict must refuse, restore must accept "
                      "(default: " + "; ".join(f"{k.default_role} for a {k.name}"
@@ -290,8 +296,8 @@ class Suite:
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
         self.programs = testee.programs   # checked by the preflight
-        self.runner = self.kind.runner(self.impl, self.role, delivery, self.failures_dir, None,
-                                       self.known)
+        self.runner = self.kind.runner_for(self.impl)(self.impl, self.role, delivery,
+                                                      self.failures_dir, None, self.known)
         self.formats_wanted = _split(opt("--formats"))
         self._collection: casesmod.Collection | None = None
         check_formats(self.formats_wanted, self._format_names())
@@ -320,7 +326,8 @@ class Suite:
             problem = preflight.program_problem(word)
             if problem:
                 raise pytest.UsageError(f"{problem}; nothing was run")
-        if isinstance(self.impl, Builtin) or self.kind.convention is None:
+        convention = self.kind.convention_of(self.impl)
+        if isinstance(self.impl, Builtin) or convention is None:
             return  # the daemon and library testees say for themselves what they cannot run
         # the hand-written examples, whatever --sources says, and the listed cases
         examples = [c for c in casesmod.from_examples([]) + self.collection.cases
@@ -332,14 +339,14 @@ class Suite:
             first = next(iter(refused.values()))
             raise pytest.UsageError(
                 f"{name} refuses every format it was given ({', '.join(refused)}) whatever the "
-                f"stream (exit {first.exit_code}: {first.words!r}); is it a program that follows "
-                f"{self.kind.convention}? --impl-cmd takes any other command line; nothing was run")
+                f"stream ({first.how}: {first.words!r}); is it a program that follows "
+                f"{convention}? --impl-cmd takes any other command line; nothing was run")
         named = [f for f in refused if self.formats_wanted and f in self.formats_wanted]
         if named:
             r = refused[named[0]]
             raise pytest.UsageError(
                 f"--formats names {', '.join(named)}, but {name} refuses "
-                f"{'it' if len(named) == 1 else 'them'} whatever the stream (exit {r.exit_code}: "
+                f"{'it' if len(named) == 1 else 'them'} whatever the stream ({r.how}: "
                 f"{r.words!r}); leave {'it' if len(named) == 1 else 'them'} out of --formats; "
                 "nothing was run")
         self.refused = refused
@@ -508,7 +515,9 @@ class Suite:
         data = result.to_json()
         if run.failed:
             data["reason"] = default_reason(run)
-        item.user_properties.append((RESULT_KEY, data))
+        # JSON, so that the --junitxml property is machine-readable too
+        item.user_properties.append((RESULT_KEY, json.dumps(data)))
+        item.user_properties.extend(junit_properties(result))
 
     def conclude(self, run) -> None:
         """Turn a CaseRun into the test's outcome."""
@@ -796,7 +805,7 @@ class ConformanceRun:
         recorded = False
         for name, value in getattr(report, "user_properties", ()):
             if name == RESULT_KEY and report.when == "call":
-                self.results.append(value)
+                self.results.append(json.loads(value) if isinstance(value, str) else value)
                 recorded = True
         if report.failed and report.when in ("setup", "call") and not recorded:
             m = _CONFORMANCE_TEST.search(report.nodeid)

@@ -48,25 +48,33 @@ class Refusal:
     """A format the implementation refused before reading any stream."""
 
     format: str
-    exit_code: int
+    exit_code: int | None   # None: a batch testee answered "unsupported"
     words: str          # what it said (its last line of stderr)
+
+    @property
+    def how(self) -> str:
+        return "unsupported" if self.exit_code is None else f"exit {self.exit_code}"
 
     def line(self, impl: str, kept: Iterable[str]) -> str:
         kept = list(kept)
         hint = f"--formats={','.join(kept)}" if kept else "--formats"
         return (f"format {self.format} skipped: {impl} refuses it whatever the stream "
-                f"(exit {self.exit_code}: {self.words!r}); pass {hint} to test only what it reads")
+                f"({self.how}: {self.words!r}); pass {hint} to test only what it reads")
 
     def to_json(self) -> dict:
         return {"format": self.format, "exit_code": self.exit_code, "words": self.words}
 
     @classmethod
     def from_json(cls, d: dict) -> "Refusal":
-        return cls(d["format"], int(d["exit_code"]), d["words"])
+        code = d["exit_code"]
+        return cls(d["format"], None if code is None else int(code), d["words"])
 
 
 def usage_style(o: Observed) -> bool:
-    """An exit status other than 0 (accept) and 1 (reject), on its own (no signal)."""
+    """An exit status other than 0 (accept) and 1 (reject), on its own (no
+    signal), or a batch testee's ``unsupported`` answer."""
+    if o.verdict == CRASH and o.exit_code is None and o.detail.startswith("unsupported:"):
+        return True
     return o.verdict == CRASH and o.exit_code is not None and o.exit_code > 1
 
 

@@ -8,7 +8,9 @@ source (``--by source``) or case (``--by case``, like JSONTestSuite's full
 results), so that several
 implementations, or one implementation before and after a fix, can be read
 at a glance.  Cells of families and formats say ``passed/judged`` and count
-crashes; cells of cases give the outcome and the observed verdict.
+crashes; cells of cases give the outcome and the observed verdict.  With
+``--html``, one self-contained page: the matrix of rules and runs
+(:mod:`.html_report`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="rows of the table (default: family)")
     parser.add_argument("--only-differences", action="store_true",
                         help="leave out rows where every run has the same outcome")
+    parser.add_argument("--html", action="store_true",
+                        help="write one self-contained HTML page instead: the matrix of rules "
+                             "(by format and spec section) and runs, coloured by verdict, each "
+                             "cell listing its cases")
     parser.add_argument("-o", "--output", metavar="FILE", help="write the table here, not stdout")
 
 
@@ -113,7 +119,12 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"{folder}: cannot read it ({exc.strerror or exc})") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise UsageError(f"{folder}: not a conformance report ({exc})") from None
-    text = "# Conformance comparison\n\n" + table(runs, args.by, args.only_differences)
+    if args.html:
+        from .html_report import render_html
+
+        text = render_html(runs)
+    else:
+        text = "# Conformance comparison\n\n" + table(runs, args.by, args.only_differences)
     if args.output:
         write_atomic(args.output, text)
     else:

@@ -1,4 +1,4 @@
-"""The results of one conformance run: ``results.json`` and ``report.md``.
+"""The results of one conformance run: ``results.json``, ``report.md`` and ``report.html``.
 
 ``results.json`` holds the run's header (implementation, kind, role, formats,
 sources, where the failing streams are, the known-failures file and why it
@@ -8,7 +8,8 @@ verdict observed (per delivery mode when they differ), the outcome (``pass``,
 ``fail``, ``xfail``, ``xpass``, ``reported``), the kind of failure, the
 duration and, for a failure, the spec section, the saved stream and the
 command that replays it.  ``report.md`` summarises it per format, per source
-and per rule family, and lists the failures.  ``xenstream report``
+and per rule family, and lists the failures; ``report.html`` is the matrix
+of rules and verdicts (:mod:`.html_report`).  ``xenstream report``
 (:mod:`.report_cmd`) merges several runs.
 """
 
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Iterable
 
 OUTCOMES = ("pass", "fail", "xfail", "xpass", "reported", "skipped", "harness-error")
-RESULTS_JSON, REPORT_MD = "results.json", "report.md"
+RESULTS_JSON, REPORT_MD, REPORT_HTML = "results.json", "report.md", "report.html"
 
 
 @dataclass
@@ -65,6 +66,30 @@ class CaseResult:
             return cls(**{k: v for k, v in d.items() if k in names})
         except TypeError as exc:
             raise ValueError(f"a case lacks fields: {exc}") from None
+
+
+#: The properties each case carries in ``--junitxml`` output (CI systems show
+#: them per test): name -> CaseResult field.  ``xenstream`` itself holds the
+#: whole result as JSON.
+JUNIT_PROPERTIES = (("xenstream.case", "id"), ("xenstream.rule", "rule"),
+                    ("xenstream.section", "section"), ("xenstream.expected", "expected"),
+                    ("xenstream.required", "required"), ("xenstream.verdict", "observed"),
+                    ("xenstream.outcome", "outcome"), ("xenstream.kind", "kind"),
+                    ("xenstream.replay", "replay"))
+
+
+def junit_properties(result: CaseResult) -> list[tuple[str, str]]:
+    """(name, value) of a case for the JUnit XML report: its rule id, spec
+    section, expected and observed verdict, outcome and failure kind; a
+    field with no value (a valid stream has no rule) is left out."""
+    out = []
+    for name, attr in JUNIT_PROPERTIES:
+        value = getattr(result, attr)
+        if name == "xenstream.required" and value is None and result.expected:
+            value = "any"   # an either rule: any verdict will do
+        if value not in (None, ""):
+            out.append((name, str(value)))
+    return out
 
 
 @dataclass
@@ -115,6 +140,10 @@ class Run:
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / RESULTS_JSON, json.dumps(self.to_json(), indent=1) + "\n")
         write_atomic(folder / REPORT_MD, render_markdown(self))
+        from .html_report import render_html
+
+        write_atomic(folder / REPORT_HTML, render_html([(str(folder), self)],
+                                                       title="Conformance report"))
 
 
 _NOT_FAMILIES = (".valid", ".prefix", ".strategies")
