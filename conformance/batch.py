@@ -65,7 +65,7 @@ from pathlib import Path
 from . import containment
 from .delivery import MODES
 from .execute import (ACCEPT, CRASH, FLOOD, HARNESS, REJECT, TIMEOUT, Implementation, Limits,
-                      Observed, Program, _child_setup, _ErrorLog, _kill_group, _spawn_problem,
+                      Observed, Program, _ErrorLog, _spawn_problem,
                       absolute_words, classify, option_words)
 from .judge import FLAKY, Judgement
 from .runner import EVERY_MODE_SOURCES, HANG_STREAK, Runner
@@ -156,9 +156,8 @@ class BatchProgram(Implementation):
         self.case_id = ""            # the case the runner is on (set by BatchRunner)
         self._requests = 0
         self._proc: subprocess.Popen | None = None
+        self._case: containment.CaseProcess | None = None
         self._home: Path | None = None
-        self._baseline: set[int] = set()
-        self._subreaper = False
         self.starts = 0              # processes started (for the summary and the tests)
         self.served = 0              # requests answered by the current process
 
@@ -167,21 +166,17 @@ class BatchProgram(Implementation):
         """Start the testee; an Observed when it cannot be started."""
         self._home = Path(tempfile.mkdtemp(prefix="xenstream-batch-"))
         argv = [*self.words, BATCH_ARG]
-        self._subreaper = containment.enable_subreaper()
-        self._baseline = containment.children()
         try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                cwd=self._home, env=self.env, bufsize=0,
-                preexec_fn=_child_setup(self.limits.memory_mb, self.limits.file_limit, None,
-                                        containment.pdeathsig_setup()),
-                start_new_session=True)
+            self._case = containment.spawn(
+                argv, memory_mb=self.limits.memory_mb, file_limit=self.limits.file_limit,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                cwd=self._home, env=self.env, bufsize=0)
         except (OSError, subprocess.SubprocessError) as exc:
             containment.remove_tree(self._home)
             self._home = None
             verdict, detail = _spawn_problem(exc, argv, None)
             return Observed(verdict, detail, None, "", 0.0, BATCH, tuple(argv))
-        containment.register_live(proc.pid)
+        proc = self._case.proc
         for f in (proc.stdin, proc.stdout, proc.stderr):
             os.set_blocking(f.fileno(), False)
         self._proc = proc
@@ -208,18 +203,8 @@ class BatchProgram(Implementation):
                     proc.wait(CLOSE_GRACE)
                 except subprocess.TimeoutExpired:
                     pass
-            if not self._subreaper:
-                containment.kill_tree(containment.descendants({proc.pid}))
-            _kill_group(proc)
-            proc.wait()
-            containment.forget_live(proc.pid)
-            for f in (proc.stdout, proc.stderr):
-                try:
-                    f.close()
-                except OSError:
-                    pass
-            if self._subreaper:
-                containment.end_orphans(self._baseline)
+            self._case.end()
+            self._case = None
             if self._home is not None:
                 containment.remove_tree(self._home)
                 self._home = None
@@ -250,8 +235,8 @@ class BatchProgram(Implementation):
             self.stop()
         else:
             self.served += 1
-            if self._subreaper:   # what it started and left behind ends with the case
-                containment.end_orphans(self._baseline | {self._proc.pid})
+            # what it started and left behind ends with the case; it lives on
+            self._case.end_orphans()
         return Observed(verdict, detail, code, stderr, time.monotonic() - start, BATCH, argv)
 
     def _exchange(self, line: bytes, case_id: str, start: float):

@@ -321,14 +321,18 @@ class _TracingSource:
 def boundaries(fmt: str, data: bytes, options: dict | None = None) -> list[int]:
     """Offsets where the reference reader starts or ends a read of ``data``."""
     from xenstream.reference.checker import Checker
-    from xenstream.reference.errors import StreamError
+    from xenstream.reference.errors import StreamError, UsageError
     from xenstream.reference.formats import get_codec
     from xenstream.reference.rules import Role
     from xenstream.reference.source import Source
 
+    try:
+        codec = get_codec(fmt)
+    except UsageError:   # a format the reference does not read: no structure to cut at
+        return []
     marks: set[int] = set()
     try:
-        get_codec(fmt).validate(_TracingSource(Source.from_bytes(data), marks),
+        codec.validate(_TracingSource(Source.from_bytes(data), marks),
                                 Checker(Role.RESTORE), **(options or {}))
     except StreamError:
         pass   # where the reader stopped is a boundary like the others

@@ -344,15 +344,23 @@ class CaseProcess:
                         f.close()
                     except OSError:
                         pass
-            if self._subreaper:
-                # not another case's process that is still running
-                end_orphans(self._baseline | live())
+            self._orphans(include_self=False)
             self._ended = True
+
+    def end_orphans(self) -> None:
+        """End what it started and left behind, while it goes on (a batch
+        testee between two requests)."""
+        with signals_held():
+            self._orphans(include_self=True)
+
+    def _orphans(self, include_self: bool) -> None:
+        if self._subreaper:   # not another case's process that is still running, nor itself
+            end_orphans(self._baseline | live() | ({self.pid} if include_self else set()))
 
 
 def spawn(argv: list[str], *, memory_mb: int = 0, file_limit: int = 0,
           place: dict[int, int] | None = None, stdin=subprocess.DEVNULL, stdout=None,
-          stderr=None, cwd=None, env: dict | None = None) -> CaseProcess:
+          stderr=None, cwd=None, env: dict | None = None, bufsize: int = -1) -> CaseProcess:
     """Start a testee's process contained: in its own session, dying with
     this thread (``PR_SET_PDEATHSIG``), with the limits and descriptors of
     :func:`child_setup`, registered until :meth:`CaseProcess.end`.  Raises
@@ -360,7 +368,7 @@ def spawn(argv: list[str], *, memory_mb: int = 0, file_limit: int = 0,
     subreaper = enable_subreaper()
     baseline = children()
     proc = subprocess.Popen(
-        argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
+        argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env, bufsize=bufsize,
         preexec_fn=child_setup(memory_mb, file_limit, place, pdeathsig_setup()),
         start_new_session=True, close_fds=not place)
     register_live(proc.pid)

@@ -24,7 +24,7 @@ BASE = ["--corpus=corpus", "--sources=corpus", "--formats=toy", "-p", "no:cachep
 @pytest.fixture
 def suite(pytester, monkeypatch):
     toy.register(monkeypatch)
-    pytester.makeconftest("from xenstream.conformance.conftest import *  # noqa\n")
+    pytester.makeconftest('pytest_plugins = ["xenstream.conformance.plugin"]\n')
     pytester.makepyfile(test_conformance=SUITE.read_text())
     toy.write_corpus(pytester.path / "corpus")
     pytester.fake = toy.write_fake_verifier(pytester.path)
