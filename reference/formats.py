@@ -22,7 +22,13 @@ FORMAT_MODULES: dict[str, str] = {
     "xl": "xenstream.reference.xl",
     "xenstore": "xenstream.reference.xenstore",
     "legacy": "xenstream.reference.legacy",
+    "libvirt": "xenstream.reference.libvirt",
+    "xenopsd": "xenstream.reference.xenopsd",
 }
+
+
+#: How many first octets a codec's ``recognise`` is given.
+RECOGNISE_OCTETS = 64
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,11 @@ class Codec:
     #: keyword options that validate/decode/dump take: what the stream itself
     #: does not say (a legacy image's toolstack width, say)
     options: tuple[str, ...] = ()
+    #: the first octets of a file (up to :data:`RECOGNISE_OCTETS`) -> why they are this
+    #: format's (its magic), or None; for ``xenstream verify`` without ``-f`` (:mod:`.detect`)
+    recognise: Callable[[bytes], str | None] | None = None
+    #: False for a format without a magic (legacy images): tried after every other one
+    recognise_by_magic: bool = True
 
     def pick_options(self, meta: dict) -> dict:
         """The entries of ``meta`` (an example's or a corpus entry's) that are options of this codec."""

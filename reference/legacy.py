@@ -611,8 +611,11 @@ class _Reader:
     """One parser for validation (``collect=False``) and decoding (``collect=True``)."""
 
     def __init__(self, src: Source, checker: Checker, collect: bool, options: dict[str, Any],
-                 visit=None, sink=None):
+                 visit=None, sink=None, embedded: bool = False):
         self.sink = sink
+        #: inside a container, whose own data follows the image: a qemu record is read
+        #: only when one starts there, and what follows is the container's business
+        self.embedded = embedded
         self.src = src
         self.ck = checker
         self.collect = collect
@@ -714,10 +717,12 @@ class _Reader:
         qemu = None
         if guest == "hvm":
             want = self.opt["qemu"]
+            if want is None and self.embedded:
+                want = src.peek(QEMU_SIGNATURE.size) in QEMU_HAS_LENGTH
             if want or (want is None and not src.at_eof()):
                 qemu = self.read_qemu()
         self.at("end")
-        if not src.at_eof():
+        if not self.embedded and not src.at_eof():
             off = src.offset
             ck.report(TRAILING, off, "octets follow the end of the legacy image")
             while src.read_upto(1 << 16):
@@ -1278,6 +1283,16 @@ def decode(data: bytes | bytearray | memoryview | Source, *, role: Role = Role.R
     return stream
 
 
+def read_embedded(src: Source, checker: Checker, *, collect: bool = False, visit=None,
+                  **options: Any) -> tuple["_Reader", LegacyStream | None]:
+    """A legacy image inside a container (libvirt's save image, xenopsd's suspend
+    image): read up to its end, which the container's own data follows; an HVM
+    image's qemu record is read when its signature is there (``qemu=None``).
+    Returns the reader (``guest``, ``width``) and, when collecting, the image."""
+    reader = _Reader(src, checker, collect, _options({"xl": False, **options}), visit, embedded=True)
+    return reader, reader.run()
+
+
 def read_items(src: Source, checker: Checker, sink, **options: Any) -> "_Reader":
     """Decode a legacy image piece by piece: ``sink(item)`` receives, in stream
     order, the xl header (if any), an :class:`ImageInfo`, each chunk, each
@@ -1301,6 +1316,26 @@ def dump(src: Source, checker: Checker, **options: Any) -> Iterator[dict]:
         yield from items
 
 
+def recognise(prefix: bytes) -> str | None:
+    """No magic: the libxc spec's "Legacy Images" test on octets 4-7 (:func:`detect`), with a
+    ``p2m_size`` in range and, after it, the extended-info signature (PV) or a chunk type (HVM)."""
+    if len(prefix) < 16 or prefix[:8] == b"\xff" * 8 or prefix.startswith(XL_MAGIC):
+        return None
+    det = detect(prefix, xl_header=False)
+    if det.width is None or det.guest is None:
+        return None
+    word = ULONG[det.width]
+    if not 1 <= word.unpack(LE, prefix)[0] <= MAX_P2M_SIZE:
+        return None
+    if det.guest == "pv":
+        plausible = word.unpack(LE, prefix, word.size)[0] == EXTENDED_INFO_SIGNATURE[det.width]
+    else:
+        plausible = LOWEST_CHUNK <= CHUNK_TYPE.unpack(LE, prefix, word.size)[0] <= MAX_BATCH
+    if not plausible:
+        return None
+    return f"no magic; a legacy image by the libxc spec's 'Legacy Images' test: {det.reason}"
+
+
 CODEC = Codec(
     name="legacy",
     description="legacy (pre-v2) libxc image, optionally with an xl header, libxl toolstack blob "
@@ -1310,4 +1345,6 @@ CODEC = Codec(
     encode=encode,
     dump=dump,
     options=tuple(_DEFAULTS),
+    recognise=recognise,
+    recognise_by_magic=False,
 )

@@ -675,7 +675,7 @@ class LibxcReader(BodyReader):
         src, ck = self.src, self.checker
         try:
             ck.at(LAYER, None, "image header")
-            base = src.offset
+            base = image_base = src.offset
             raw = src.read_exact(IMAGE_HEADER.size, "image header")
             marker, ident, version, options, res_hi, res_lo = IMAGE_HEADER.be.unpack(raw)
             if marker != MARKER:
@@ -708,7 +708,7 @@ class LibxcReader(BodyReader):
             if dtype not in (DomainType.X86_PV, DomainType.X86_HVM):
                 ck.fail(DOMAIN_TYPE, base, f"domain type 0x{dtype:08x} is reserved")
             if self.endian is Endian.BIG:
-                ck.report(ENDIAN_X86, 16, "big-endian image of an x86 guest")
+                ck.report(ENDIAN_X86, image_base + 16, "big-endian image of an x86 guest")
             if dres:
                 ck.report(DOMAIN_RESERVED, base + 6, f"reserved field is 0x{dres:04x}")
             if page_shift != X86_PAGE_SHIFT:
@@ -1363,6 +1363,12 @@ def dump(src: Source, checker: Checker) -> Iterator[dict]:
     reader.check_trailing()
 
 
+def recognise(prefix: bytes) -> str | None:
+    if prefix[:8] == MARKER.to_bytes(8, "big") and prefix[8:12] == IDENT.to_bytes(4, "big"):
+        return "starts with the libxc image header's marker and id \"XENF\""
+    return None
+
+
 CODEC = Codec(
     name="libxc",
     description="libxc domain image format v2/v3 (libxc-migration-stream.pandoc)",
@@ -1370,4 +1376,5 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
+    recognise=recognise,
 )

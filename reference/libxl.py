@@ -622,8 +622,9 @@ def describe_record(rec) -> dict:
 def dump(src: Source, checker: Checker) -> Iterator[dict]:
     """Items for ``xenstream dump``: libxl records, the libxc part after LIBXC_CONTEXT."""
     reader = LibxlReader(src, checker, collect=True)
+    start = src.offset
     reader.read_header()
-    yield {"layer": LAYER, "kind": "header", "offset": 0,
+    yield {"layer": LAYER, "kind": "header", "offset": start,
            "fields": {"version": reader.header.version, "endian": reader.endian.value,
                       "legacy": reader.header.legacy, "options": reader.header.options}}
     handed: list[tuple] = []
@@ -654,6 +655,12 @@ def dump(src: Source, checker: Checker) -> Iterator[dict]:
     reader.check_trailing()
 
 
+def recognise(prefix: bytes) -> str | None:
+    if prefix[:8] == IDENT.to_bytes(8, "big"):
+        return "starts with the libxl header's ident \"LibxlFmt\""
+    return None
+
+
 CODEC = Codec(
     name="libxl",
     description="libxl migration stream v2 wrapping libxc (libxl-migration-stream.pandoc)",
@@ -661,4 +668,5 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
+    recognise=recognise,
 )

@@ -54,6 +54,13 @@ SPECS: dict[str, str] = {
     "xenstore": "xenstore-migration.md (Xenstore Migration)",
     "legacy": "legacy libxc/libxl image (libxc spec 'Legacy Images'; Xen "
               "tools/python/xen/migration/legacy.py, Xen 4.6 and later)",
+    # Containers without a spec document: each rule's section names the source
+    # file and function it is based on, its summary whether reader or writer (docs/containers.md).
+    "libvirt": "libvirt libxl save image (no spec document: libvirt src/libxl/libxl_conf.h "
+               "libxlSavefileHeader, libxl_driver.c libxlDoDomainSave(), libxlDomainSaveImageOpen(); "
+               "docs/containers.md)",
+    "xenopsd": "xenopsd suspend image (no spec document: xapi-project/xenopsd lib/suspend_image.ml, "
+               "xc/domain.ml suspend and restore_common; docs/containers.md)",
 }
 
 
@@ -83,6 +90,8 @@ FORMAT_MODULES: tuple[str, ...] = (
     "xenstream.reference.xl",
     "xenstream.reference.xenstore",
     "xenstream.reference.legacy",
+    "xenstream.reference.libvirt",
+    "xenstream.reference.xenopsd",
 )
 
 

@@ -801,6 +801,12 @@ def _render_text(items):
     return render_text(items)
 
 
+def recognise(prefix: bytes) -> str | None:
+    if prefix[:8] == IDENT:
+        return "starts with the xenstore migration header's ident \"xenstore\""
+    return None
+
+
 CODEC = Codec(
     name="xenstore",
     description="xenstore migration / live-update stream v1/v2 (xenstore-migration.md)",
@@ -809,6 +815,7 @@ CODEC = Codec(
     encode=encode,
     dump=_dump,
     render_text=_render_text,
+    recognise=recognise,
 )
 
 __all__ = ["CODEC", "LAYER", "XenstoreReader", "decode", "encode", "validate", "record_name",

@@ -251,6 +251,12 @@ def dump(src: Source, checker: Checker) -> Iterator[dict]:
         yield from legacy.dump(src, checker)
 
 
+def recognise(prefix: bytes) -> str | None:
+    if prefix.startswith(MAGIC):
+        return "starts with the xl savefile magic \"Xen saved domain, xl format\\n \\0 \\r\""
+    return None
+
+
 CODEC = Codec(
     name="xl",
     description="xl savefile: xl header then a libxl v2 stream (or a legacy stream)",
@@ -258,4 +264,5 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
+    recognise=recognise,
 )

@@ -24,6 +24,8 @@ EXAMPLE_MODULES: tuple[str, ...] = (
     "xenstream.reference.examples.xenstore",
     "xenstream.reference.examples.legacy",
     "xenstream.reference.examples.xen",
+    "xenstream.reference.examples.libvirt",
+    "xenstream.reference.examples.xenopsd",
 )
 
 

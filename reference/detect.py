@@ -1,0 +1,41 @@
+"""Which format a file is, from its first octets: ``xenstream verify`` and ``dump`` without ``-f``.
+
+Every codec that can tell its streams by their start has a ``recognise``
+(:class:`~.formats.Codec`): the formats with a magic (the xl, libvirt and
+xenopsd containers, libxc, libxl, xenstore) are asked first, in registry
+order; a legacy image, which has none, last.  No magic overlaps another, so
+the order among them does not matter.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .formats import FORMAT_MODULES, RECOGNISE_OCTETS, get_codec
+
+#: Exit status of ``verify``/``dump`` when no format recognises the input (no verdict:
+#: the same as a usage error, which names the way out, ``-f``).
+UNRECOGNISED_EXIT = 2
+
+
+@dataclass(frozen=True)
+class Detected:
+    format: str
+    reason: str
+
+
+def detect(prefix: bytes) -> Detected | None:
+    """The format whose magic ``prefix`` (the first :data:`RECOGNISE_OCTETS` octets) starts with."""
+    prefix = bytes(prefix[:RECOGNISE_OCTETS])
+    codecs = [get_codec(name) for name in FORMAT_MODULES]
+    for codec in sorted(codecs, key=lambda c: not c.recognise_by_magic):
+        reason = codec.recognise(prefix) if codec.recognise is not None else None
+        if reason:
+            return Detected(codec.name, reason)
+    return None
+
+
+def unrecognised_message(name: str, prefix: bytes) -> str:
+    shown = prefix[:16].hex(" ") if prefix else "none: the input is empty"
+    return (f"{name}: not a save file of any known format (first octets: {shown}); "
+            f"name its format with -f ({', '.join(FORMAT_MODULES)})")
