@@ -17,7 +17,7 @@ from xenstream.reference.rules import get_rule
 from ._draw import Draw
 
 ACCEPT = "accept"
-FORMATS: tuple[str, ...] = ("libxc", "libxl", "xl", "xenstore", "legacy")
+FORMATS: tuple[str, ...] = ("libxc", "libxl", "xl", "xenstore", "legacy", "libvirt", "xenopsd")
 FAMILIES: tuple[str, ...] = ("padding", "reserved", "width", "strings", "framing", "semantics")
 
 
