@@ -109,6 +109,25 @@ def _dump_offsets(fmt: str, data: bytes, options: dict | None = None) -> list[in
     return offsets
 
 
+def _dumped(fmt: str, data: bytes, out: list, options: dict | None = None) -> int:
+    """The items of a container (libvirt, xenopsd) and of the streams inside it, from the
+    offsets the reference's dump reports, each span labelled with the item's layer."""
+    from xenstream.reference.formats import get_codec
+
+    starts: dict[int, str] = {}
+    try:
+        for item in get_codec(fmt).dump(Source.from_bytes(data), Checker(), **(options or {})):
+            off = item.get("offset")
+            if isinstance(off, int) and 0 <= off <= len(data):
+                starts.setdefault(off, str(item.get("layer") or fmt))
+    except Exception:  # noqa: BLE001 - a malformed stream stops the dump anywhere
+        pass
+    points = sorted(starts)
+    for a, b in zip(points, points[1:]):
+        out.append((a, b, starts[a]))
+    return points[-1] if points else 0
+
+
 def _legacy(data: bytes, base: int, out: list, options: dict | None = None) -> int:
     offsets = sorted({o for o in _dump_offsets("legacy", data, options) if o >= base} | {base})
     for a, b in zip(offsets, offsets[1:]):
@@ -153,6 +172,8 @@ def spans(fmt: str, data: bytes, options: dict | None = None) -> list[tuple[int,
             at = _xl(data, out)
         elif fmt == "legacy":
             at = _legacy(data, 0, out, options)
+        elif fmt in ("libvirt", "xenopsd"):
+            at = _dumped(fmt, data, out, options)
         else:
             at = 0
     except struct.error:

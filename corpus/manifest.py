@@ -39,7 +39,7 @@ from xenstream.reference.errors import UsageError
 
 MANIFEST = "manifest.json"
 SUFFIX = ".bin"
-FORMATS = ("libxc", "libxl", "xl", "xenstore", "legacy")
+FORMATS = ("libxc", "libxl", "xl", "xenstore", "legacy", "libvirt", "xenopsd")
 EXPECTED = ("accept", "reject", "writer", "either")
 ORIGINS = ("hand-written", "strategy", "fuzz", "xenstored-4.17", "xenstored-4.20")
 #: Origins whose files are not generated: `corpus build` keeps them as they are.

@@ -174,6 +174,11 @@ def sniff(fmt: str, data: bytes) -> tuple[int | None, str | None]:
         else:
             opts = be32(oo)
         return version, None if opts is None else ("big" if opts & 1 else "little")
+    if fmt == "libvirt":
+        version = struct.unpack_from("<I", data, 16)[0] if len(data) >= 20 else None
+        return version, "little"   # written in the x86 host's byte order
+    if fmt == "xenopsd":
+        return None, "little"      # 64-bit little-endian record headers
     if fmt == "xl":
         word = data[32:36]
         order = {b"\x04\x03\x02\x01": "little", b"\x01\x02\x03\x04": "big"}.get(word)

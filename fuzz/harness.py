@@ -45,7 +45,7 @@ from xenstream.reference.formats import get_codec, validate
 from xenstream.reference.rules import Role
 from xenstream.reference.source import Source
 
-FORMATS = ("libxc", "libxl", "xl", "xenstore", "legacy")
+FORMATS = ("libxc", "libxl", "xl", "xenstore", "legacy", "libvirt", "xenopsd")
 #: Inputs larger than this are cut (libFuzzer's -max_len does the same for its own inputs).
 MAX_INPUT = 1 << 20
 

@@ -156,9 +156,9 @@ def all_names() -> list[str]:
 
 
 #: The profiles the corpus and the examples carry.
-SHOWCASE = ("libvirt-xen-4.4-hvm", "libvirt-xen-4.17-hvm", "libvirt-xen-4.20-pv", "xenopsd-0.9.32-hvm",
+SHOWCASE = ("libvirt-xen-4.4-hvm", "libvirt-xen-4.17-hvm", "libvirt-xen-4.4-pv", "xenopsd-0.9.32-hvm",
             "xenopsd-0.9.33-hvm", "xenopsd-0.9.38-pv", "xenopsd-0.17-hvm-vgpu", "xenopsd-0.37-hvm",
-            "xenopsd-0.150-hvm-uefi", "xenopsd-0.150-pv")
+            "xenopsd-0.150-hvm-uefi", "xenopsd-0.9.32-pv")
 
 
 def origin(profile: ContainerProfile) -> str:

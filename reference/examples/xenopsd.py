@@ -11,6 +11,8 @@ from . import Example
 FORMAT = "xenopsd"
 HVM, PV = DomainType.X86_HVM, DomainType.X86_PV
 T = X.RecordType
+#: embedded examples above this size are left to the unit tests (the corpus stays small)
+SMALL = 32 << 10
 QEMU = b"QEVM\0\0\0\3" + bytes(range(24))
 HEADER = X.RECORD_HEADER.size
 SIG = X.SIGNATURE_SIZE
@@ -38,12 +40,12 @@ def sexp_record(text: bytes) -> bytes:
 
 
 def hvm_image(**changes) -> X.SuspendImage:
-    return X.structured(X.xenops(), X.Record(T.LIBXC, build.libxc_stream(HVM)),
+    return X.structured(X.xenops(), X.Record(T.LIBXC, build.libxc_stream(HVM, pages=1)),
                         X.Record(T.QEMU_TRAD, QEMU), X.Record(T.END_OF_IMAGE))
 
 
 def examples() -> list[Example]:
-    xc_hvm = libxc.encode(build.libxc_stream(HVM))
+    xc_hvm = libxc.encode(build.libxc_stream(HVM, pages=1))
     xc_pv = libxc.encode(build.libxc_stream(PV))
     sig = X.SIGNATURE
     end = rec(T.END_OF_IMAGE)
@@ -56,19 +58,19 @@ def examples() -> list[Example]:
             None, "a PV guest: no qemu record"),
         _ex("uefi_vgpu_file", X.structured(
             X.xenops(X.XenopsRecord(vm_str='{"name": "guest"}', xs_subtree=(("name", "guest"), ("domid", "3")))),
-            X.Record(T.LIBXC, build.libxc_stream(HVM)), X.Record(T.VARSTORED, b"VARS" + bytes(28)),
+            X.Record(T.LIBXC, build.libxc_stream(HVM, pages=1)), X.Record(T.VARSTORED, b"VARS" + bytes(28)),
             X.Record(T.QEMU_TRAD, QEMU), X.Record(T.DEMU, b"DEMU" + bytes(12)), X.Record(T.END_OF_IMAGE)),
             None, "every record with a length: Xenops with vm_str and a xenstore subtree, Varstored, Qemu_trad, "
                   "Demu with its length (0.11-0.36)"),
         _ex("libxc_legacy", X.structured(X.xenops(X.XenopsRecord(word_size=32)),
-                                         X.Record(T.LIBXC_LEGACY, legacy.build_hvm_stream(width=32)),
+                                         X.Record(T.LIBXC_LEGACY, legacy.build_hvm_stream(width=32, p2m_size=2)),
                                          X.Record(T.END_OF_IMAGE)), None,
             "xenopsd 0.9.38 with a xenguest without migration v2: Libxc_legacy, a 32-bit legacy image "
             "with its DeviceModelRecord0002 qemu record"),
         _ex("legacy_hvm", X.SuspendImage(X.LEGACY_SIGNATURE, legacy_body=legacy.build_hvm_stream(
-            width=32, qemu=None), legacy_qemu=X.LegacyQemu(QEMU)), None,
+            width=32, p2m_size=2, qemu=None), legacy_qemu=X.LegacyQemu(QEMU)), None,
             "xenopsd 0.9.32 and older: XenSavedDomain, a 32-bit legacy image, QemuDeviceModelRecord\\n"),
-        _ex("legacy_pv", X.SuspendImage(X.LEGACY_SIGNATURE, legacy_body=legacy.build_pv_stream(width=32)), None,
+        _ex("legacy_pv", X.SuspendImage(X.LEGACY_SIGNATURE, legacy_body=legacy.build_pv_stream(width=32, p2m_size=2)), None,
             "the legacy image of a PV guest: nothing after it"),
         _ex("sexp_comments", sig + sexp_record(b"; written by hand\n((time #|now|# 20240101T00:00:00Z)\n"
                                                b" (word_size 0x40) #;(ignored field) (vm_str \"a \\\"b\\\"\"))")
@@ -124,7 +126,7 @@ def examples() -> list[Example]:
             + end, X.DEMU_STREAM, "a Demu record of length 0 and the vGPU stream (0.37+): the rest is not "
                                   "checked", after_xenops + len(libxc_rec)),
     ]
-    legacy_hvm = legacy.encode(legacy.build_hvm_stream(width=32, qemu=None))
+    legacy_hvm = legacy.encode(legacy.build_hvm_stream(width=32, p2m_size=2, qemu=None))
     at = X.SIGNATURE_SIZE + len(legacy_hvm)
     lsig = X.LEGACY_SIGNATURE
     out += [
@@ -133,7 +135,7 @@ def examples() -> list[Example]:
         _ex("legacy_qemu_missing", lsig + legacy_hvm, X.LEGACY_QEMU_SIG,
             "the legacy image of an HVM guest without the qemu record", at),
         _ex("legacy_device_model_record", X.SuspendImage(X.LEGACY_SIGNATURE, legacy_body=legacy.build_hvm_stream(
-            width=32, qemu=None), legacy_qemu=X.LegacyQemu(QEMU, X.DEVICE_MODEL_RECORD)), X.LEGACY_DMR,
+            width=32, p2m_size=2, qemu=None), legacy_qemu=X.LegacyQemu(QEMU, X.DEVICE_MODEL_RECORD)), X.LEGACY_DMR,
             "DeviceModelRecord0002 and a little-endian length (xenopsd 0.9.33-0.9.37)", at),
         _ex("legacy_qemu_length", lsig + legacy_hvm + X.LEGACY_QEMU_SIGNATURE + (2 << 20).to_bytes(4, "big")
             + QEMU, X.TRUNCATED, "a legacy qemu record longer than the input",
@@ -162,7 +164,8 @@ def embedded() -> list[Example]:
                        f"a malformed libxc stream after a Libxc header: {ex.description}",
                        None if ex.offset is None else ex.offset + len(prefix), embedded=ex.case_id))
     legacy_picks = [e for e, _ in EV._pick([e for e in EV._detectable(EL.examples())
-                                            if e.rule and not any(s in e.rule for s in skip)], 3)]
+                                            if e.rule and not any(s in e.rule for s in skip)
+                                            and len(e.data) < SMALL], 2)]
     for ex in legacy_picks:
         prefix = X.SIGNATURE + xenops + rec(T.LIBXC_LEGACY, length=0)
         out.append(_ex(f"legacy-{ex.name}", prefix + ex.data + end, ex.rule,
