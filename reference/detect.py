@@ -27,8 +27,16 @@ class Detected:
 def detect(prefix: bytes) -> Detected | None:
     """The format whose magic ``prefix`` (the first :data:`RECOGNISE_OCTETS` octets) starts with."""
     prefix = bytes(prefix[:RECOGNISE_OCTETS])
-    codecs = [get_codec(name) for name in FORMAT_MODULES]
-    for codec in sorted(codecs, key=lambda c: not c.recognise_by_magic):
+    later = []
+    for name in FORMAT_MODULES:   # imported one at a time: a libxc stream costs libxc's import only
+        codec = get_codec(name)
+        if not codec.recognise_by_magic:
+            later.append(codec)
+            continue
+        reason = codec.recognise(prefix) if codec.recognise is not None else None
+        if reason:
+            return Detected(codec.name, reason)
+    for codec in later:
         reason = codec.recognise(prefix) if codec.recognise is not None else None
         if reason:
             return Detected(codec.name, reason)
