@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from xenstream.reference.formats import import_optional
+from importlib import import_module as import_optional
 
 ACCEPT, REJECT, WRITER, EITHER = "accept", "reject", "writer", "either"
 EXPECTED = (ACCEPT, REJECT, WRITER, EITHER)
@@ -253,7 +253,7 @@ def large_streams() -> list[tuple[str, str, bytes, dict, str]]:
 def from_large(notes: list[str]) -> list[Case]:
     """The large valid streams and one truncation of each (see the module docstring)."""
     from xenstream.reference.checker import Checker
-    from xenstream.reference.formats import available, validate
+    from xenstream.reference.formats import names as available, validate
     from xenstream.reference.rules import Role
     from xenstream.reference.source import Source
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from xenstream.reference.formats import import_optional
+from importlib import import_module as import_optional
 
 from .cases import Case, citation
 from . import containment

@@ -386,7 +386,7 @@ class Suite:
         return self._collection
 
     def known_formats(self) -> list[str]:
-        from xenstream.reference.formats import FORMAT_MODULES, available
+        from xenstream.reference.formats import FORMAT_MODULES, names as available
 
         seen = list(dict.fromkeys([*available(), *(c.format for c in self.collection.cases)]))
         return [f for f in FORMAT_MODULES if f in seen] + [f for f in seen if f not in FORMAT_MODULES]
@@ -822,7 +822,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 def _strategy_targets(suite: Suite) -> tuple[list, str | None]:
     if "strategies" not in suite.sources or suite.kind == "converter" or suite.xenstored_skip():
         return [], None
-    from xenstream.reference.formats import import_optional
+    from importlib import import_module as import_optional
 
     module = import_optional("xenstream.strategies")
     if module is None or not hasattr(module, "valid") or not hasattr(module, "malformed"):

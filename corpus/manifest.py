@@ -36,11 +36,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from xenstream.reference.errors import UsageError
+from xenstream.reference.formats import names
+from xenstream.reference.rules import VERDICTS
 
 MANIFEST = "manifest.json"
 SUFFIX = ".bin"
-FORMATS = ("libxc", "libxl", "xl", "xenstore", "legacy", "libvirt", "xenopsd")
-EXPECTED = ("accept", "reject", "writer", "either")
+FORMATS = names()
+EXPECTED = VERDICTS
 ORIGINS = ("hand-written", "strategy", "fuzz", "xenstored-4.17", "xenstored-4.20")
 #: Origins whose files are not generated: `corpus build` keeps them as they are.
 KEPT_ORIGINS = ("fuzz", "xenstored-4.17", "xenstored-4.20")
@@ -51,7 +53,6 @@ WRITER_PROFILE = "writer-profile: "
 def known_origin(origin) -> bool:
     return origin in ORIGINS or (isinstance(origin, str) and origin.startswith(WRITER_PROFILE))
 PREFIX = {"accept": "y", "reject": "n", "writer": "w", "either": "i"}
-VERDICT_OF_PREFIX = {v: k for k, v in PREFIX.items()}
 KEYS = ("id", "path", "format", "version", "byteorder", "expected", "rule", "section",
         "description", "origin", "sha256")
 OPTIONAL_KEYS = ("meta",)

@@ -4,89 +4,63 @@ Deleting whole items cannot shrink the one page batch a stream has; these
 variants keep the first ``k`` pages of a batch (a legacy page batch, or a
 libxc PAGE_DATA record, also inside libxl and xl streams) and fix the count
 and, for a record, its length.  The reducer keeps a variant only when the
-reference still says the same about the stream.
+reference still says the same about the stream.  Sizes, offsets and types come
+from the reference's layouts.
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Iterator
 
+from xenstream.reference import legacy, libxc
 from xenstream.reference.checker import Checker
+from xenstream.reference.formats import get_codec
+from xenstream.reference.framing import RECORD_HEADER, encode_record
+from xenstream.reference.layout import Endian
 from xenstream.reference.source import Source
 
 from .frames import spans
 
-PAGE = 4096
-
-
-def _libxc_has_data(entry: int) -> bool:
-    from xenstream.reference import libxc
-
-    t = entry >> 60
-    try:
-        return bool(libxc.HAS_DATA[t])
-    except (IndexError, KeyError, TypeError):
-        return True
-
-
-def _legacy_has_data(entry: int) -> bool:
-    from xenstream.reference import legacy
-
-    return legacy.page_has_data(entry)
+PAGE = 1 << libxc.X86_PAGE_SHIFT
+_PD = libxc.PageData.LAYOUT
 
 
 def _keep_first(count: int) -> list[int]:
     return sorted({1, count // 2} - {0, count})
 
 
-def _libxc_batches(data: bytes) -> Iterator[tuple[int, int, bool]]:
-    """(record start, record end, little) of PAGE_DATA records in libxc layers."""
-    little = True
-    for a, b, layer in spans_for(data):
-        if layer == "libxc-headers" and b - a == 40:
-            little = not (struct.unpack_from(">H", data, a + 16)[0] & 1)
-        elif layer == "libxc" and b - a >= 16:
-            rtype = struct.unpack_from("<I" if little else ">I", data, a)[0]
-            if rtype == 1:
-                yield a, b, little
-
-
-_FMT: dict[int, str] = {}
-
-
-def spans_for(data: bytes):
-    return spans(_FMT.get(id(data), "libxc"), data)
+def _page_data_records(fmt: str, data: bytes) -> Iterator[tuple[int, int, Endian]]:
+    """(record start, record end, byte order) of the PAGE_DATA records of the libxc layers."""
+    endian = Endian.LITTLE
+    for a, b, layer in spans(fmt, data):
+        if layer == "libxc-headers" and b - a == libxc.HEADERS_SIZE:
+            endian = libxc.headers_endian(data, a)
+        elif layer == libxc.LAYER and b - a >= RECORD_HEADER.size + _PD.size:
+            if RECORD_HEADER.values(endian, data, a)["type"] == libxc.RecordType.PAGE_DATA:
+                yield a, b, endian
 
 
 def libxc_variants(fmt: str, data: bytes) -> Iterator[bytes]:
-    _FMT[id(data)] = fmt
-    try:
-        batches = list(_libxc_batches(data))
-    finally:
-        _FMT.pop(id(data), None)
-    for a, b, little in batches:
-        e = "<" if little else ">"
-        count = struct.unpack_from(e + "I", data, a + 8)[0]
-        body_len = struct.unpack_from(e + "I", data, a + 4)[0]
-        if count < 2 or 16 + 8 * count > b - a:
+    for a, b, endian in list(_page_data_records(fmt, data)):
+        body_at = a + RECORD_HEADER.size
+        body_len = RECORD_HEADER.values(endian, data, a)["body_length"]
+        fixed = libxc.PageData.decode_fixed(endian, data, body_at)
+        count = fixed["count"]
+        pfns_at = body_at + _PD.size
+        if count < 2 or _PD.size + 8 * count > b - body_at:
             continue
-        entries = struct.unpack_from(f"{e}{count}Q", data, a + 16)
-        with_data = [_libxc_has_data(x) for x in entries]
-        if 8 + 8 * count + PAGE * sum(with_data) != body_len:
+        entries = _PD.tail[0].entries(endian, count).unpack_from(data, pfns_at)
+        with_data = [libxc.HAS_DATA[libxc.page_type_of(x)] for x in entries]
+        if libxc.page_data_length(count, sum(with_data), PAGE) != body_len:
             continue
-        pages_at = a + 16 + 8 * count
+        pages_at = pfns_at + 8 * count
         for k in _keep_first(count):
             n_pages = sum(with_data[:k])
-            body = (struct.pack(e + "II", k, struct.unpack_from(e + "I", data, a + 12)[0])
-                    + data[a + 16:a + 16 + 8 * k] + data[pages_at:pages_at + PAGE * n_pages])
-            rec = struct.pack(e + "II", 1, len(body)) + body
-            yield data[:a] + rec + data[b:]
+            rec = libxc.PageData(entries[:k], data[pages_at:pages_at + PAGE * n_pages], fixed["reserved"])
+            yield data[:a] + encode_record(rec.type, rec.encode_body(endian), endian) + data[b:]
 
 
 def legacy_variants(data: bytes, options: dict | None = None) -> Iterator[bytes]:
-    from xenstream.reference.formats import get_codec
-
     width, batches = None, []
     try:
         for item in get_codec("legacy").dump(Source.from_bytes(data), Checker(), **(options or {})):
@@ -96,25 +70,25 @@ def legacy_variants(data: bytes, options: dict | None = None) -> Iterator[bytes]
                 batches.append(item["offset"])
     except Exception:  # noqa: BLE001 - malformed streams stop the dump anywhere
         pass
-    if width not in (32, 64):
+    if width not in legacy.ULONG:
         return
-    w = width // 8
+    entry = legacy.ULONG[width]
     for a in batches:
-        if a + 4 > len(data):
+        count = legacy.CHUNK_TYPE.get(Endian.LITTLE, data, "type", a)
+        pfns_at = a + legacy.CHUNK_TYPE.size
+        if count is None or count < 2 or pfns_at + entry.size * count > len(data):
             continue
-        count = struct.unpack_from("<i", data, a)[0]
-        if count < 2 or a + 4 + w * count > len(data):
-            continue
-        entries = struct.unpack_from(f"<{count}{'I' if w == 4 else 'Q'}", data, a + 4)
-        with_data = [_legacy_has_data(x) for x in entries]
-        pages_at = a + 4 + w * count
-        end = pages_at + PAGE * sum(with_data)
+        entries = [entry.values(Endian.LITTLE, data, pfns_at + entry.size * i)["value"] for i in range(count)]
+        with_data = [legacy.page_has_data(x) for x in entries]
+        pages_at = pfns_at + entry.size * count
+        end = pages_at + legacy.PAGE_SIZE * sum(with_data)
         if end > len(data):
             continue
         for k in _keep_first(count):
             n_pages = sum(with_data[:k])
-            chunk = (struct.pack("<i", k) + data[a + 4:a + 4 + w * k]
-                     + data[pages_at:pages_at + PAGE * n_pages])
+            chunk = legacy.encode_chunk(legacy.PageBatch(tuple(entries[:k]),
+                                                         data[pages_at:pages_at + legacy.PAGE_SIZE * n_pages]),
+                                        width)
             yield data[:a] + chunk + data[end:]
 
 

@@ -18,16 +18,13 @@ the restore role accepts it.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from xenstream.reference.checker import Checker
 from xenstream.reference.formats import validate
-from xenstream.reference.rules import Role, Severity
+from xenstream.reference.rules import ACCEPT, Role, Severity
 from xenstream.reference.source import Source
 
-EXPECTED = ("accept", "reject", "writer", "either")
-ACCEPT = "accept"
 
 
 def options_of(fmt: str, meta: dict | None) -> dict:
@@ -161,26 +158,6 @@ def record_kinds(fmt: str, data: bytes, options: dict | None = None) -> frozense
 
 def sniff(fmt: str, data: bytes) -> tuple[int | None, str | None]:
     """``(version, byteorder)`` read from a stream's header, None where it cannot tell."""
-    def be32(off: int) -> int | None:
-        return struct.unpack_from(">I", data, off)[0] if len(data) >= off + 4 else None
+    from xenstream.reference.formats import get_codec
 
-    if fmt == "legacy":
-        return None, "little"  # x86 toolstacks wrote legacy images in host (little-endian) order
-    if fmt in ("libxc", "libxl", "xenstore"):
-        vo, oo = {"libxc": (12, 16), "libxl": (8, 12), "xenstore": (8, 12)}[fmt]
-        version = be32(vo)
-        if fmt == "libxc":
-            opts = struct.unpack_from(">H", data, oo)[0] if len(data) >= oo + 2 else None
-        else:
-            opts = be32(oo)
-        return version, None if opts is None else ("big" if opts & 1 else "little")
-    if fmt == "libvirt":
-        version = struct.unpack_from("<I", data, 16)[0] if len(data) >= 20 else None
-        return version, "little"   # written in the x86 host's byte order
-    if fmt == "xenopsd":
-        return None, "little"      # 64-bit little-endian record headers
-    if fmt == "xl":
-        word = data[32:36]
-        order = {b"\x04\x03\x02\x01": "little", b"\x01\x02\x03\x04": "big"}.get(word)
-        return None, order
-    return None, None
+    return get_codec(fmt).sniff(data)

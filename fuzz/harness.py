@@ -39,13 +39,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
+from xenstream.reference import xl
 from xenstream.reference.checker import Checker
 from xenstream.reference.errors import StreamError
-from xenstream.reference.formats import get_codec, validate
+from xenstream.reference.formats import get_codec, names, validate
 from xenstream.reference.rules import Role
 from xenstream.reference.source import Source
 
-FORMATS = ("libxc", "libxl", "xl", "xenstore", "legacy", "libvirt", "xenopsd")
+FORMATS = names()
 #: Inputs larger than this are cut (libFuzzer's -max_len does the same for its own inputs).
 MAX_INPUT = 1 << 20
 
@@ -134,29 +135,19 @@ def convert_legacy(data: bytes) -> None:
             continue
         produced = out.getvalue()
         check_fmt = fmt
-        if produced.startswith(XL_MAGIC):
+        if produced.startswith(xl.MAGIC):
             # an xl savefile header in front is copied through (with the
             # streamv2 flag): the whole output is an xl savefile for -f libxl,
             # the header and a libxc stream for -f libxc
             if fmt == "libxl":
                 check_fmt = "xl"
             else:
-                produced = produced[_xl_header_length(produced):]
+                produced = produced[xl.header_length(produced) or 0:]
         strict = validate(Source.from_bytes(produced), check_fmt, Checker(Role.STRICT))
         if not strict.accepted:
             first = strict.first_refused()
             raise InvariantError(f"convert-legacy -f {fmt}: output refused by the verifier: "
                                  f"{first.describe() if first else '?'}")
-
-
-XL_MAGIC = b"Xen saved domain, xl format\n \0 \r"
-
-
-def _xl_header_length(data: bytes) -> int:
-    from xenstream.corpus.frames import spans
-
-    first = spans("xl", data)[0]
-    return first[1] if first[2] == "xl-header" else 0
 
 
 # --------------------------------------------------------------------------

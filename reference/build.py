@@ -8,7 +8,10 @@ same bytes.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from . import libxc, libxl, xen_abi, xl
+from .framing import RECORD_HEADER, padding_length
 from .layout import Endian
 from .libxc import DomainType, PageType, pfn_entry
 
@@ -198,28 +201,57 @@ def xl_stream(guest: DomainType = DomainType.X86_HVM, *, endian: Endian = Endian
     return xl.XlStream(header, libxl_stream(guest, endian=endian, **kwargs))
 
 
-def record_offsets(stream: libxc.LibxcStream) -> list[int]:
-    """Offset of each record header of a stand-alone libxc stream."""
-    from .framing import padding_length
+# --------------------------------------------------------------------------
+# Editing typed streams (the examples' and the strategies' one set of helpers)
+# --------------------------------------------------------------------------
 
-    offsets, at = [], libxc.IMAGE_HEADER.size + libxc.DOMAIN_HEADER.size
+
+def _parts_name(stream) -> str:
+    """The field of a stream value that holds its records (libxc) or items (libxl)."""
+    return "records" if hasattr(stream, "records") else "items"
+
+
+def find_all(stream, cls, start: int = 0) -> list[int]:
+    """Indexes of the records (items) of type ``cls`` from ``start``."""
+    return [i for i, r in enumerate(getattr(stream, _parts_name(stream))) if i >= start and isinstance(r, cls)]
+
+
+def find(stream, cls, start: int = 0) -> int:
+    """Index of the first record (item) of type ``cls`` from ``start``."""
+    return find_all(stream, cls, start)[0]
+
+
+def edit(stream, index: int, *new, drop: int = 1):
+    """``stream`` with ``drop`` records (items) from ``index`` replaced by ``new``."""
+    name = _parts_name(stream)
+    parts = list(getattr(stream, name))
+    parts[index:index + drop] = new
+    return replace(stream, **{name: tuple(parts)})
+
+
+def patch(data: bytes, offset: int, new: bytes) -> bytes:
+    """``data`` with ``new`` written over it at ``offset``."""
+    return data[:offset] + new + data[offset + len(new):]
+
+
+def record_offsets(stream: libxc.LibxcStream) -> list[int]:
+    """Offset of each record header of a stand-alone libxc stream, and of its end last."""
+    offsets, at = [], libxc.HEADERS_SIZE
     for rec in stream.records:
         offsets.append(at)
         n = len(rec.encode_body(stream.endian))
-        at += 8 + n + padding_length(n)
-    return offsets
+        at += RECORD_HEADER.size + n + padding_length(n)
+    return offsets + [at]
 
 
 def libxl_item_offsets(stream: libxl.LibxlStream) -> list[int]:
-    """Offset of each item (libxl or libxc record header) of a libxl stream."""
-    from .framing import padding_length
-
+    """Offset of each item (libxl or libxc record header) of a libxl stream, and of its end last."""
     offsets, at = [], libxl.HEADER.size
     endian, xc_endian = stream.header.endian, stream.libxc_endian
     for item in stream.items:
         offsets.append(at)
         n = len(item.encode_body(xc_endian if item.layer == libxc.LAYER else endian))
-        at += 8 + n + padding_length(n)
+        at += RECORD_HEADER.size + n + padding_length(n)
         if isinstance(item, libxl.LibxcContext) and item.image_header is not None:
-            at += libxc.IMAGE_HEADER.size + libxc.DOMAIN_HEADER.size
-    return offsets
+            at += libxc.HEADERS_SIZE
+    return offsets + [at]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .formats import FORMAT_MODULES, RECOGNISE_OCTETS, get_codec
+from .formats import RECOGNISE_OCTETS, get_codec, names
 
 #: Exit status of ``verify``/``dump`` when no format recognises the input (no verdict:
 #: the same as a usage error, which names the way out, ``-f``).
@@ -28,16 +28,16 @@ def detect(prefix: bytes) -> Detected | None:
     """The format whose magic ``prefix`` (the first :data:`RECOGNISE_OCTETS` octets) starts with."""
     prefix = bytes(prefix[:RECOGNISE_OCTETS])
     later = []
-    for name in FORMAT_MODULES:   # imported one at a time: a libxc stream costs libxc's import only
+    for name in names():   # imported one at a time: a libxc stream costs libxc's import only
         codec = get_codec(name)
         if not codec.recognise_by_magic:
             later.append(codec)
             continue
-        reason = codec.recognise(prefix) if codec.recognise is not None else None
+        reason = codec.recognise(prefix)
         if reason:
             return Detected(codec.name, reason)
     for codec in later:
-        reason = codec.recognise(prefix) if codec.recognise is not None else None
+        reason = codec.recognise(prefix)
         if reason:
             return Detected(codec.name, reason)
     return None
@@ -46,4 +46,4 @@ def detect(prefix: bytes) -> Detected | None:
 def unrecognised_message(name: str, prefix: bytes) -> str:
     shown = prefix[:16].hex(" ") if prefix else "none: the input is empty"
     return (f"{name}: not a save file of any known format (first octets: {shown}); "
-            f"name its format with -f ({', '.join(FORMAT_MODULES)})")
+            f"name its format with -f ({', '.join(names())})")

@@ -13,7 +13,7 @@ import sys
 
 from .checker import Checker
 from .errors import StreamError, UsageError
-from .formats import FORMAT_MODULES, get_codec
+from .formats import names, get_codec
 from .rules import Role
 from .verify_cmd import add_format_options, format_options, open_input
 
@@ -21,7 +21,7 @@ from .verify_cmd import add_format_options, format_options, open_input
 def add_arguments(p) -> None:
     p.add_argument("-i", "--in", dest="input", default="0", metavar="FILE|FD",
                    help="stream to dump: a path or a file descriptor number (default 0, stdin)")
-    p.add_argument("-f", "--format", default=None, choices=list(FORMAT_MODULES),
+    p.add_argument("-f", "--format", default=None, choices=list(names()),
                    help="format of the stream; without it, the one whose magic the input starts with")
     p.add_argument("--json", action="store_true", help="one JSON object per header or record")
     p.add_argument("--role", choices=[r.value for r in Role], default=Role.RESTORE.value,

@@ -43,8 +43,10 @@ from typing import Any, Iterator
 
 from .checker import Checker
 from .errors import UsageError
-from .formats import Codec
-from .layout import Endian, Layout
+from .formats import Codec, spans_of_dump
+from .framing import Item, make_item
+from . import xl
+from .layout import Endian, Layout, i32, octets, reserved, u32, u64
 from .rules import Role, Severity, definer
 from .source import Source, Truncated
 
@@ -56,27 +58,27 @@ PAGE_SIZE = 4096
 # Layouts (all little-endian: legacy images exist for x86 only)
 # --------------------------------------------------------------------------
 
-ULONG = {32: Layout("unsigned long (32-bit toolstack)", "I", "value"),
-         64: Layout("unsigned long (64-bit toolstack)", "Q", "value")}
-CHUNK_TYPE = Layout("chunk type", "i", "type")
-EXTENDED_INFO_SIZE = Layout("extended-info total size", "I", "total_size")
-EXTENDED_INFO_BLOCK = Layout("extended-info block header", "4sI", "id", "size")
-XCNT_BLOCK = Layout("extended-info xcnt block", "I", "xsave_size")
-VCPU_INFO = Layout("XC_SAVE_ID_VCPU_INFO", "i", "max_vcpu_id")
-VCPU_MAP_WORD = Layout("vcpumap word", "Q", "word")
-HVM_PARAM_CHUNK = Layout("XC_SAVE_ID_HVM_* chunk", "IQ", "pad", "data")
-TSC_INFO = Layout("XC_SAVE_ID_TSC_INFO", "IQII", "tsc_mode", "nsec", "khz", "incarnation")
-TOOLSTACK_CHUNK = Layout("XC_SAVE_ID_TOOLSTACK", "I", "length")
-UNMAPPED_PFN_COUNT = Layout("unmapped PFN count", "I", "count")
-XSAVE_HEADER = Layout("vcpu xsave header", "QQ", "xfeature_mask", "size")
-HVM_MAGIC_PFNS = Layout("HVM magic PFNs", "QQQ", "ioreq_pfn", "bufioreq_pfn", "store_pfn")
-HVM_CONTEXT_SIZE = Layout("HVM context size", "I", "size")
-QEMU_SIGNATURE = Layout("qemu signature", "21s", "signature")
-QEMU_SIZE = Layout("qemu record size", "I", "size")
-TOOLSTACK_HEADER = Layout("libxl toolstack header", "II", "version", "count")
+ULONG = {32: Layout("unsigned long (32-bit toolstack)", u32("value")),
+         64: Layout("unsigned long (64-bit toolstack)", u64("value"))}
+CHUNK_TYPE = Layout("chunk type", i32("type"))
+EXTENDED_INFO_SIZE = Layout("extended-info total size", u32("total_size"))
+EXTENDED_INFO_BLOCK = Layout("extended-info block header", octets("id", 4), u32("size"))
+XCNT_BLOCK = Layout("extended-info xcnt block", u32("xsave_size"))
+VCPU_INFO = Layout("XC_SAVE_ID_VCPU_INFO", i32("max_vcpu_id"))
+HVM_PARAM_CHUNK = Layout("XC_SAVE_ID_HVM_* chunk", reserved("pad"), u64("data"))
+TSC_INFO = Layout("XC_SAVE_ID_TSC_INFO", u32("tsc_mode"), u64("nsec"), u32("khz"), u32("incarnation"))
+TOOLSTACK_CHUNK = Layout("XC_SAVE_ID_TOOLSTACK", u32("length"))
+UNMAPPED_PFN_COUNT = Layout("unmapped PFN count", u32("count"))
+XSAVE_HEADER = Layout("vcpu xsave header", u64("xfeature_mask"), u64("size"))
+HVM_MAGIC_PFNS = Layout("HVM magic PFNs", u64("ioreq_pfn"), u64("bufioreq_pfn"), u64("store_pfn"))
+HVM_CONTEXT_SIZE = Layout("HVM context size", u32("size"))
+QEMU_SIGNATURE = Layout("qemu signature", octets("signature", 21))
+QEMU_SIZE = Layout("qemu record size", u32("size"))
+TOOLSTACK_HEADER = Layout("libxl toolstack header", u32("version"), u32("count"))
 #: ``struct libxl__physmap_info`` up to ``name``: 28 octets in both builds; a
 #: 64-bit build rounds the struct up to 32, see :class:`PhysmapEntry`.
-LIBXL_PHYSMAP_INFO = Layout("libxl__physmap_info", "QQQI", "phys_offset", "start_addr", "size", "namelen")
+LIBXL_PHYSMAP_INFO = Layout("libxl__physmap_info", u64("phys_offset"), u64("start_addr"), u64("size"),
+                            u32("namelen"))
 PHYSMAP_PADDING = {32: 0, 64: 4}
 
 EXTENDED_INFO_SIGNATURE = {32: 0xFFFFFFFF, 64: 0xFFFFFFFFFFFFFFFF}
@@ -101,11 +103,6 @@ QEMU_SIGNATURES = (b"DeviceModelRecord0002", b"RemusDeviceModelState", b"QemuDev
 #: signature -> whether a uint32 length follows (the old xend one runs to EOF)
 QEMU_HAS_LENGTH = {b"DeviceModelRecord0002": True, b"RemusDeviceModelState": True,
                    b"QemuDeviceModelRecord": False}
-
-#: The xl savefile magic (tools/xl/xl.h); the header itself is the xl module's.
-XL_MAGIC = b"Xen saved domain, xl format\n \x00 \r"
-XL_HEADER_WORDS = Layout("xl savefile header words", "IIII", "byteorder", "mandatory_flags",
-                         "optional_flags", "optional_data_len")
 
 
 class Chunk:
@@ -507,6 +504,11 @@ class LegacyStream:
         return None
 
 
+def pfn_entry(pfn: int, page_type: int = 0) -> int:
+    """A page batch entry: type in bits 31-28, pfn in bits 27-0."""
+    return (page_type << PFN_TYPE_SHIFT) | (pfn & PFN_MASK)
+
+
 def page_has_data(entry: int) -> bool:
     return ((entry & PFN_TYPE_MASK) >> PFN_TYPE_SHIFT) not in NO_DATA_TYPES
 
@@ -542,40 +544,39 @@ def detect(prefix: bytes, *, xl_header: bool = True) -> Detection:
     savefile header in front is recognised by its magic and skipped, unless
     ``xl_header`` is false (the caller has dealt with any xl header already).
     """
-    xl = xl_header and prefix.startswith(XL_MAGIC)
-    if xl:
-        hdr_end = len(XL_MAGIC) + XL_HEADER_WORDS.size
-        if len(prefix) < hdr_end:
+    xl_in_front = xl_header and prefix.startswith(xl.MAGIC)
+    if xl_in_front:
+        if len(prefix) < xl.OPTIONAL_DATA_OFFSET:
             return Detection(None, None, True, "input ends inside the xl header")
-        optlen = XL_HEADER_WORDS.unpack(LE, prefix, len(XL_MAGIC))[3]
-        prefix = prefix[hdr_end + optlen:]
+        optlen = xl.HEADER.values(LE, prefix)["optional_data_len"]
+        prefix = prefix[xl.OPTIONAL_DATA_OFFSET + optlen:]
     if len(prefix) < 8:
-        return Detection(None, None, xl, "fewer than 8 octets: cannot tell the width")
+        return Detection(None, None, xl_in_front, "fewer than 8 octets: cannot tell the width")
     octets = prefix[4:8]
     if octets == b"\0\0\0\0":
         sig = prefix[8:16]
         if sig == b"\xff" * 8:
-            return Detection(64, "pv", xl, "octets 4-7 zero (64-bit); extended-info signature at 8")
+            return Detection(64, "pv", xl_in_front, "octets 4-7 zero (64-bit); extended-info signature at 8")
         first = CHUNK_TYPE.unpack(LE, prefix, 8)[0] if len(prefix) >= 12 else None
         if first is not None and not LOWEST_CHUNK <= first <= MAX_BATCH:
             # Octets 4-7 are the END chunk of a 32-bit image with an empty body
             # and octets 8-11 a magic PFN: the one case the spec's test misses.
-            return Detection(32, "hvm", xl, f"octets 4-7 zero but octets 8-11 ({first}) are no chunk type: "
+            return Detection(32, "hvm", xl_in_front, f"octets 4-7 zero but octets 8-11 ({first}) are no chunk type: "
                                             "a 32-bit HVM image with an empty body", ambiguous=True)
-        return Detection(64, "hvm", xl,
+        return Detection(64, "hvm", xl_in_front,
                          f"octets 4-7 zero (64-bit); no extended-info signature, first chunk {first}",
                          ambiguous=first == 0)
     value = CHUNK_TYPE.unpack(LE, prefix, 4)[0]
     if value == -1 and prefix[12:16] in (b"vcpu", b"extv", b"xcnt"):
-        return Detection(32, "pv", xl, "octets 4-7 0xffffffff: 32-bit extended-info signature")
+        return Detection(32, "pv", xl_in_front, "octets 4-7 0xffffffff: 32-bit extended-info signature")
     if value == -1 and len(prefix) >= 16 and prefix[12:16] not in (b"vcpu", b"extv", b"xcnt"):
-        return Detection(32, "hvm", xl, "octets 4-7 -1 without extended-info block: 32-bit HVM, "
+        return Detection(32, "hvm", xl_in_front, "octets 4-7 -1 without extended-info block: 32-bit HVM, "
                                          "first chunk XC_SAVE_ID_ENABLE_VERIFY_MODE")
     if value == -1:
-        return Detection(32, "pv", xl, "octets 4-7 0xffffffff: 32-bit extended-info signature")
+        return Detection(32, "pv", xl_in_front, "octets 4-7 0xffffffff: 32-bit extended-info signature")
     if value < 0:
-        return Detection(32, "hvm", xl, f"octets 4-7 negative ({value}): 32-bit HVM chunk type")
-    return Detection(32, "hvm", xl, f"octets 4-7 positive ({value}): 32-bit HVM page count")
+        return Detection(32, "hvm", xl_in_front, f"octets 4-7 negative ({value}): 32-bit HVM chunk type")
+    return Detection(32, "hvm", xl_in_front, f"octets 4-7 positive ({value}): 32-bit HVM page count")
 
 
 # --------------------------------------------------------------------------
@@ -617,7 +618,7 @@ class _Reader:
         #: only when one starts there, and what follows is the container's business
         self.embedded = embedded
         self.src = src
-        self.ck = checker
+        self.checker = checker
         self.collect = collect
         self.opt = options
         self.visit = visit  # called with (kind, offset, dict) for dump
@@ -625,7 +626,7 @@ class _Reader:
 
     # helpers ---------------------------------------------------------------
     def at(self, name: str, index: int | None = None) -> None:
-        self.ck.at(LAYER, index, name)
+        self.checker.at(LAYER, index, name)
 
     def read(self, layout: Layout, what: str | None = None) -> tuple:
         return layout.unpack(LE, self.src.read_exact(layout.size, what or layout.name))
@@ -659,15 +660,15 @@ class _Reader:
         try:
             return self._run()
         except Truncated as exc:
-            self.ck.fail(TRUNCATED, exc.end,
+            self.checker.fail(TRUNCATED, exc.end,
                          f"input ends after {exc.got} of {exc.wanted} octets of {exc.what}")
 
     def _run(self) -> LegacyStream | None:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         self.at("image")
         xl_header = None
         want_xl = self.opt["xl"]
-        if want_xl or (want_xl is None and src.peek(len(XL_MAGIC)) == XL_MAGIC):
+        if want_xl or (want_xl is None and src.peek(len(xl.MAGIC)) == xl.MAGIC):
             xl_header = self.read_xl()
             if self.sink:
                 self.sink(xl_header)
@@ -732,18 +733,16 @@ class _Reader:
         return LegacyStream(width, guest, p2m_size, tuple(chunks), tail, ext, frames, qemu, xl_header)
 
     def read_xl(self):
-        from . import xl  # the xl layer owns its header and rules
-
         off = self.src.offset
-        saved = self.ck.save()
-        header = xl.read_header(self.src, self.ck)
-        self.ck.restore(saved)
+        saved = self.checker.save()
+        header = xl.read_header(self.src, self.checker)
+        self.checker.restore(saved)
         self.emit("xl_header", off, mandatory_flags=header.mandatory_flags,
                   optional_flags=header.optional_flags, optional_data_len=len(header.optional_data))
         return header
 
     def read_extended_info(self) -> ExtendedInfo:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         self.at("extended-info")
         off = src.offset
         sig = self.read(ULONG[self.width], "extended-info signature")[0]
@@ -790,7 +789,7 @@ class _Reader:
         return ext
 
     def read_chunks(self) -> list:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         chunks: list = []
         batches = pages = 0
         while True:
@@ -849,7 +848,7 @@ class _Reader:
         return chunks
 
     def read_batch(self, count: int, off: int) -> tuple[PageBatch | None, int]:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         if count > MAX_BATCH:
             ck.fail(BATCH_MAX, off, f"page batch of {count} pages exceeds MAX_BATCH ({MAX_BATCH})")
         size = ULONG[self.width].size
@@ -880,7 +879,7 @@ class _Reader:
         return PageBatch(entries, pages or b""), present
 
     def read_vcpu_info(self, off: int) -> VcpuInfo:
-        ck = self.ck
+        ck = self.checker
         moff = self.src.offset
         max_id = self.read(VCPU_INFO)[0]
         if not 0 <= max_id <= MAX_VCPU_ID:
@@ -910,14 +909,14 @@ class _Reader:
         raw = src.read_exact(length, "toolstack data")
         looks_libxl = len(raw) >= 4 and TOOLSTACK_HEADER.le.unpack_from(raw.ljust(8, b"\0"))[0] == 1
         if want is None and not looks_libxl:
-            self.ck.note(f"toolstack chunk of {length} octets is not a libxl version 1 blob; kept opaque")
+            self.checker.note(f"toolstack chunk of {length} octets is not a libxl version 1 blob; kept opaque")
             self.emit("chunk", off, type=Chunk.TOOLSTACK, name="XC_SAVE_ID_TOOLSTACK", length=length)
             return ToolstackChunk(raw)
-        saved = self.ck.save()
+        saved = self.checker.save()
         self.at("libxl toolstack", self.index)
-        ts = decode_toolstack(raw, self.width, checker=self.ck, offset=boff)
-        self.ck.restore(saved)
-        self.ck.note(f"libxl toolstack v{ts.version}: {len(ts.entries)} physmap entries")
+        ts = decode_toolstack(raw, self.width, checker=self.checker, offset=boff)
+        self.checker.restore(saved)
+        self.checker.note(f"libxl toolstack v{ts.version}: {len(ts.entries)} physmap entries")
         self.emit("chunk", off, type=Chunk.TOOLSTACK, name="XC_SAVE_ID_TOOLSTACK", length=length,
                   physmap=[{"phys_offset": e.phys_offset, "start_addr": e.start_addr, "size": e.size,
                             "name": None if e.name is None else e.name.decode("latin-1")}
@@ -925,7 +924,7 @@ class _Reader:
         return ToolstackChunk(ts)
 
     def read_pv_tail(self, ext: ExtendedInfo, chunks: list) -> PvTail | None:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         self.at("PV tail")
         off = src.offset
         count = self.read(UNMAPPED_PFN_COUNT)[0]
@@ -973,7 +972,7 @@ class _Reader:
         return tail
 
     def read_hvm_tail(self) -> HvmTail | None:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         self.at("HVM tail")
         off = src.offset
         ioreq, bufioreq, store = self.read(HVM_MAGIC_PFNS)
@@ -993,7 +992,7 @@ class _Reader:
         return tail
 
     def read_qemu(self) -> QemuRecord | None:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         self.at("qemu record")
         off = src.offset
         sig = self.read(QEMU_SIGNATURE)[0]
@@ -1069,10 +1068,6 @@ def decode_toolstack(blob: bytes, width: int, *, checker: Checker | None = None,
     if trailing:
         ck.report(PHYSMAP_TRAILING, offset + pos, f"{len(trailing)} octets follow the {count} entries")
     return LibxlToolstack(tuple(entries), version, None, trailing)
-
-
-def encode_toolstack(toolstack: LibxlToolstack, width: int) -> bytes:
-    return toolstack.encode(width)
 
 
 # --------------------------------------------------------------------------
@@ -1173,7 +1168,7 @@ def build_batches(pfns_and_types: list[tuple[int, int]], *, batch: int = MAX_BAT
     out = []
     for i in range(0, len(pfns_and_types), batch):
         part = pfns_and_types[i:i + batch]
-        entries = tuple((t << PFN_TYPE_SHIFT) | pfn for pfn, t in part)
+        entries = tuple(pfn_entry(pfn, t) for pfn, t in part)
         data = b"".join(page(pfn) for pfn, t in part if t not in NO_DATA_TYPES)
         out.append(PageBatch(entries, data))
     return tuple(out)
@@ -1283,14 +1278,38 @@ def decode(data: bytes | bytearray | memoryview | Source, *, role: Role = Role.R
     return stream
 
 
-def read_embedded(src: Source, checker: Checker, *, collect: bool = False, visit=None,
-                  **options: Any) -> tuple["_Reader", LegacyStream | None]:
-    """A legacy image inside a container (libvirt's save image, xenopsd's suspend
-    image): read up to its end, which the container's own data follows; an HVM
-    image's qemu record is read when its signature is there (``qemu=None``).
-    Returns the reader (``guest``, ``width``) and, when collecting, the image."""
-    reader = _Reader(src, checker, collect, _options({"xl": False, **options}), visit, embedded=True)
-    return reader, reader.run()
+class LegacyReader:
+    """The items of a legacy image: ``Item(offset, kind, fields)`` for each part the reader
+    reports (``kind`` as ``xenstream dump`` names it), in stream order; with ``collect``,
+    :attr:`stream` holds the image once they are read.  ``embedded``: inside a container
+    (libvirt's save image, xenopsd's suspend image) whose own data follows the image: a
+    qemu record is read only when one starts there (``qemu=None``), and what follows is the
+    container's business.  ``guest`` and ``width`` are what the image was read as."""
+
+    def __init__(self, src: Source, checker: Checker, *, collect: bool = False, embedded: bool = False,
+                 **options: Any):
+        self.src, self.checker, self.collect, self.embedded = src, checker, collect, embedded
+        self.options = _options({"xl": False, **options} if embedded else options)
+        self.stream: LegacyStream | None = None
+        self.guest: str | None = None
+        self.width: int | None = None
+
+    def items(self) -> Iterator[Item]:
+        parts: list[Item] = []
+        reader = _Reader(self.src, self.checker, self.collect, self.options,
+                         lambda kind, offset, info: parts.append(make_item((offset, kind, info))),
+                         embedded=self.embedded)
+        try:
+            self.stream = reader.run()
+        finally:
+            self.guest, self.width = getattr(reader, "guest", None), getattr(reader, "width", None)
+            yield from parts
+
+
+def dump_item(item: Item) -> dict:
+    """The ``xenstream dump`` dict of a :class:`LegacyReader` item."""
+    offset, kind, fields = item
+    return {"layer": LAYER, "kind": kind.replace("_", " "), "offset": offset, "fields": fields}
 
 
 def read_items(src: Source, checker: Checker, sink, **options: Any) -> "_Reader":
@@ -1305,21 +1324,24 @@ def read_items(src: Source, checker: Checker, sink, **options: Any) -> "_Reader"
 
 
 def dump(src: Source, checker: Checker, **options: Any) -> Iterator[dict]:
-    items: list[dict] = []
+    for item in LegacyReader(src, checker, **options).items():
+        yield dump_item(item)
 
-    def visit(kind: str, offset: int, info: dict) -> None:
-        items.append({"layer": LAYER, "kind": kind.replace("_", " "), "offset": offset, "fields": info})
 
-    try:
-        _Reader(src, checker, False, _options(options), visit).run()
-    finally:
-        yield from items
+def sniff(data: bytes) -> tuple[int | None, str | None]:
+    return None, "little"  # x86 toolstacks wrote legacy images in host (little-endian) order
+
+
+def spans(data: bytes, options: dict | None = None, base: int = 0, out: list | None = None) -> tuple[list, int]:
+    """The items from ``base`` at the offsets the dump reports (an image says nothing of its
+    items' sizes but through the reader); where they stop."""
+    return spans_of_dump(dump, data, options, base, out, LAYER)
 
 
 def recognise(prefix: bytes) -> str | None:
     """No magic: the libxc spec's "Legacy Images" test on octets 4-7 (:func:`detect`), with a
     ``p2m_size`` in range and, after it, the extended-info signature (PV) or a chunk type (HVM)."""
-    if len(prefix) < 16 or prefix[:8] == b"\xff" * 8 or prefix.startswith(XL_MAGIC):
+    if len(prefix) < 16 or prefix[:8] == b"\xff" * 8 or prefix.startswith(xl.MAGIC):
         return None
     det = detect(prefix, xl_header=False)
     if det.width is None or det.guest is None:
@@ -1345,6 +1367,8 @@ CODEC = Codec(
     encode=encode,
     dump=dump,
     options=tuple(_DEFAULTS),
+    sniff=sniff,
+    spans=spans,
     recognise=recognise,
     recognise_by_magic=False,
 )

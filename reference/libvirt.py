@@ -28,34 +28,63 @@ all run it) and the codec.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Iterator
 from xml.parsers import expat
 
 from . import legacy, libxc, libxl
 from .checker import Checker
-from .formats import Codec
-from .layout import Endian, Layout
+from .formats import Codec, by_magic, spans_of_dump
+from .framing import Item, dump_items, make_item
+from .layout import Declared, Endian, Layout, octets, reserved, u32
 from .rules import Role, Severity, definer
-from .source import Source, Truncated
+from .source import Source, Truncated, as_source
 
 LAYER = "libvirt"
+LE = Endian.LITTLE
 
 # --------------------------------------------------------------------------
 # Layout (libxl_conf.h, struct _libxlSavefileHeader; host byte order: little-endian)
 # --------------------------------------------------------------------------
 
 MAGIC = b"libvirt-xml\n \0 \r"
-HEADER = Layout("libxlSavefileHeader", "16sII10I", "magic", "version", "xmlLen", *(f"unused{i}" for i in range(10)))
-VERSION_OFFSET, XML_LENGTH_OFFSET, UNUSED_OFFSET = 16, 20, 24
 UNUSED_WORDS = 10
 #: LIBXL_SAVE_VERSION: 1 before LIBXL_HAVE_SRM_V2 (a legacy image follows), 2 with it (a libxl v2 stream)
 VERSION_LEGACY, VERSION_V2 = 1, 2
 VERSIONS = (VERSION_LEGACY, VERSION_V2)
 #: What a version-1 body cannot start with: the libxl v2 ident and the libxc v2 marker.
-V2_STARTS = (libxl.IDENT.to_bytes(8, "big"), b"\xff" * 8)
+V2_STARTS = (libxl.IDENT.to_bytes(8, "big"), libxc.MARKER.to_bytes(8, "big"))
 XML_ROOT = "domain"
 #: The domain XML is parsed in pieces of this size (expat parses incrementally).
 XML_PIECE = 64 << 10
+
+
+class LibvirtHeader(Declared):
+    """``struct _libxlSavefileHeader``: magic, version, xmlLen, ten unused 32-bit words (host order).
+
+    ``xmlLen`` None (the default) encodes the length of the XML that follows, as libvirt writes it."""
+
+    LAYOUT = Layout("libxlSavefileHeader", octets("magic", len(MAGIC), const=MAGIC),
+                    u32("version", default=VERSION_V2), u32("xmlLen", default=None),
+                    reserved("unused", f"{4 * UNUSED_WORDS}s"))
+    unused = bytes(4 * UNUSED_WORDS)
+
+    @classmethod
+    def make(cls, version: int = VERSION_V2, xml_length: int | None = None,
+             unused_words: tuple[int, ...] = (0,) * UNUSED_WORDS) -> "LibvirtHeader":
+        """A header with the unused area given as its ten words."""
+        return cls(version=version, xmlLen=xml_length,
+                   unused=b"".join(w.to_bytes(4, "little") for w in unused_words))
+
+    def unused_words(self) -> tuple[int, ...]:
+        return tuple(int.from_bytes(self.unused[i:i + 4], "little") for i in range(0, len(self.unused), 4))
+
+    def encode(self, xml_length: int) -> bytes:
+        n = xml_length if self.xmlLen is None else self.xmlLen
+        return self.LAYOUT.encode(LE, **{**self.wire_values(), "xmlLen": n})
+
+
+HEADER = LibvirtHeader.LAYOUT
 
 # --------------------------------------------------------------------------
 # Rules (section: the source the rule is based on)
@@ -103,16 +132,13 @@ VERSION_MISMATCH = _rule("libvirt.body.version_mismatch", R, START,
 
 
 @dataclass(frozen=True)
-class LibvirtHeader:
-    version: int = VERSION_V2
-    #: None: the length of the XML that follows (what libvirt writes)
-    xml_length: int | None = None
-    unused: tuple[int, ...] = (0,) * UNUSED_WORDS
-    magic: bytes = MAGIC
+class DomainXml:
+    """The ``xmlLen`` octets after the header: what the reader made of them, and the octets
+    themselves when collecting."""
 
-    def encode(self, xml_length: int) -> bytes:
-        n = xml_length if self.xml_length is None else self.xml_length
-        return HEADER.pack(Endian.LITTLE, self.magic, self.version, n, *self.unused)
+    octets: bytes = b""
+    root: str | None = None      # the root element's name, when the XML parses that far
+    nul_at: int | None = None    # of the first NUL, from the XML's start
 
 
 @dataclass(frozen=True)
@@ -191,47 +217,76 @@ class _XmlCheck:
                 self.trailing = offset + len(piece) - len(stripped)
 
 
-class _Reader:
-    """One reader for validation (``collect=False``), decoding and dump (``visit``)."""
+class LibvirtReader:
+    """Reads (and validates) a libvirt save image; :meth:`items` yields the header, the domain
+    XML and the items of the stream that follows them (a :class:`~.libxl.LibxlReader`'s for
+    versions 0 and 2, a :class:`~.legacy.LegacyReader`'s for version 1).
+    The embedded stream is read from the same :class:`Source`, so its findings carry their
+    offsets in the whole file."""
 
-    def __init__(self, src: Source, checker: Checker, *, collect: bool, visit=None):
-        self.src, self.ck, self.collect, self.visit = src, checker, collect, visit
+    def __init__(self, src: Source, checker: Checker, *, collect: bool = False):
+        self.src, self.checker, self.collect = src, checker, collect
         self.header: LibvirtHeader | None = None
-        self.xml = b""
+        #: the reader of the embedded stream, once the header and XML are read
+        self.body: libxl.LibxlReader | legacy.LegacyReader | None = None
 
-    def emit(self, item: dict) -> None:
-        if self.visit is not None:
-            self.visit(item)
+    def _truncated(self, t: Truncated):
+        self.checker.fail(TRUNCATED, t.end, t.describe())
+
+    def items(self) -> Iterator[Item]:
+        src, ck = self.src, self.checker
+        try:
+            offset = src.offset
+            header = self.read_header()
+            yield make_item((offset, "header", header))
+            offset = src.offset
+            yield make_item((offset, "domain XML", self.read_xml(header.xmlLen)))
+        except Truncated as t:
+            self._truncated(t)
+        ck.at(LAYER, None, "stream")
+        saved = ck.save()   # the embedded stream's findings carry its own layer and location
+        if header.version == VERSION_LEGACY:
+            head = src.peek(8)
+            if head in V2_STARTS:
+                ck.fail(VERSION_MISMATCH, src.offset, "version 1 (a legacy image) but the stream starts with "
+                        + ("the libxl v2 ident" if head == V2_STARTS[0] else "the libxc v2 marker"))
+            self.body = legacy.LegacyReader(src, ck, collect=self.collect, xl=False)
+            yield from self.body.items()
+        else:
+            self.body = libxl.LibxlReader(src, ck, collect=self.collect)
+            yield from self.body.items()
+            self.body.check_trailing()
+        ck.restore(saved)
 
     def read_header(self) -> LibvirtHeader:
-        src, ck = self.src, self.ck
+        src, ck = self.src, self.checker
         ck.at(LAYER, None, "header")
         base = src.offset
-        raw = src.read_exact(HEADER.size, "libvirt save image header")
-        magic, version, xml_len, *unused = HEADER.unpack(Endian.LITTLE, raw)
+        header = LibvirtHeader(**LibvirtHeader.decode_fixed(LE, src.read_exact(HEADER.size,
+                                                                              "libvirt save image header")))
+        magic, version, xml_len = header.magic, header.version, header.xmlLen
         if magic != MAGIC:
             bad = next(i for i in range(len(MAGIC)) if magic[i] != MAGIC[i])
             ck.fail(MAGIC_RULE, base + bad, f"magic differs at octet {bad}: {magic!r}")
         if version > VERSION_V2:
-            ck.fail(VERSION, base + VERSION_OFFSET, f"version {version} is above 2; libvirt refuses it "
+            ck.fail(VERSION, HEADER.at(base, "version"), f"version {version} is above 2; libvirt refuses it "
                     "(\"image version is not supported\")")
         if version == 0:
-            ck.report(VERSION_ZERO, base + VERSION_OFFSET, "version 0, which no libvirt writes")
+            ck.report(VERSION_ZERO, HEADER.at(base, "version"), "version 0, which no libvirt writes")
+        unused = header.unused_words()
         if any(unused):
             i = next(i for i, w in enumerate(unused) if w)
-            ck.report(UNUSED, base + UNUSED_OFFSET + 4 * i, f"unused word {i} is 0x{unused[i]:08x}")
+            ck.report(UNUSED, HEADER.at(base, "unused") + 4 * i, f"unused word {i} is 0x{unused[i]:08x}")
         if xml_len == 0:
-            ck.fail(XML_LENGTH, base + XML_LENGTH_OFFSET, "xmlLen is 0 (\"invalid XML length\")")
-        self.header = LibvirtHeader(version, xml_len, tuple(unused), magic)
+            ck.fail(XML_LENGTH, HEADER.at(base, "xmlLen"), "xmlLen is 0 (\"invalid XML length\")")
+        self.header = header
         ck.note(f"libvirt save image: version {version} "
                 f"({'legacy image' if version == VERSION_LEGACY else 'libxl v2 stream'} follows), "
                 f"{xml_len} octets of domain XML")
-        self.emit({"layer": LAYER, "kind": "header", "offset": base,
-                   "fields": {"version": version, "xmlLen": xml_len, "unused": list(unused)}})
-        return self.header
+        return header
 
-    def read_xml(self, length: int) -> None:
-        src, ck = self.src, self.ck
+    def read_xml(self, length: int) -> DomainXml:
+        src, ck = self.src, self.checker
         ck.at(LAYER, None, "domain XML")
         start = offset = src.offset
         check = _XmlCheck(start)
@@ -241,49 +296,33 @@ class _Reader:
             offset += len(piece)
             if self.collect:
                 pieces.append(piece)
-        self.xml = b"".join(pieces)
         if check.nul is None:
             # the reader parses past its buffer: what it makes of the XML is not defined
             ck.report(XML_NUL, start + length - 1, f"none of the {length} octets of XML is a NUL")
-        elif check.trailing is not None:
-            ck.report(XML_TRAILING, check.trailing, f"octets follow the XML's NUL (at offset {check.nul}) "
-                      "inside xmlLen")
-        if check.nul is None:
-            pass
-        elif check.error is not None:
-            ck.report(XML_SYNTAX, check.error[0], f"the domain XML is not well-formed: {check.error[1]}")
-        elif check.root != XML_ROOT:
-            ck.report(XML_ROOT_RULE, start, f"the root element is <{check.root}>, not <{XML_ROOT}>")
-        self.emit({"layer": LAYER, "kind": "domain XML", "offset": start,
-                   "fields": {"octets": length, "root": check.root,
-                              "nul_at": None if check.nul is None else check.nul - start}})
+        else:
+            if check.trailing is not None:
+                ck.report(XML_TRAILING, check.trailing, f"octets follow the XML's NUL (at offset {check.nul}) "
+                          "inside xmlLen")
+            if check.error is not None:
+                ck.report(XML_SYNTAX, check.error[0], f"the domain XML is not well-formed: {check.error[1]}")
+            elif check.root != XML_ROOT:
+                ck.report(XML_ROOT_RULE, start, f"the root element is <{check.root}>, not <{XML_ROOT}>")
+        return DomainXml(b"".join(pieces), check.root, None if check.nul is None else check.nul - start)
 
-    def front(self) -> LibvirtHeader:
-        """The header and the XML; leaves the source at the embedded stream."""
-        src, ck = self.src, self.ck
-        try:
-            header = self.read_header()
-            self.read_xml(header.xml_length)
-        except Truncated as t:
-            ck.fail(TRUNCATED, t.end, t.describe())
-        ck.at(LAYER, None, "stream")
-        if header.version == VERSION_LEGACY:
-            head = src.peek(8)
-            if head in V2_STARTS:
-                ck.fail(VERSION_MISMATCH, src.offset, "version 1 (a legacy image) but the stream starts with "
-                        + ("the libxl v2 ident" if head == V2_STARTS[0] else "the libxc v2 marker"))
-        return header
-
-
-def _embedded(checker: Checker):
-    """The embedded stream's findings carry its own layer; the container's location comes back after."""
-    class _Restore:
-        def __enter__(self):
-            self.saved = checker.save()
-
-        def __exit__(self, *exc):
-            checker.restore(self.saved)
-    return _Restore()
+    def dump_item(self, item: Item) -> dict | None:
+        """The ``xenstream dump`` dict of the item just yielded (the embedded stream's items
+        come once :attr:`body` is set)."""
+        offset, h, value = item
+        if self.body is None and h == "header":
+            return {"layer": LAYER, "kind": "header", "offset": offset,
+                    "fields": {"version": value.version, "xmlLen": value.xmlLen,
+                               "unused": list(value.unused_words())}}
+        if self.body is None:
+            return {"layer": LAYER, "kind": "domain XML", "offset": offset,
+                    "fields": {"octets": self.header.xmlLen, "root": value.root, "nul_at": value.nul_at}}
+        if isinstance(self.body, legacy.LegacyReader):
+            return legacy.dump_item(item)
+        return libxl.dump_item(self.body, item)
 
 
 # --------------------------------------------------------------------------
@@ -292,46 +331,27 @@ def _embedded(checker: Checker):
 
 
 def validate(src: Source, checker: Checker) -> None:
-    header = _Reader(src, checker, collect=False).front()
-    with _embedded(checker):
-        if header.version == VERSION_LEGACY:
-            legacy.validate(src, checker, xl=False)
-        else:
-            libxl.validate(src, checker)
+    reader = LibvirtReader(src, checker)
+    for _ in reader.items():
+        pass
+    if isinstance(reader.body, libxl.LibxlReader):
+        libxl.summary(reader.body)
 
 
 def decode(data, *, role: Role = Role.RESTORE) -> LibvirtImage:
-    checker = Checker(role, fail_fast=True)
-    src = libxc._as_source(data)
-    reader = _Reader(src, checker, collect=True)
-    header = reader.front()
-    with _embedded(checker):
-        if header.version == VERSION_LEGACY:
-            body = legacy.decode(src, role=role, xl=False)
-        else:
-            body_reader = libxl.read_body(src, checker, collect=True)
-            body_reader.check_trailing()
-            body = libxl.LibxlStream(body_reader.header, tuple(body_reader.items))
-    return LibvirtImage(header, reader.xml, body)
+    reader = LibvirtReader(as_source(data), Checker(role, fail_fast=True), collect=True)
+    items = iter(reader.items())
+    header, xml = next(items).value, next(items).value
+    rest = list(items)
+    if isinstance(reader.body, legacy.LegacyReader):
+        body = reader.body.stream
+    else:
+        body = libxl.stream_of(reader.body, rest)
+    return LibvirtImage(header, xml.octets, body)
 
 
 def dump(src: Source, checker: Checker) -> Iterator[dict]:
-    items: list[dict] = []
-    try:
-        header = _Reader(src, checker, collect=False, visit=items.append).front()
-    finally:
-        yield from items
-    with _embedded(checker):
-        if header.version == VERSION_LEGACY:
-            yield from legacy.dump(src, checker, xl=False)
-        else:
-            yield from libxl.dump(src, checker)
-
-
-def recognise(prefix: bytes) -> str | None:
-    if prefix.startswith(MAGIC):
-        return "starts with libvirt's libxl save image magic \"libvirt-xml\\n \\0 \\r\""
-    return None
+    return dump_items(LibvirtReader(src, checker, collect=True))
 
 
 CODEC = Codec(
@@ -342,5 +362,7 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
-    recognise=recognise,
+    sniff=lambda data: (HEADER.get(LE, data, "version"), LE.value),   # written in the x86 host's order
+    spans=partial(spans_of_dump, dump),   # the offsets of the items the reader finds, by layer
+    recognise=by_magic((MAGIC, "libvirt's libxl save image magic \"libvirt-xml\\n \\0 \\r\"")),
 )

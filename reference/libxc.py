@@ -12,56 +12,38 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar, Iterator
 
+from . import fastpath, framing
 from .checker import Checker
-from .formats import Codec
-from .framing import RECORD_HEADER, BodyReader, RecordHeader, RawRecord, check_padding, encode_record, make_header
-from .layout import Endian, Layout
+from .formats import Codec, by_magic
+from .framing import (
+    OPTIONAL_BIT, RECORD_HEADER, BodyReader, Item, RawRecord, RecordHeader, check_padding, encode_record,
+    make_header, make_item, padding_length,
+)
+from .layout import Array, Bytes, Declared, Endian, Layout, count, reserved, u8, u16, u32, u64
 from .rules import Role, Severity, definer
-from .source import Source, Truncated
+from .source import Source, Truncated, as_source
 
 LAYER = "libxc"
 
 # --------------------------------------------------------------------------
-# Layouts (section names as in the spec)
+# Constants and enumerations (section names as in the spec)
 # --------------------------------------------------------------------------
-
-#: "Image Header": marker, id, version, options, 48 reserved bits (as 16 + 32); always big-endian.
-IMAGE_HEADER = Layout("image header", "QIIHHI", "marker", "id", "version", "options",
-                      "reserved_hi", "reserved_lo")
-#: "Domain Header": type, page_shift, reserved, xen_major, xen_minor.
-DOMAIN_HEADER = Layout("domain header", "IHHII", "type", "page_shift", "reserved",
-                       "xen_major", "xen_minor")
-#: "PAGE_DATA": count, reserved; followed by count pfn entries.
-PAGE_DATA_HEADER = Layout("PAGE_DATA header", "II", "count", "reserved")
-PFN_ENTRY = Layout("pfn entry", "Q", "pfn")
-#: "X86_PV_INFO": guest_width, pt_levels, 48 reserved bits.
-X86_PV_INFO = Layout("X86_PV_INFO", "BBHI", "guest_width", "pt_levels", "reserved_hi", "reserved_lo")
-#: "X86_PV_P2M_FRAMES": p2m_start_pfn, p2m_end_pfn; followed by 64-bit p2m_pfn entries.
-X86_PV_P2M_FRAMES_HEADER = Layout("X86_PV_P2M_FRAMES header", "II", "p2m_start_pfn", "p2m_end_pfn")
-#: "X86_PV_VCPU_BASIC, EXTENDED, XSAVE, MSRS": vcpu_id, reserved; followed by context.
-X86_PV_VCPU_HEADER = Layout("X86_PV_VCPU header", "II", "vcpu_id", "reserved")
-#: "X86_TSC_INFO": mode, khz, nsec, incarnation, reserved.
-X86_TSC_INFO = Layout("X86_TSC_INFO", "IIQII", "mode", "khz", "nsec", "incarnation", "reserved")
-#: "HVM_PARAMS": count, reserved; followed by count (index, value) pairs.
-HVM_PARAMS_HEADER = Layout("HVM_PARAMS header", "II", "count", "reserved")
-HVM_PARAMS_ENTRY = Layout("HVM_PARAMS entry", "QQ", "index", "value")
-#: "X86_CPUID_POLICY": array of xen_cpuid_leaf_t (leaf, subleaf, a, b, c, d).
-CPUID_LEAF = Layout("xen_cpuid_leaf_t", "IIIIII", "leaf", "subleaf", "a", "b", "c", "d")
-#: "X86_MSR_POLICY": array of xen_msr_entry_t (idx, flags, val).
-MSR_ENTRY = Layout("xen_msr_entry_t", "IIQ", "idx", "flags", "val")
 
 MARKER = 0xFFFFFFFFFFFFFFFF
 IDENT = 0x58454E46  # "XENF"
 VERSIONS = (2, 3)
 OPTIONS_RESERVED_MASK = 0xFFFE
-OPTIONAL_BIT = 0x80000000
 X86_PAGE_SHIFT = 12
 
+#: A PAGE_DATA pfn entry: page type in bits 63-60, reserved bits 59-52, pfn in bits 51-0.
 PFN_MASK = (1 << 52) - 1
 PFN_RESERVED_MASK = ((1 << 60) - 1) & ~PFN_MASK
 PFN_TYPE_SHIFT = 60
+#: The reserved bits of a pfn entry, lowest first.
+PFN_RESERVED_BITS = range(52, PFN_TYPE_SHIFT)
 
 
 class DomainType(enum.IntEnum):
@@ -112,6 +94,209 @@ class PageType(enum.IntEnum):
 HAS_DATA = tuple(t <= 4 or 9 <= t <= 12 for t in range(16))
 RESERVED_PAGE_TYPES = frozenset({5, 6, 7, 8})
 
+
+def pfn_entry(pfn: int, page_type: int = PageType.NOTAB) -> int:
+    """A PAGE_DATA pfn array entry: type in bits 63-60, pfn in bits 51-0."""
+    return (int(page_type) << PFN_TYPE_SHIFT) | (pfn & PFN_MASK)
+
+
+def page_type_of(entry: int) -> int:
+    """The page type (bits 63-60) of a PAGE_DATA pfn entry."""
+    return entry >> PFN_TYPE_SHIFT
+
+
+def with_page_type(entry: int, page_type: int) -> int:
+    """``entry`` with its page type replaced (reserved bits dropped)."""
+    return pfn_entry(entry & PFN_MASK, page_type)
+
+
+# --------------------------------------------------------------------------
+# Layouts and typed values, declared once (reference/layout.py)
+# --------------------------------------------------------------------------
+
+
+class ImageHeader(Declared):
+    """"Image Header": always big-endian; 48 reserved bits drawn as 16 + 32."""
+
+    LAYOUT = Layout("image header", u64("marker", const=MARKER), u32("id", const=IDENT),
+                    u32("version", default=3), u16("options", default=0), reserved("reserved", "HI"))
+
+    @property
+    def endian(self) -> Endian:
+        return Endian.from_bit(self.options)
+
+    @classmethod
+    def make(cls, version: int = 3, endian: Endian = Endian.LITTLE) -> "ImageHeader":
+        return cls(version=version, options=endian.bit)
+
+    def encode(self) -> bytes:
+        return self.encode_body(Endian.BIG)
+
+
+class DomainHeader(Declared):
+    """"Domain Header", in the stream's byte order."""
+
+    LAYOUT = Layout("domain header", u32("type", default=DomainType.X86_HVM),
+                    u16("page_shift", default=X86_PAGE_SHIFT), reserved("reserved", "H"),
+                    u32("xen_major", default=4), u32("xen_minor", default=17))
+
+    @property
+    def page_size(self) -> int:
+        return 1 << self.page_shift
+
+    def encode(self, endian: Endian) -> bytes:
+        return self.encode_body(endian)
+
+
+IMAGE_HEADER, DOMAIN_HEADER = ImageHeader.LAYOUT, DomainHeader.LAYOUT
+#: Octets before the first record.
+HEADERS_SIZE = IMAGE_HEADER.size + DOMAIN_HEADER.size
+
+
+class Record(framing.Record):
+    """Base of the typed libxc records."""
+
+    layer: ClassVar[str] = LAYER
+
+
+class _Empty(Record):
+    LAYOUT = Layout("empty body")
+
+
+class End(_Empty):
+    TYPE: ClassVar[int] = RecordType.END
+
+
+class Verify(_Empty):
+    TYPE: ClassVar[int] = RecordType.VERIFY
+
+
+class Checkpoint(_Empty):
+    TYPE: ClassVar[int] = RecordType.CHECKPOINT
+
+
+class StaticDataEnd(_Empty):
+    TYPE: ClassVar[int] = RecordType.STATIC_DATA_END
+
+
+class PageData(Record):
+    """``pfns`` are raw entries (:func:`pfn_entry`); ``pages`` page_size octets per pfn whose
+    type carries data."""
+
+    TYPE: ClassVar[int] = RecordType.PAGE_DATA
+    LAYOUT = Layout("PAGE_DATA", count("count"), reserved(),
+                    tail=(Array("pfns", "Q", "count"), Bytes("pages")))
+
+    def present(self) -> int:
+        return sum(HAS_DATA[page_type_of(p)] for p in self.pfns)
+
+
+def page_data_length(count: int, present: int, page_size: int) -> int:
+    """The body_length of a PAGE_DATA record of ``count`` pfns, ``present`` of them carrying data."""
+    return PageData.LAYOUT.size + 8 * count + present * page_size
+
+
+class X86PvInfo(Record):
+    TYPE: ClassVar[int] = RecordType.X86_PV_INFO
+    LAYOUT = Layout("X86_PV_INFO", u8("guest_width", default=8), u8("pt_levels", default=4),
+                    reserved("reserved", "HI"))
+
+
+class X86PvP2mFrames(Record):
+    TYPE: ClassVar[int] = RecordType.X86_PV_P2M_FRAMES
+    LAYOUT = Layout("X86_PV_P2M_FRAMES", u32("p2m_start_pfn"), u32("p2m_end_pfn"),
+                    tail=(Array("p2m_pfns", "Q"),))
+
+
+class X86PvVcpu(Record):
+    """The four X86_PV_VCPU_* record types share one layout (and their rules)."""
+
+    LAYOUT = Layout("X86_PV_VCPU header", u32("vcpu_id"), reserved(), tail=(Bytes("context"),))
+
+
+class X86PvVcpuBasic(X86PvVcpu):
+    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_BASIC
+
+
+class X86PvVcpuExtended(X86PvVcpu):
+    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_EXTENDED
+
+
+class X86PvVcpuXsave(X86PvVcpu):
+    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_XSAVE
+
+
+class X86PvVcpuMsrs(X86PvVcpu):
+    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_MSRS
+
+
+
+class _Blob(Record):
+    LAYOUT = Layout("blob", tail=(Bytes("data"),))
+
+
+class SharedInfo(_Blob):
+    TYPE: ClassVar[int] = RecordType.SHARED_INFO
+
+
+class HvmContext(_Blob):
+    TYPE: ClassVar[int] = RecordType.HVM_CONTEXT
+
+
+class Toolstack(_Blob):
+    TYPE: ClassVar[int] = RecordType.TOOLSTACK
+
+
+class X86TscInfo(Record):
+    TYPE: ClassVar[int] = RecordType.X86_TSC_INFO
+    LAYOUT = Layout("X86_TSC_INFO", u32("mode", default=0), u32("khz", default=0), u64("nsec", default=0),
+                    u32("incarnation", default=0), reserved())
+
+
+#: An HVM_PARAMS entry: (index, value).
+HVM_PARAMS_ENTRY = Layout("HVM_PARAMS entry", u64("index"), u64("value"))
+
+
+class HvmParams(Record):
+    TYPE: ClassVar[int] = RecordType.HVM_PARAMS
+    LAYOUT = Layout("HVM_PARAMS", count("count"), reserved(), tail=(Array("params", HVM_PARAMS_ENTRY, "count"),))
+
+
+class CheckpointDirtyPfnList(Record):
+    TYPE: ClassVar[int] = RecordType.CHECKPOINT_DIRTY_PFN_LIST
+    LAYOUT = Layout("CHECKPOINT_DIRTY_PFN_LIST", tail=(Array("pfns", "Q"),))
+
+
+#: ``xen_cpuid_leaf_t`` (public/arch-x86/xen.h) and ``xen_msr_entry_t``: the entries of the policies.
+CPUID_LEAF = Layout("xen_cpuid_leaf_t", u32("leaf"), u32("subleaf"), u32("a"), u32("b"), u32("c"), u32("d"))
+MSR_ENTRY = Layout("xen_msr_entry_t", u32("idx"), u32("flags"), u64("val"))
+
+
+class X86CpuidPolicy(Record):
+    TYPE: ClassVar[int] = RecordType.X86_CPUID_POLICY
+    LAYOUT = Layout("X86_CPUID_POLICY", tail=(Array("leaves", CPUID_LEAF),))
+
+
+class X86MsrPolicy(Record):
+    TYPE: ClassVar[int] = RecordType.X86_MSR_POLICY
+    LAYOUT = Layout("X86_MSR_POLICY", tail=(Array("entries", MSR_ENTRY),))
+
+
+@dataclass(frozen=True)
+class LibxcStream:
+    """A whole stand-alone libxc stream (or the libxc part of a libxl stream)."""
+
+    image_header: ImageHeader
+    domain_header: DomainHeader
+    records: tuple[Record, ...] = field(default_factory=tuple)
+
+    @property
+    def endian(self) -> Endian:
+        return self.image_header.endian
+
+
+record_name = partial(framing.type_name, RecordType)
+
 #: Records introduced in version 3 ("v3 compat with v2").
 V3_ONLY = frozenset({RecordType.STATIC_DATA_END, RecordType.X86_CPUID_POLICY, RecordType.X86_MSR_POLICY})
 PV_ONLY = frozenset({RecordType.X86_PV_INFO, RecordType.X86_PV_P2M_FRAMES, RecordType.X86_PV_VCPU_BASIC,
@@ -126,6 +311,7 @@ STATIC_RECORDS = frozenset({RecordType.X86_PV_INFO, RecordType.X86_CPUID_POLICY,
 CONTENT_RECORDS = frozenset({RecordType.PAGE_DATA, RecordType.X86_PV_P2M_FRAMES, RecordType.SHARED_INFO,
                              RecordType.X86_TSC_INFO, RecordType.HVM_CONTEXT, RecordType.HVM_PARAMS}
                             | VCPU_RECORDS)
+
 
 # --------------------------------------------------------------------------
 # Rules
@@ -309,272 +495,6 @@ VCPU_CONTEXT_SIZE = {4: 2800, 8: 5168}
 MIB = 1 << 20
 
 # --------------------------------------------------------------------------
-# Typed values
-# --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageHeader:
-    version: int = 3
-    options: int = 0  # bit 0: endianness
-    marker: int = MARKER
-    id: int = IDENT
-    reserved: int = 0  # 48 bits
-
-    @property
-    def endian(self) -> Endian:
-        return Endian.from_bit(self.options)
-
-    @classmethod
-    def make(cls, version: int = 3, endian: Endian = Endian.LITTLE) -> "ImageHeader":
-        return cls(version=version, options=endian.bit)
-
-    def encode(self) -> bytes:
-        return IMAGE_HEADER.be.pack(self.marker, self.id, self.version, self.options,
-                                    self.reserved >> 32, self.reserved & 0xFFFFFFFF)
-
-
-@dataclass(frozen=True)
-class DomainHeader:
-    type: int = DomainType.X86_HVM
-    page_shift: int = X86_PAGE_SHIFT
-    xen_major: int = 4
-    xen_minor: int = 17
-    reserved: int = 0
-
-    @property
-    def page_size(self) -> int:
-        return 1 << self.page_shift
-
-    def encode(self, endian: Endian) -> bytes:
-        return DOMAIN_HEADER.pack(endian, self.type, self.page_shift, self.reserved,
-                                  self.xen_major, self.xen_minor)
-
-
-class Record:
-    """Base of the typed libxc records; ``TYPE`` is the record type."""
-
-    TYPE: ClassVar[int]
-    layer: ClassVar[str] = LAYER
-
-    @property
-    def type(self) -> int:
-        return self.TYPE
-
-    def encode_body(self, endian: Endian) -> bytes:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class _Empty(Record):
-    def encode_body(self, endian: Endian) -> bytes:
-        return b""
-
-
-@dataclass(frozen=True)
-class End(_Empty):
-    TYPE: ClassVar[int] = RecordType.END
-
-
-@dataclass(frozen=True)
-class Verify(_Empty):
-    TYPE: ClassVar[int] = RecordType.VERIFY
-
-
-@dataclass(frozen=True)
-class Checkpoint(_Empty):
-    TYPE: ClassVar[int] = RecordType.CHECKPOINT
-
-
-@dataclass(frozen=True)
-class StaticDataEnd(_Empty):
-    TYPE: ClassVar[int] = RecordType.STATIC_DATA_END
-
-
-def pfn_entry(pfn: int, page_type: int = PageType.NOTAB) -> int:
-    """A PAGE_DATA pfn array entry: type in bits 63-60, pfn in bits 51-0."""
-    return (int(page_type) << PFN_TYPE_SHIFT) | (pfn & PFN_MASK)
-
-
-@dataclass(frozen=True)
-class PageData(Record):
-    TYPE: ClassVar[int] = RecordType.PAGE_DATA
-    pfns: tuple[int, ...]  # raw entries: type << 60 | reserved << 52 | pfn
-    pages: bytes = b""     # page_size octets per pfn whose type carries data
-    reserved: int = 0
-
-    def encode_body(self, endian: Endian) -> bytes:
-        prefix = "<" if endian is Endian.LITTLE else ">"
-        return (PAGE_DATA_HEADER.pack(endian, len(self.pfns), self.reserved)
-                + struct.pack(f"{prefix}{len(self.pfns)}Q", *self.pfns) + self.pages)
-
-    def present(self) -> int:
-        return sum(HAS_DATA[p >> PFN_TYPE_SHIFT] for p in self.pfns)
-
-
-@dataclass(frozen=True)
-class X86PvInfo(Record):
-    TYPE: ClassVar[int] = RecordType.X86_PV_INFO
-    guest_width: int = 8
-    pt_levels: int = 4
-    reserved: int = 0  # 48 bits
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return X86_PV_INFO.pack(endian, self.guest_width, self.pt_levels,
-                                self.reserved >> 32, self.reserved & 0xFFFFFFFF)
-
-
-@dataclass(frozen=True)
-class X86PvP2mFrames(Record):
-    TYPE: ClassVar[int] = RecordType.X86_PV_P2M_FRAMES
-    p2m_start_pfn: int
-    p2m_end_pfn: int
-    p2m_pfns: tuple[int, ...]
-
-    def encode_body(self, endian: Endian) -> bytes:
-        prefix = "<" if endian is Endian.LITTLE else ">"
-        return (X86_PV_P2M_FRAMES_HEADER.pack(endian, self.p2m_start_pfn, self.p2m_end_pfn)
-                + struct.pack(f"{prefix}{len(self.p2m_pfns)}Q", *self.p2m_pfns))
-
-
-@dataclass(frozen=True)
-class _X86PvVcpu(Record):
-    vcpu_id: int
-    context: bytes = b""
-    reserved: int = 0
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return X86_PV_VCPU_HEADER.pack(endian, self.vcpu_id, self.reserved) + self.context
-
-
-@dataclass(frozen=True)
-class X86PvVcpuBasic(_X86PvVcpu):
-    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_BASIC
-
-
-@dataclass(frozen=True)
-class X86PvVcpuExtended(_X86PvVcpu):
-    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_EXTENDED
-
-
-@dataclass(frozen=True)
-class X86PvVcpuXsave(_X86PvVcpu):
-    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_XSAVE
-
-
-@dataclass(frozen=True)
-class X86PvVcpuMsrs(_X86PvVcpu):
-    TYPE: ClassVar[int] = RecordType.X86_PV_VCPU_MSRS
-
-
-@dataclass(frozen=True)
-class _Blob(Record):
-    data: bytes = b""
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return self.data
-
-
-@dataclass(frozen=True)
-class SharedInfo(_Blob):
-    TYPE: ClassVar[int] = RecordType.SHARED_INFO
-
-
-@dataclass(frozen=True)
-class HvmContext(_Blob):
-    TYPE: ClassVar[int] = RecordType.HVM_CONTEXT
-
-
-@dataclass(frozen=True)
-class Toolstack(_Blob):
-    TYPE: ClassVar[int] = RecordType.TOOLSTACK
-
-
-@dataclass(frozen=True)
-class X86TscInfo(Record):
-    TYPE: ClassVar[int] = RecordType.X86_TSC_INFO
-    mode: int = 0
-    khz: int = 0
-    nsec: int = 0
-    incarnation: int = 0
-    reserved: int = 0
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return X86_TSC_INFO.pack(endian, self.mode, self.khz, self.nsec, self.incarnation, self.reserved)
-
-
-@dataclass(frozen=True)
-class HvmParams(Record):
-    TYPE: ClassVar[int] = RecordType.HVM_PARAMS
-    params: tuple[tuple[int, int], ...] = ()
-    reserved: int = 0
-
-    def encode_body(self, endian: Endian) -> bytes:
-        entry = HVM_PARAMS_ENTRY.of(endian)
-        return HVM_PARAMS_HEADER.pack(endian, len(self.params), self.reserved) + b"".join(
-            entry.pack(i, v) for i, v in self.params)
-
-
-@dataclass(frozen=True)
-class CheckpointDirtyPfnList(Record):
-    TYPE: ClassVar[int] = RecordType.CHECKPOINT_DIRTY_PFN_LIST
-    pfns: tuple[int, ...] = ()
-
-    def encode_body(self, endian: Endian) -> bytes:
-        prefix = "<" if endian is Endian.LITTLE else ">"
-        return struct.pack(f"{prefix}{len(self.pfns)}Q", *self.pfns)
-
-
-@dataclass(frozen=True)
-class X86CpuidPolicy(Record):
-    TYPE: ClassVar[int] = RecordType.X86_CPUID_POLICY
-    leaves: tuple[tuple[int, int, int, int, int, int], ...] = ()
-
-    def encode_body(self, endian: Endian) -> bytes:
-        s = CPUID_LEAF.of(endian)
-        return b"".join(s.pack(*leaf) for leaf in self.leaves)
-
-
-@dataclass(frozen=True)
-class X86MsrPolicy(Record):
-    TYPE: ClassVar[int] = RecordType.X86_MSR_POLICY
-    entries: tuple[tuple[int, int, int], ...] = ()
-
-    def encode_body(self, endian: Endian) -> bytes:
-        s = MSR_ENTRY.of(endian)
-        return b"".join(s.pack(*e) for e in self.entries)
-
-
-@dataclass(frozen=True)
-class LibxcStream:
-    """A whole stand-alone libxc stream (or the libxc part of a libxl stream)."""
-
-    image_header: ImageHeader
-    domain_header: DomainHeader
-    records: tuple[Record, ...] = field(default_factory=tuple)
-
-    @property
-    def endian(self) -> Endian:
-        return self.image_header.endian
-
-
-RECORD_CLASSES: dict[int, type[Record]] = {
-    cls.TYPE: cls for cls in (End, PageData, X86PvInfo, X86PvP2mFrames, X86PvVcpuBasic, X86PvVcpuExtended,
-                              X86PvVcpuXsave, SharedInfo, X86TscInfo, HvmContext, HvmParams, Toolstack,
-                              X86PvVcpuMsrs, Verify, Checkpoint, CheckpointDirtyPfnList, StaticDataEnd,
-                              X86CpuidPolicy, X86MsrPolicy)
-}
-
-
-def record_name(rtype: int) -> str:
-    try:
-        return RecordType(rtype).name
-    except ValueError:
-        kind = "optional" if rtype & OPTIONAL_BIT else "mandatory"
-        return f"unknown {kind} 0x{rtype:08x}"
-
-
-# --------------------------------------------------------------------------
 # Encoding
 # --------------------------------------------------------------------------
 
@@ -592,21 +512,67 @@ def encode(stream: LibxcStream) -> bytes:
 
 
 # --------------------------------------------------------------------------
+# Ordering: (records, must follow, rule) as data, checked by LibxcReader._stream_rules
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Order:
+    """A record of ``records`` read while none of ``after`` has been read breaks ``rule``
+    (``after_all=False``: while one of ``before`` has been read, the record comes too late).
+
+    ``guest`` and ``min_version`` say which streams the entry is about; ``first_only``
+    reports only the first record of ``records`` (the rest are late for the same reason).
+    """
+
+    records: frozenset
+    rule: str
+    message: str            # "{name}": the record's name
+    after: frozenset = frozenset()
+    not_after: frozenset = frozenset()
+    guest: int | None = None
+    min_version: int = 2
+    first_only: bool = False
+
+
+RT = RecordType
+ORDER: tuple[Order, ...] = (
+    Order(CONTENT_RECORDS, SDE_MISSING, "{name} before STATIC_DATA_END", after=frozenset({RT.STATIC_DATA_END}),
+          min_version=3, first_only=True),
+    Order(STATIC_RECORDS, STATIC_AFTER_END, "{name} after STATIC_DATA_END",
+          not_after=frozenset({RT.STATIC_DATA_END}), min_version=3),
+    Order(frozenset({RT.X86_PV_P2M_FRAMES}), PV_INFO_FIRST, "{name} before X86_PV_INFO",
+          after=frozenset({RT.X86_PV_INFO}), guest=DomainType.X86_PV),
+    Order(frozenset({RT.PAGE_DATA}), PV_P2M_FIRST, "{name} before X86_PV_P2M_FRAMES",
+          after=frozenset({RT.X86_PV_P2M_FRAMES}), guest=DomainType.X86_PV, first_only=True),
+    Order(VCPU_RECORDS, PV_PAGES_FIRST, "{name} before any PAGE_DATA", after=frozenset({RT.PAGE_DATA}),
+          guest=DomainType.X86_PV, first_only=True),
+    Order(frozenset({RT.HVM_CONTEXT}), HVM_PARAMS_FIRST, "{name} before HVM_PARAMS",
+          after=frozenset({RT.HVM_PARAMS}), guest=DomainType.X86_HVM),
+)
+#: What an x86 PV stream holds before END ("x86 PV Guest"): (name in the message, record types).
+PV_REQUIRED_RECORDS = (("X86_PV_INFO", frozenset({RT.X86_PV_INFO})),
+                       ("X86_PV_P2M_FRAMES", frozenset({RT.X86_PV_P2M_FRAMES})),
+                       ("PAGE_DATA", frozenset({RT.PAGE_DATA})), ("VCPU records", VCPU_RECORDS))
+
+
+# --------------------------------------------------------------------------
 # Reading: one parser per record type, validating and optionally collecting
 # --------------------------------------------------------------------------
 
 _ARRAY_CHUNK = 8192  # entries per piece when streaming an array
-#: record header and PAGE_DATA header together, for the validation fast path
-_PD_HEAD = Layout("PAGE_DATA record and body header", "IIII", "type", "body_length", "count", "reserved")
+#: record header and PAGE_DATA's fixed part together, for the validation fast path
+_PD_HEAD = RECORD_HEADER + PageData.LAYOUT
 #: "nQ" structs by byte order and n (keyed by the order's value: an Enum's hash is slow Python code)
 _Q_STRUCTS: dict[str, dict[int, struct.Struct]] = {e.value: {} for e in Endian}
+_PFNS = PageData.LAYOUT.tail[0]
 
 
 def _q_array(endian: Endian, n: int) -> struct.Struct:
     cache = _Q_STRUCTS[endian.value]
     s = cache.get(n)
     if s is None:
-        s = cache[n] = struct.Struct(("<" if endian is Endian.LITTLE else ">") + f"{n}Q")
+        s = cache[n] = _PFNS.entries(endian, n)
     return s
 
 
@@ -625,11 +591,13 @@ class _StreamState:
 class LibxcReader(BodyReader):
     """Reads (and validates) a libxc stream from a :class:`Source`.
 
-    ``read_headers()`` then ``read_records()`` until it returns ``END``; when
-    ``stop_at_checkpoint`` is set, ``read_records()`` also returns at a
-    CHECKPOINT and can be called again to resume (libxl's checkpointed
-    streams).  With ``collect`` the typed records are appended to
-    ``self.records``.
+    :meth:`items` yields an :class:`~.framing.Item` for each header and each
+    record up to END; with ``stop_at_checkpoint`` :meth:`records` also stops
+    after a CHECKPOINT and a second call resumes (libxl's checkpointed
+    streams).  An item's value is the typed header or record when
+    ``collect`` is set (None otherwise, or when the record cannot be
+    decoded); when not collecting, the PAGE_DATA records the fast path passes
+    over are not yielded (``counts`` counts every record).
     """
 
     LAYER = LAYER
@@ -644,7 +612,6 @@ class LibxcReader(BodyReader):
         self.stop_at_checkpoint = stop_at_checkpoint
         self.image_header: ImageHeader | None = None
         self.domain_header: DomainHeader | None = None
-        self.records: list[Record] = []
         self.index = 0
         self.ended = False
         self.counts: dict[int, int] = {}
@@ -654,7 +621,7 @@ class LibxcReader(BodyReader):
         self.version = 3
         self.guest = DomainType.X86_HVM
         self._hdr_struct = RECORD_HEADER.le
-        self._ii_struct = PAGE_DATA_HEADER.le  # the "II" header of PAGE_DATA (and VCPU, HVM_PARAMS)
+        self._pd_struct = PageData.LAYOUT.le
         self._q_structs = _Q_STRUCTS[Endian.LITTLE.value]
         self._pd_head_struct = _PD_HEAD.le
         #: record types whose stream-level rules passed and cannot change verdict until the
@@ -670,55 +637,71 @@ class LibxcReader(BodyReader):
     def _truncated(self, t: Truncated):
         self.checker.fail(STREAM_TRUNCATED, t.end, t.describe())
 
-    # -- headers -------------------------------------------------------------
+    # -- items -------------------------------------------------------------------
+    def items(self) -> Iterator[Item]:
+        """The headers, then the records (see the class docstring)."""
+        yield from self.headers()
+        yield from self.records()
+
+    def headers(self) -> Iterator[Item]:
+        offset = self.src.offset
+        self.read_headers()
+        yield make_item((offset, "image header", self.image_header))
+        yield make_item((offset + IMAGE_HEADER.size, "domain header", self.domain_header))
+
     def read_headers(self) -> None:
         src, ck = self.src, self.checker
         try:
             ck.at(LAYER, None, "image header")
             base = image_base = src.offset
-            raw = src.read_exact(IMAGE_HEADER.size, "image header")
-            marker, ident, version, options, res_hi, res_lo = IMAGE_HEADER.be.unpack(raw)
-            if marker != MARKER:
-                ck.fail(MARKER_RULE, base, f"marker is 0x{marker:016x}, not 0x{MARKER:016x}; zero bits "
+            image = ImageHeader(**ImageHeader.decode_fixed(Endian.BIG, src.read_exact(IMAGE_HEADER.size,
+                                                                                      "image header")))
+            if image.marker != MARKER:
+                ck.fail(MARKER_RULE, base, f"marker is 0x{image.marker:016x}, not 0x{MARKER:016x}; zero bits "
                         "in the first 8 octets mean a legacy image (see 'Legacy Images')")
-            if ident != IDENT:
-                ck.fail(ID_RULE, base + 8, f"id is 0x{ident:08x}, not 0x{IDENT:08x} (\"XENF\")")
+            if image.id != IDENT:
+                ck.fail(ID_RULE, IMAGE_HEADER.at(base, "id"), f"id is 0x{image.id:08x}, not 0x{IDENT:08x} (\"XENF\")")
+            version = image.version
             if version not in VERSIONS:
-                ck.fail(VERSION_RULE, base + 12, f"version {version} is not 2 or 3")
+                ck.fail(VERSION_RULE, IMAGE_HEADER.at(base, "version"), f"version {version} is not 2 or 3")
             if version == 3 and VERSION_3_OLD in self._reader:
-                ck.report(VERSION_3_OLD, base + 12, "version 3 image; this reader restores version 2 only")
-            if options & OPTIONS_RESERVED_MASK:
-                ck.report(OPTIONS_RESERVED, base + 16,
-                          f"reserved options bits set: 0x{options & OPTIONS_RESERVED_MASK:04x}")
-            reserved = (res_hi << 32) | res_lo
-            if reserved:
-                ck.report(IMAGE_RESERVED, base + 18, f"reserved field is 0x{reserved:012x}")
-            self.image_header = ImageHeader(version, options, marker, ident, reserved)
-            self.endian = Endian.from_bit(options)
+                ck.report(VERSION_3_OLD, IMAGE_HEADER.at(base, "version"),
+                          "version 3 image; this reader restores version 2 only")
+            if image.options & OPTIONS_RESERVED_MASK:
+                ck.report(OPTIONS_RESERVED, IMAGE_HEADER.at(base, "options"),
+                          f"reserved options bits set: 0x{image.options & OPTIONS_RESERVED_MASK:04x}")
+            if image.reserved:
+                ck.report(IMAGE_RESERVED, IMAGE_HEADER.at(base, "reserved"),
+                          f"reserved field is 0x{image.reserved:012x}")
+            self.image_header = image
+            self.endian = image.endian
             self._hdr_struct = RECORD_HEADER.of(self.endian)
-            self._ii_struct = PAGE_DATA_HEADER.of(self.endian)
+            self._pd_struct = PageData.LAYOUT.of(self.endian)
             self._q_structs = _Q_STRUCTS[self.endian.value]
             self._pd_head_struct = _PD_HEAD.of(self.endian)
             self.version = version
 
             ck.at(LAYER, None, "domain header")
             base = src.offset
-            raw = src.read_exact(DOMAIN_HEADER.size, "domain header")
-            dtype, page_shift, dres, major, minor = DOMAIN_HEADER.unpack(self.endian, raw)
-            if dtype not in (DomainType.X86_PV, DomainType.X86_HVM):
-                ck.fail(DOMAIN_TYPE, base, f"domain type 0x{dtype:08x} is reserved")
+            domain = DomainHeader(**DomainHeader.decode_fixed(self.endian, src.read_exact(DOMAIN_HEADER.size,
+                                                                                          "domain header")))
+            if domain.type not in (DomainType.X86_PV, DomainType.X86_HVM):
+                ck.fail(DOMAIN_TYPE, base, f"domain type 0x{domain.type:08x} is reserved")
             if self.endian is Endian.BIG:
-                ck.report(ENDIAN_X86, image_base + 16, "big-endian image of an x86 guest")
-            if dres:
-                ck.report(DOMAIN_RESERVED, base + 6, f"reserved field is 0x{dres:04x}")
-            if page_shift != X86_PAGE_SHIFT:
-                ck.report(PAGE_SHIFT, base + 4, f"page_shift is {page_shift}, not 12, for an x86 guest")
-            self.domain_header = DomainHeader(dtype, page_shift, major, minor, dres)
-            self.page_size = 1 << min(page_shift, 64)
-            self.guest = DomainType(dtype)
+                ck.report(ENDIAN_X86, IMAGE_HEADER.at(image_base, "options"), "big-endian image of an x86 guest")
+            if domain.reserved:
+                ck.report(DOMAIN_RESERVED, DOMAIN_HEADER.at(base, "reserved"),
+                          f"reserved field is 0x{domain.reserved:04x}")
+            if domain.page_shift != X86_PAGE_SHIFT:
+                ck.report(PAGE_SHIFT, DOMAIN_HEADER.at(base, "page_shift"),
+                          f"page_shift is {domain.page_shift}, not 12, for an x86 guest")
+            self.domain_header = domain
+            self.page_size = 1 << min(domain.page_shift, 64)
+            self.guest = DomainType(domain.type)
             ck.note(f"libxc image header: version {version}, {self.endian.value}-endian")
-            ck.note(f"libxc domain header: {self.guest.name}, page_shift {page_shift}, "
-                    + ("converted from a legacy stream" if major == 0 else f"Xen {major}.{minor}"))
+            ck.note(f"libxc domain header: {self.guest.name}, page_shift {domain.page_shift}, "
+                    + ("converted from a legacy stream" if domain.xen_major == 0
+                       else f"Xen {domain.xen_major}.{domain.xen_minor}"))
         except Truncated as t:
             self._truncated(t)
 
@@ -775,82 +758,75 @@ class LibxcReader(BodyReader):
         return RecordType.END, h, None
 
     def _length_cap(self, h: RecordHeader) -> None:
-        self.checker.report(LENGTH_MAX, h.offset + 4, f"body_length {h.body_length} exceeds "
+        self.checker.report(LENGTH_MAX, h.length_offset, f"body_length {h.body_length} exceeds "
                             f"{self._cap // MIB} MiB (REC_LENGTH_MAX)")
 
-    def read_records(self, each=None) -> int:
-        """Read records until END (or CHECKPOINT when stopping there); returns which.
-
-        When collecting, each typed record is appended to ``records``, or
-        handed to ``each(index, header, value)`` instead when that is given
-        (a dump wants the offsets too)."""
-        read_one, collect, records = self.read_one, self.collect, self.records
-        run = None if collect else self._page_data_run
+    def records(self) -> Iterator[Item]:
+        """Records until END (or after a CHECKPOINT when stopping there: call again to resume)."""
+        read_one = self.read_one
+        run = self._page_data_run if not self.collect and fastpath.ENABLED else None
         while True:
             if run is not None:
                 run()
-            index = self.index
             rtype, h, value = read_one()
-            if each is not None:
-                if value is not None:
-                    each(index, h, value)
-            elif collect and value is not None:
-                records.append(value)
+            yield make_item((h.offset, h, value))
             if rtype == RecordType.END:
-                return RecordType.END
+                return
             if rtype == RecordType.CHECKPOINT and self.stop_at_checkpoint:
-                return RecordType.CHECKPOINT
+                return
 
     def _page_data_run(self) -> None:
         """Validation fast path: pass over buffered PAGE_DATA records that obey every rule.
 
         A record is taken here only when all of it (header, body, padding) has
-        already arrived and it passes every rule that applies to it: the
-        stream-level rules (PAGE_DATA is in ``_quiet``), count > 0, reserved
-        zero, at most one array piece of pfns, no type or reserved bits set in
-        any pfn (so every pfn is NOTAB and carries a page), body_length exactly
-        the header, the pfns and one page per pfn, no padding.  Anything else,
-        and every record that is not PAGE_DATA, stops the run and goes through
-        :meth:`read_one`, which checks it and reports what it breaks; so this
-        path can only skip work, never a finding.  Page contents are passed
-        over in the buffer, never copied.
+        already arrived and the predicates the rules use hold for it: the
+        stream-level rules passed for its type (PAGE_DATA is in ``_quiet``),
+        :func:`_pd_fixed_ok` (count and reserved, at most one array piece of
+        pfns), :func:`_pfns_plain` (no type or reserved bits: every pfn is
+        NOTAB and carries a page), body_length exactly :func:`page_data_length`
+        with every pfn carrying a page, so no padding, and within the reader
+        profile's record length cap.  Anything else, and every record that is
+        not PAGE_DATA, stops the run and goes through :meth:`read_one`, which
+        checks it and reports what it breaks; so this path can only skip work,
+        never a finding.  Page contents are passed over in the buffer, never copied.
         """
         if RecordType.PAGE_DATA not in self._quiet:
             return
         buf, pos = self.src.window()
         end = len(buf)
         head = self._pd_head_struct
-        page_size, qs = self.page_size, self._q_structs
+        page_size, qs, cap = self.page_size, self._q_structs, self._cap
+        # _pd_fixed_ok, page_data_length, padding_length and _pfns_plain, inlined: a call per
+        # record costs a quarter of the run (tests/test_fastpath.py holds them equal)
+        step, hdr, fixed, chunk, plain = _PD_HEAD.size, RECORD_HEADER.size, PageData.LAYOUT.size, _ARRAY_CHUNK, PFN_MASK
+        per_pfn, page_data = 8 + page_size, RecordType.PAGE_DATA
         n = 0
-        while pos + 16 <= end:
+        while pos + step <= end:
             rtype, length, count, reserved = head.unpack_from(buf, pos)
-            if rtype != 1 or reserved or not 0 < count <= _ARRAY_CHUNK \
-                    or length != 8 + count * (8 + page_size) or length & 7 or pos + 8 + length > end \
-                    or length > self._cap:
+            if rtype != page_data or reserved or not 0 < count <= chunk or length != fixed + count * per_pfn \
+                    or length & 7 or pos + hdr + length > end or length > cap:
                 break
             q = qs.get(count) or _q_array(self.endian, count)
-            if max(q.unpack_from(buf, pos + 16)) >> 52:
+            if max(q.unpack_from(buf, pos + step)) > plain:
                 break
-            pos += 8 + length
+            pos += hdr + length
             n += 1
         if n:
             self.src.consume_to(pos)
             self.index += n
             self.last_type = RecordType.PAGE_DATA
-            self.counts[1] = self.counts.get(1, 0) + n
+            self.counts[RecordType.PAGE_DATA] = self.counts.get(RecordType.PAGE_DATA, 0) + n
 
     # -- helpers for parsers -------------------------------------------------
-    def body(self, h: RecordHeader) -> bytes:
-        return self.src.read_exact(h.body_length, f"{_NAMES.get(h.type, 'record')} body")
-
-    def fixed(self, h: RecordHeader, layout: Layout, rule: str) -> tuple | None:
-        """Read a fixed-size body; report ``rule`` and skip it when the length is wrong."""
-        if h.body_length != layout.size:
-            self.checker.report(rule, h.offset + 4,
-                                f"body_length is {h.body_length}, expected {layout.size}")
+    def fixed(self, h: RecordHeader, cls, rule: str):
+        """A record whose body is its layout's fixed part: the typed value; ``rule`` reported and
+        the body skipped (None) when the length is wrong."""
+        size = cls.LAYOUT.size
+        if h.body_length != size:
+            self.checker.report(rule, h.length_offset, f"body_length is {h.body_length}, expected {size}")
             self.skip_body(h)
             return None
-        return layout.unpack(self.endian, self.src.read_exact(layout.size, f"{layout.name} body"))
+        return cls.from_fixed(self.endian, self.src.read_exact(size, f"{cls.LAYOUT.name} body"))
 
     def entries(self, layout: Layout, count: int, what: str):
         """Yield ``count`` fixed-size entries, read a bounded piece at a time."""
@@ -870,41 +846,32 @@ class LibxcReader(BodyReader):
 
     # -- stream-level rules ------------------------------------------------------
     def _stream_rules(self, h: RecordHeader) -> None:
-        """Version, guest type, ordering and dependency rules for one record.
+        """Version, guest type and ordering (:data:`ORDER`) rules for one record.
 
         Their verdict depends only on the record type and the stream state
-        (the types seen so far, STATIC_DATA_END); a type that passed them with
-        nothing to report, its type already seen, goes into ``_quiet`` and is
-        not checked again until the state changes (``_state_changed``).
+        (the types seen so far); a type that passed them with nothing to
+        report, its type already seen, goes into ``_quiet`` and is not checked
+        again until the state changes (``_state_changed``).
         """
         rtype, ck, st = h.type, self.checker, self.state
-        seen_before, total = len(st.seen), ck.total
+        seen = st.seen
+        seen_before, total = len(seen), ck.total
         if rtype in V3_ONLY and self.version < 3:
             ck.report(RECORD_VERSION, h.offset, f"{_NAMES[rtype]} in a version {self.version} stream")
         if self.guest is DomainType.X86_HVM and rtype in PV_ONLY:
             ck.report(GUEST_TYPE, h.offset, f"{_NAMES[rtype]} in an x86 HVM stream")
         elif self.guest is DomainType.X86_PV and rtype in HVM_ONLY:
             ck.report(GUEST_TYPE, h.offset, f"{_NAMES[rtype]} in an x86 PV stream")
-        if self.version >= 3:
-            if rtype in CONTENT_RECORDS and not st.static_end and RecordType.STATIC_DATA_END not in st.seen:
-                if "sde" not in st.seen:  # report once
-                    st.seen.add("sde")
-                    ck.report(SDE_MISSING, h.offset, f"{_NAMES[rtype]} before STATIC_DATA_END")
-            elif rtype in STATIC_RECORDS and st.static_end:
-                ck.report(STATIC_AFTER_END, h.offset, f"{_NAMES[rtype]} after STATIC_DATA_END")
-        if self.guest is DomainType.X86_PV:
-            if rtype == RecordType.X86_PV_P2M_FRAMES and RecordType.X86_PV_INFO not in st.seen:
-                ck.report(PV_INFO_FIRST, h.offset, "X86_PV_P2M_FRAMES before X86_PV_INFO")
-            elif rtype == RecordType.PAGE_DATA and RecordType.X86_PV_P2M_FRAMES not in st.seen:
-                if RecordType.PAGE_DATA not in st.seen:
-                    ck.report(PV_P2M_FIRST, h.offset, "PAGE_DATA before X86_PV_P2M_FRAMES")
-            elif rtype in VCPU_RECORDS and RecordType.PAGE_DATA not in st.seen:
-                if not (VCPU_RECORDS & st.seen):
-                    ck.report(PV_PAGES_FIRST, h.offset, f"{_NAMES[rtype]} before any PAGE_DATA")
-        elif rtype == RecordType.HVM_CONTEXT and RecordType.HVM_PARAMS not in st.seen:
-            ck.report(HVM_PARAMS_FIRST, h.offset, "HVM_CONTEXT before HVM_PARAMS")
-        st.seen.add(rtype)
-        if len(st.seen) != seen_before:
+        for order in ORDER:
+            if rtype not in order.records or self.version < order.min_version \
+                    or (order.guest is not None and order.guest != self.guest):
+                continue
+            if order.first_only and order.records & seen:
+                continue
+            if (order.after and not order.after & seen) or order.not_after & seen:
+                ck.report(order.rule, h.offset, order.message.format(name=_NAMES[rtype]))
+        seen.add(rtype)
+        if len(seen) != seen_before:
             self._quiet.clear()
         elif ck.total == total:
             self._quiet.add(rtype)
@@ -921,16 +888,11 @@ class LibxcReader(BodyReader):
             if self.guest is DomainType.X86_HVM and not self.counts.get(RecordType.HVM_CONTEXT) \
                     and HVM_CONTEXT_MISSING in self._reader:
                 ck.report(HVM_CONTEXT_MISSING, h.offset, "END of an x86 HVM stream without HVM_CONTEXT")
-        if self.version >= 3 and not st.static_end:
-            if "sde" not in st.seen:
-                ck.report(SDE_MISSING, h.offset, "END of a version 3 stream without STATIC_DATA_END")
+        if self.version >= 3 and not st.static_end and not CONTENT_RECORDS & st.seen:
+            # a content record before STATIC_DATA_END was reported (ORDER) already
+            ck.report(SDE_MISSING, h.offset, "END of a version 3 stream without STATIC_DATA_END")
         if self.guest is DomainType.X86_PV:
-            missing = [name for name, t in (("X86_PV_INFO", RecordType.X86_PV_INFO),
-                                            ("X86_PV_P2M_FRAMES", RecordType.X86_PV_P2M_FRAMES),
-                                            ("PAGE_DATA", RecordType.PAGE_DATA))
-                       if t not in st.seen]
-            if not (VCPU_RECORDS & st.seen):
-                missing.append("VCPU records")
+            missing = [name for name, types in PV_REQUIRED_RECORDS if not types & st.seen]
             if missing:
                 ck.report(PV_REQUIRED, h.offset, f"END of an x86 PV stream without {', '.join(missing)}")
 
@@ -946,14 +908,11 @@ class LibxcReader(BodyReader):
 # Parsers -----------------------------------------------------------------------
 
 
-def _parse_end(r: LibxcReader, h: RecordHeader):
-    r.empty(h, END_LENGTH)
-    return End()
-
-
-def _parse_verify(r: LibxcReader, h: RecordHeader):
-    r.empty(h, VERIFY_LENGTH)
-    return Verify()
+def _parse_empty(cls, rule: str):
+    def parse(r: LibxcReader, h: RecordHeader):
+        r.empty(h, rule)
+        return cls()
+    return parse
 
 
 def _parse_checkpoint(r: LibxcReader, h: RecordHeader):
@@ -966,29 +925,42 @@ def _parse_checkpoint(r: LibxcReader, h: RecordHeader):
 def _parse_static_data_end(r: LibxcReader, h: RecordHeader):
     if r.state.static_end:
         r.checker.report(SDE_REPEATED, h.offset, "second STATIC_DATA_END")
-    if not r.state.static_end:
+    else:
         r.state.static_end = True
         r._state_changed()
     r.empty(h, SDE_LENGTH)
     return StaticDataEnd()
 
 
+def _pd_fixed_ok(count: int, reserved: int) -> bool:
+    """PAGE_DATA's count and reserved break no rule (PD_COUNT, PD_RESERVED), and the pfns are
+    one array piece (the fast path's own limit)."""
+    return 0 < count <= _ARRAY_CHUNK and not reserved
+
+
+def _pfns_plain(pfns) -> bool:
+    """No pfn entry has a type or reserved bit set: every one is NOTAB (carries a page) and
+    breaks neither PD_PFN_RESERVED nor PD_PAGE_TYPE; else the entries need a closer look."""
+    return not pfns or max(pfns) <= PFN_MASK
+
+
 def _parse_page_data(r: LibxcReader, h: RecordHeader):
     ck, length, src = r.checker, h.body_length, r.src
-    body_offset = h.offset + 8
-    if length < PAGE_DATA_HEADER.size:
-        ck.report(PD_SHORT, h.offset + 4, f"body_length {length} is too short for the count header")
+    fixed = PageData.LAYOUT.size
+    if length < fixed:
+        ck.report(PD_SHORT, h.length_offset, f"body_length {length} is too short for the count header")
         r.skip_body(h)
         return None
-    count, reserved = src.unpack(r._ii_struct, "PAGE_DATA header")
+    count, reserved = src.unpack(r._pd_struct, "PAGE_DATA header")
     if count == 0:
-        ck.report(PD_COUNT, body_offset, "count is 0")
+        ck.report(PD_COUNT, PageData.at(h, "count"), "count is 0")
     if reserved:
-        ck.report(PD_RESERVED, body_offset + 4, f"reserved field is 0x{reserved:08x}")
-    if 8 + 8 * count > length:
-        ck.report(PD_SHORT, h.offset + 4,
-                  f"body_length {length} cannot hold {count} pfn entries ({8 + 8 * count} octets)")
-        r.skip_body(h, 8)
+        ck.report(PD_RESERVED, PageData.at(h, "reserved"), f"reserved field is 0x{reserved:08x}")
+    consumed = fixed + 8 * count
+    if consumed > length:
+        ck.report(PD_SHORT, h.length_offset,
+                  f"body_length {length} cannot hold {count} pfn entries ({consumed} octets)")
+        r.skip_body(h, fixed)
         return None
     present = 0
     collected: list[int] = []
@@ -1004,9 +976,9 @@ def _parse_page_data(r: LibxcReader, h: RecordHeader):
     for piece in pieces:
         if r.collect:
             collected.extend(piece)
-        if max(piece) >> 52:  # some type or reserved bits set: look closer
+        if not _pfns_plain(piece):  # some type or reserved bits set: look closer
             for i, p in enumerate(piece, index):
-                t = p >> PFN_TYPE_SHIFT
+                t = page_type_of(p)
                 if bad_reserved is None and p & PFN_RESERVED_MASK:
                     bad_reserved = (i, p)
                 if t in RESERVED_PAGE_TYPES:
@@ -1019,16 +991,15 @@ def _parse_page_data(r: LibxcReader, h: RecordHeader):
         index += len(piece)
     if bad_reserved is not None:
         i, p = bad_reserved
-        ck.report(PD_PFN_RESERVED, body_offset + 8 + 8 * i,
+        ck.report(PD_PFN_RESERVED, PageData.at(h, "pfns", i),
                   f"pfn[{i}] = 0x{p:016x} has reserved bits 0x{p & PFN_RESERVED_MASK:016x}")
     if bad_type is not None:
         i, p = bad_type
-        ck.report(PD_PAGE_TYPE, body_offset + 8 + 8 * i,
-                  f"pfn[{i}] = 0x{p:016x} has reserved page type 0x{p >> PFN_TYPE_SHIFT:x}")
-    consumed = 8 + 8 * count
-    expected = consumed + present * r.page_size
+        ck.report(PD_PAGE_TYPE, PageData.at(h, "pfns", i),
+                  f"pfn[{i}] = 0x{p:016x} has reserved page type 0x{page_type_of(p):x}")
+    expected = page_data_length(count, present, r.page_size)
     if length != expected:
-        ck.report(PD_PAGE_COUNT, body_offset + consumed,
+        ck.report(PD_PAGE_COUNT, h.body_offset + consumed,
                   f"{present} of {count} pfns carry data: expected body_length {expected}, got {length}")
         r.skip_body(h, consumed)
         return None
@@ -1040,25 +1011,23 @@ def _parse_page_data(r: LibxcReader, h: RecordHeader):
 
 
 def _parse_x86_pv_info(r: LibxcReader, h: RecordHeader):
-    fields = r.fixed(h, X86_PV_INFO, PVI_LENGTH)
-    if fields is None:
+    value = r.fixed(h, X86PvInfo, PVI_LENGTH)
+    if value is None:
         return None
-    width, levels, res_hi, res_lo = fields
+    width, levels = value.guest_width, value.pt_levels
     ck = r.checker
     if width not in (4, 8):
-        ck.report(PVI_WIDTH, h.body_offset, f"guest_width is {width}, not 4 or 8")
+        ck.report(PVI_WIDTH, X86PvInfo.at(h, "guest_width"), f"guest_width is {width}, not 4 or 8")
     if levels not in (3, 4):
-        ck.report(PVI_LEVELS, h.body_offset + 1, f"pt_levels is {levels}, not 3 or 4")
-    reserved = (res_hi << 32) | res_lo
-    if reserved:
-        ck.report(PVI_RESERVED, h.body_offset + 2, f"reserved field is 0x{reserved:012x}")
+        ck.report(PVI_LEVELS, X86PvInfo.at(h, "pt_levels"), f"pt_levels is {levels}, not 3 or 4")
+    if value.reserved:
+        ck.report(PVI_RESERVED, X86PvInfo.at(h, "reserved"), f"reserved field is 0x{value.reserved:012x}")
     if r._reader:
         if r.counts.get(RecordType.X86_PV_INFO, 0) > 1 and PVI_REPEATED in r._reader:
             ck.report(PVI_REPEATED, h.offset, "second X86_PV_INFO record")
         if width in (4, 8) and levels in (3, 4) and levels != (3 if width == 4 else 4) \
                 and PVI_COMBINATION in r._reader:
-            ck.report(PVI_COMBINATION, h.body_offset, f"guest_width {width} with pt_levels {levels}")
-    value = X86PvInfo(width, levels, reserved)
+            ck.report(PVI_COMBINATION, X86PvInfo.at(h, "guest_width"), f"guest_width {width} with pt_levels {levels}")
     if width in (4, 8):
         r.state.pv_info = value
     ck.note(f"  {width * 8}-bit PV guest, {levels} levels of page tables")
@@ -1067,20 +1036,22 @@ def _parse_x86_pv_info(r: LibxcReader, h: RecordHeader):
 
 def _parse_x86_pv_p2m_frames(r: LibxcReader, h: RecordHeader):
     ck, length = r.checker, h.body_length
-    if length < 8 or length % 8:
-        ck.report(P2M_LENGTH, h.offset + 4, f"body_length {length} is not 8 plus a multiple of 8")
+    fixed = X86PvP2mFrames.LAYOUT.size
+    if length < fixed or length % 8:
+        ck.report(P2M_LENGTH, h.length_offset, f"body_length {length} is not 8 plus a multiple of 8")
         r.skip_body(h)
         return None
-    start, end = X86_PV_P2M_FRAMES_HEADER.unpack(r.endian, r.src.read_exact(8, "X86_PV_P2M_FRAMES header"))
-    n = (length - 8) // 8
+    head = X86PvP2mFrames.decode_fixed(r.endian, r.src.read_exact(fixed, "X86_PV_P2M_FRAMES header"))
+    start, end = head["p2m_start_pfn"], head["p2m_end_pfn"]
+    n = (length - fixed) // 8
     if end < start:
-        ck.report(P2M_RANGE, h.body_offset + 4, f"p2m_end_pfn {end} is below p2m_start_pfn {start}")
+        ck.report(P2M_RANGE, X86PvP2mFrames.at(h, "p2m_end_pfn"), f"p2m_end_pfn {end} is below p2m_start_pfn {start}")
     elif r.state.pv_info is not None:
         # a page smaller than a p2m entry (page_shift < 3, reported above) holds no entries
         per_frame = max(r.page_size // r.state.pv_info.guest_width, 1)
         frames = end // per_frame - start // per_frame + 1
         if frames != n:
-            ck.report(P2M_FRAME_COUNT, h.body_offset + 8,
+            ck.report(P2M_FRAME_COUNT, X86PvP2mFrames.at(h, "p2m_pfns"),
                       f"pfns {start}-{end} span {frames} p2m frames of {per_frame} entries, "
                       f"but the record has {n} p2m_pfn entries")
     if r.collect:
@@ -1088,38 +1059,41 @@ def _parse_x86_pv_p2m_frames(r: LibxcReader, h: RecordHeader):
         for piece in r.q_array(n, "X86_PV_P2M_FRAMES p2m_pfn array"):
             pfns.extend(piece)
         return X86PvP2mFrames(start, end, tuple(pfns))
-    r.skip_body(h, 8)
+    r.skip_body(h, fixed)
     return None
 
 
 def _make_vcpu_parser(cls):
+    fixed = X86PvVcpu.LAYOUT.size
+
     def parse(r: LibxcReader, h: RecordHeader):
         ck = r.checker
-        if h.body_length < X86_PV_VCPU_HEADER.size:
-            ck.report(VCPU_LENGTH, h.offset + 4, f"body_length {h.body_length} is shorter than the "
-                      f"{X86_PV_VCPU_HEADER.size}-octet header")
+        if h.body_length < fixed:
+            ck.report(VCPU_LENGTH, h.length_offset, f"body_length {h.body_length} is shorter than the "
+                      f"{fixed}-octet header")
             r.skip_body(h)
             return None
-        vcpu_id, reserved = X86_PV_VCPU_HEADER.unpack(r.endian, r.src.read_exact(8, "X86_PV_VCPU header"))
+        head = X86PvVcpu.decode_fixed(r.endian, r.src.read_exact(fixed, "X86_PV_VCPU header"))
+        vcpu_id, reserved = head["vcpu_id"], head["reserved"]
         if reserved:
-            ck.report(VCPU_RESERVED, h.body_offset + 4, f"reserved field is 0x{reserved:08x}")
-        size = h.body_length - X86_PV_VCPU_HEADER.size
+            ck.report(VCPU_RESERVED, X86PvVcpu.at(h, "reserved"), f"reserved field is 0x{reserved:08x}")
+        size = h.body_length - fixed
         if size == 0:
-            ck.report(EMPTY_CONTENT, h.offset + 4, f"{cls.TYPE.name} for vcpu {vcpu_id} has no context")
+            ck.report(EMPTY_CONTENT, h.length_offset, f"{cls.TYPE.name} for vcpu {vcpu_id} has no context")
             if VCPU_EMPTY in r._reader:
-                ck.report(VCPU_EMPTY, h.offset + 4, f"{cls.TYPE.name} for vcpu {vcpu_id} has no context")
+                ck.report(VCPU_EMPTY, h.length_offset, f"{cls.TYPE.name} for vcpu {vcpu_id} has no context")
         else:
             if cls is X86PvVcpuBasic and vcpu_id == 0:
                 r.state.vcpu0_basic = True
             if r._reader:
                 _vcpu_reader_checks(r, h, cls, size)
-        return cls(vcpu_id, r.blob(h, 8), reserved)
+        return cls(vcpu_id, r.blob(h, fixed), reserved)
     return parse
 
 
 def _vcpu_reader_checks(r: LibxcReader, h: RecordHeader, cls, size: int) -> None:
     """libxenguest's handle_x86_pv_vcpu_blob(): the context sizes it accepts."""
-    ck, rules, at = r.checker, r._reader, h.offset + 4
+    ck, rules, at = r.checker, r._reader, h.length_offset
     if cls is X86PvVcpuBasic and VCPU_BASIC_SIZE in rules:
         width = r.state.pv_info.guest_width if r.state.pv_info is not None else 8
         want = VCPU_CONTEXT_SIZE[width]
@@ -1138,7 +1112,7 @@ def _parse_shared_info(r: LibxcReader, h: RecordHeader):
     if not r.counts.get(RecordType.X86_PV_INFO) and PV_INFO_BEFORE_SHINFO in r._reader:
         r.checker.report(PV_INFO_BEFORE_SHINFO, h.offset, "SHARED_INFO before X86_PV_INFO")
     if h.body_length != r.page_size:
-        r.checker.report(SHINFO_LENGTH, h.offset + 4,
+        r.checker.report(SHINFO_LENGTH, h.length_offset,
                          f"body_length is {h.body_length}, not one page ({r.page_size})")
         r.skip_body(h)
         return None
@@ -1146,48 +1120,49 @@ def _parse_shared_info(r: LibxcReader, h: RecordHeader):
 
 
 def _parse_x86_tsc_info(r: LibxcReader, h: RecordHeader):
-    fields = r.fixed(h, X86_TSC_INFO, TSC_LENGTH)
-    if fields is None:
+    value = r.fixed(h, X86TscInfo, TSC_LENGTH)
+    if value is None:
         return None
-    mode, khz, nsec, incarnation, reserved = fields
-    if reserved:
-        r.checker.report(TSC_RESERVED, h.body_offset + 20, f"reserved field is 0x{reserved:08x}")
-    r.checker.note(f"  TSC mode {mode}, {khz} kHz, {nsec} ns, incarnation {incarnation}")
-    return X86TscInfo(mode, khz, nsec, incarnation, reserved)
+    if value.reserved:
+        r.checker.report(TSC_RESERVED, X86TscInfo.at(h, "reserved"), f"reserved field is 0x{value.reserved:08x}")
+    r.checker.note(f"  TSC mode {value.mode}, {value.khz} kHz, {value.nsec} ns, incarnation {value.incarnation}")
+    return value
 
 
 def _parse_blob_record(cls, empty_rule: str | None, reader_rule: str | None = None):
     def parse(r: LibxcReader, h: RecordHeader):
         if h.body_length == 0 and empty_rule:
-            r.checker.report(empty_rule, h.offset + 4, f"{_NAMES[h.type]} with no content")
+            r.checker.report(empty_rule, h.length_offset, f"{_NAMES[h.type]} with no content")
             if reader_rule in r._reader:
-                r.checker.report(reader_rule, h.offset + 4, f"{_NAMES[h.type]} with no content")
+                r.checker.report(reader_rule, h.length_offset, f"{_NAMES[h.type]} with no content")
         return cls(r.blob(h))
     return parse
 
 
 def _parse_hvm_params(r: LibxcReader, h: RecordHeader):
     ck, length = r.checker, h.body_length
-    if length < HVM_PARAMS_HEADER.size:
-        ck.report(HVMP_LENGTH, h.offset + 4, f"body_length {length} is shorter than the 8-octet header")
+    fixed = HvmParams.LAYOUT.size
+    if length < fixed:
+        ck.report(HVMP_LENGTH, h.length_offset, f"body_length {length} is shorter than the 8-octet header")
         r.skip_body(h)
         return None
-    count, reserved = HVM_PARAMS_HEADER.unpack(r.endian, r.src.read_exact(8, "HVM_PARAMS header"))
+    head = HvmParams.decode_fixed(r.endian, r.src.read_exact(fixed, "HVM_PARAMS header"))
+    count, reserved = head["count"], head["reserved"]
     if reserved:
-        ck.report(HVMP_RESERVED, h.body_offset + 4, f"reserved field is 0x{reserved:08x}")
-    if length != 8 + 16 * count:
-        ck.report(HVMP_LENGTH, h.offset + 4,
-                  f"count {count} needs body_length {8 + 16 * count}, got {length}")
-        r.skip_body(h, 8)
+        ck.report(HVMP_RESERVED, HvmParams.at(h, "reserved"), f"reserved field is 0x{reserved:08x}")
+    want = fixed + HVM_PARAMS_ENTRY.size * count
+    if length != want:
+        ck.report(HVMP_LENGTH, h.length_offset, f"count {count} needs body_length {want}, got {length}")
+        r.skip_body(h, fixed)
         return None
     if count == 0:
-        ck.report(EMPTY_CONTENT, h.body_offset, "HVM_PARAMS with count 0")
+        ck.report(EMPTY_CONTENT, HvmParams.at(h, "count"), "HVM_PARAMS with count 0")
     if r.collect:
         values: list[int] = []
         for piece in r.q_array(2 * count, "HVM_PARAMS entries"):
             values.extend(piece)
         return HvmParams(tuple(zip(values[0::2], values[1::2])), reserved)
-    r.skip_body(h, 8)
+    r.skip_body(h, fixed)
     return None
 
 
@@ -1199,12 +1174,12 @@ def _parse_toolstack(r: LibxcReader, h: RecordHeader):
 def _parse_dirty_pfn_list(r: LibxcReader, h: RecordHeader):
     ck = r.checker
     if h.body_length % 8:
-        ck.report(DIRTY_LENGTH, h.offset + 4, f"body_length {h.body_length} is not a multiple of 8")
+        ck.report(DIRTY_LENGTH, h.length_offset, f"body_length {h.body_length} is not a multiple of 8")
         r.skip_body(h)
         return None
     ck.report(DIRTY_DIRECTION, h.offset, "CHECKPOINT_DIRTY_PFN_LIST in a forward stream")
     if h.body_length == 0:
-        ck.report(EMPTY_CONTENT, h.offset + 4, "CHECKPOINT_DIRTY_PFN_LIST with no pfns")
+        ck.report(EMPTY_CONTENT, h.length_offset, "CHECKPOINT_DIRTY_PFN_LIST with no pfns")
     if r.collect:
         pfns: list[int] = []
         for piece in r.q_array(h.body_length // 8, "CHECKPOINT_DIRTY_PFN_LIST pfns"):
@@ -1214,29 +1189,32 @@ def _parse_dirty_pfn_list(r: LibxcReader, h: RecordHeader):
     return None
 
 
-def _parse_array_record(cls, layout: Layout, rule: str, attr: str, empty_rule: str):
+def _parse_array_record(cls, rule: str, empty_rule: str):
+    part = cls.LAYOUT.tail[0]
+    layout = part.item
+
     def parse(r: LibxcReader, h: RecordHeader):
         ck = r.checker
         if h.body_length % layout.size:
-            ck.report(rule, h.offset + 4,
+            ck.report(rule, h.length_offset,
                       f"body_length {h.body_length} is not a multiple of {layout.size} ({layout.name})")
             r.skip_body(h)
             return None
         if h.body_length == 0:
-            ck.report(EMPTY_CONTENT, h.offset + 4, f"{_NAMES[h.type]} with no entries")
+            ck.report(EMPTY_CONTENT, h.length_offset, f"{_NAMES[h.type]} with no entries")
             if empty_rule in r._reader:
-                ck.report(empty_rule, h.offset + 4, f"{_NAMES[h.type]} with no entries")
+                ck.report(empty_rule, h.length_offset, f"{_NAMES[h.type]} with no entries")
         if not r.collect:
             r.skip_body(h)
             return None
         entries = tuple(r.entries(layout, h.body_length // layout.size, f"{layout.name} array"))
-        return cls(**{attr: entries})
+        return cls(**{part.attr: entries})
     return parse
 
 
 _NAMES: dict[int, str] = {t.value: t.name for t in RecordType}
 _PARSERS = {
-    RecordType.END: _parse_end,
+    RecordType.END: _parse_empty(End, END_LENGTH),
     RecordType.PAGE_DATA: _parse_page_data,
     RecordType.X86_PV_INFO: _parse_x86_pv_info,
     RecordType.X86_PV_P2M_FRAMES: _parse_x86_pv_p2m_frames,
@@ -1249,13 +1227,12 @@ _PARSERS = {
     RecordType.HVM_CONTEXT: _parse_blob_record(HvmContext, EMPTY_CONTENT, HVM_CONTEXT_EMPTY),
     RecordType.HVM_PARAMS: _parse_hvm_params,
     RecordType.TOOLSTACK: _parse_toolstack,
-    RecordType.VERIFY: _parse_verify,
+    RecordType.VERIFY: _parse_empty(Verify, VERIFY_LENGTH),
     RecordType.CHECKPOINT: _parse_checkpoint,
     RecordType.CHECKPOINT_DIRTY_PFN_LIST: _parse_dirty_pfn_list,
     RecordType.STATIC_DATA_END: _parse_static_data_end,
-    RecordType.X86_CPUID_POLICY: _parse_array_record(X86CpuidPolicy, CPUID_LEAF, CPUID_LENGTH, "leaves",
-                                                     CPUID_EMPTY),
-    RecordType.X86_MSR_POLICY: _parse_array_record(X86MsrPolicy, MSR_ENTRY, MSR_LENGTH, "entries", MSR_EMPTY),
+    RecordType.X86_CPUID_POLICY: _parse_array_record(X86CpuidPolicy, CPUID_LENGTH, CPUID_EMPTY),
+    RecordType.X86_MSR_POLICY: _parse_array_record(X86MsrPolicy, MSR_LENGTH, MSR_EMPTY),
 }
 # dict lookups by plain int are as fast as by IntEnum
 _PARSERS = {int(k): v for k, v in _PARSERS.items()}
@@ -1266,31 +1243,22 @@ _PARSERS = {int(k): v for k, v in _PARSERS.items()}
 # --------------------------------------------------------------------------
 
 
-def _as_source(data) -> Source:
-    if isinstance(data, Source):
-        return data
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return Source.from_bytes(data)
-    return Source(data)
-
-
 def validate(src: Source, checker: Checker) -> None:
     """Validate a stand-alone libxc stream (streaming; bounded memory)."""
     reader = LibxcReader(src, checker)
-    reader.read_headers()
-    reader.read_records()
+    for _ in reader.items():
+        pass
     reader.check_trailing()
     _summary(reader)
 
 
 def decode(data, *, role: Role = Role.RESTORE) -> LibxcStream:
     """Typed value of a stand-alone libxc stream; StreamError on the first finding ``role`` refuses."""
-    checker = Checker(role, fail_fast=True)
-    reader = LibxcReader(_as_source(data), checker, collect=True)
+    reader = LibxcReader(as_source(data), Checker(role, fail_fast=True), collect=True)
     reader.read_headers()
-    reader.read_records()
+    records = tuple(item.value for item in reader.records() if item.value is not None)
     reader.check_trailing()
-    return LibxcStream(reader.image_header, reader.domain_header, tuple(reader.records))
+    return LibxcStream(reader.image_header, reader.domain_header, records)
 
 
 def _summary(reader: LibxcReader) -> None:
@@ -1310,7 +1278,7 @@ def describe_record(rec: Record) -> dict:
     if isinstance(rec, PageData):
         types: dict[str, int] = {}
         for p in rec.pfns:
-            t = p >> PFN_TYPE_SHIFT
+            t = page_type_of(p)
             key = PageType(t).name if t in PageType._value2member_map_ else f"0x{t:x}"
             types[key] = types.get(key, 0) + 1
         pfns = [p & PFN_MASK for p in rec.pfns]
@@ -1328,45 +1296,56 @@ def describe_record(rec: Record) -> dict:
     return out
 
 
-def record_item(index: int, offset: int, length: int, rec, layer: str = LAYER) -> dict:
-    """The ``xenstream dump`` item of one record."""
-    return {"layer": layer, "kind": "record", "index": index, "offset": offset,
-            "type": record_name(rec.type), "type_value": rec.type, "body_length": length,
-            "fields": describe_record(rec)}
-
-
-def dump_items(image: ImageHeader, domain: DomainHeader, records_with_offsets, layer: str = LAYER):
-    yield {"layer": layer, "kind": "image header", "offset": None,
-           "fields": {"version": image.version, "endian": image.endian.value,
-                      "options": image.options, "reserved": image.reserved}}
-    yield {"layer": layer, "kind": "domain header", "offset": None,
-           "fields": {"type": DomainType(domain.type).name if domain.type in (1, 2) else domain.type,
-                      "page_shift": domain.page_shift, "xen_major": domain.xen_major,
-                      "xen_minor": domain.xen_minor, "reserved": domain.reserved}}
-    for index, offset, length, rec in records_with_offsets:
-        yield record_item(index, offset, length, rec, layer)
-
-
-def iter_records(reader: LibxcReader) -> Iterator[tuple[int, int, int, Record]]:
-    """(index, offset, body_length, record) for each record until END, one at a time."""
-    while not reader.ended:
-        index = reader.index
-        _, h, value = reader.read_one()
-        if value is not None:
-            yield index, h.offset, h.body_length, value
+def dump_item(item: Item, index: int | None = None) -> dict | None:
+    """The ``xenstream dump`` dict of one item (a header, or a record with its value); None for a
+    record that could not be decoded."""
+    offset, h, value = item
+    if value is None:
+        return None
+    if h == "image header":
+        return {"layer": LAYER, "kind": h, "offset": None,
+                "fields": {"version": value.version, "endian": value.endian.value,
+                           "options": value.options, "reserved": value.reserved}}
+    if h == "domain header":
+        return {"layer": LAYER, "kind": h, "offset": None,
+                "fields": {"type": DomainType(value.type).name if value.type in (1, 2) else value.type,
+                           "page_shift": value.page_shift, "xen_major": value.xen_major,
+                           "xen_minor": value.xen_minor, "reserved": value.reserved}}
+    return {"layer": value.layer, "kind": "record", "index": index, "offset": offset,
+            "type": record_name(value.type), "type_value": value.type, "body_length": h.body_length,
+            "fields": describe_record(value)}
 
 
 def dump(src: Source, checker: Checker) -> Iterator[dict]:
     reader = LibxcReader(src, checker, collect=True)
-    reader.read_headers()
-    yield from dump_items(reader.image_header, reader.domain_header, iter_records(reader))
+    index = 0
+    for item in reader.items():
+        out = dump_item(item, index)
+        if isinstance(item.header, RecordHeader):
+            index += 1
+        if out is not None:
+            yield out
     reader.check_trailing()
 
 
-def recognise(prefix: bytes) -> str | None:
-    if prefix[:8] == MARKER.to_bytes(8, "big") and prefix[8:12] == IDENT.to_bytes(4, "big"):
-        return "starts with the libxc image header's marker and id \"XENF\""
-    return None
+def headers_endian(data: bytes, base: int = 0) -> Endian:
+    """The byte order the image header at ``base`` gives the rest of the stream."""
+    return Endian.from_bit(IMAGE_HEADER.get(Endian.BIG, data, "options", base))
+
+
+def spans(data: bytes, options=None, base: int = 0, out: list | None = None) -> tuple[list, int]:
+    """The headers (one span) and each whole record from ``base``; where the walk stopped."""
+    out = [] if out is None else out
+    if len(data) < base + HEADERS_SIZE:
+        return out, base
+    out.append((base, base + HEADERS_SIZE, "libxc-headers"))
+    at = base + HEADERS_SIZE
+    for start, end, _ in framing.frames(data, at, headers_endian(data, base)):
+        if len(out) >= framing.MAX_SPANS:
+            break
+        out.append((start, end, LAYER))
+        at = end
+    return out, at
 
 
 CODEC = Codec(
@@ -1376,5 +1355,8 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
-    recognise=recognise,
+    sniff=framing.sniffer(IMAGE_HEADER, "version", "options"),
+    spans=spans,
+    recognise=by_magic((IMAGE_HEADER.encode(Endian.BIG, marker=MARKER, id=IDENT)[:IMAGE_HEADER.offset("version")],
+                        "the libxc image header's marker and id \"XENF\"")),
 )

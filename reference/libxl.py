@@ -16,31 +16,27 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar, Iterator
 
-from . import libxc
+from . import framing, libxc
 from .checker import Checker
-from .formats import Codec
-from .framing import RECORD_HEADER, BodyReader, RecordHeader, RawRecord, check_padding, encode_record, make_header
-from .layout import Endian, Layout
+from .formats import Codec, by_magic
+from .framing import (
+    OPTIONAL_BIT, RECORD_HEADER, BodyReader, Item, RawRecord, RecordHeader, check_padding, encode_record,
+    make_header, make_item,
+)
+from .layout import Bytes, Declared, Endian, Layout, reserved, u32, u64
 from .rules import Role, Severity, definer
-from .source import Source, Truncated
+from .source import Source, Truncated, as_source
 
 LAYER = "libxl"
-
-#: "Header": ident, version, options; always big-endian.
-HEADER = Layout("libxl header", "QII", "ident", "version", "options")
-#: "Emulator Records": emulator_id, index.
-EMULATOR_HEADER = Layout("emulator sub header", "II", "emulator_id", "index")
-#: "CHECKPOINT_STATE": control_id, padding.
-CHECKPOINT_STATE = Layout("CHECKPOINT_STATE", "II", "control_id", "padding")
 
 IDENT = 0x4C6962786C466D74  # "LibxlFmt"
 VERSION = 2
 OPT_ENDIAN = 1 << 0
 OPT_LEGACY = 1 << 1
 OPTIONS_RESERVED_MASK = 0xFFFFFFFC
-OPTIONAL_BIT = 0x80000000
 
 #: Characters of a xenstore key (EMULATOR_XENSTORE_DATA: "alphanumeric ASCII and -/_@").
 KEY_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-/_@")
@@ -151,15 +147,15 @@ CPS_DIRECTION = _rule("libxl.checkpoint_state.direction", E, "CHECKPOINT_STATE",
                       "of a saved image does with one")
 
 # --------------------------------------------------------------------------
-# Typed values
+# Layouts and typed values, declared once (reference/layout.py)
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class LibxlHeader:
-    version: int = VERSION
-    options: int = 0
-    ident: int = IDENT
+class LibxlHeader(Declared):
+    """"Header": always big-endian."""
+
+    LAYOUT = Layout("libxl header", u64("ident", const=IDENT), u32("version", default=VERSION),
+                    u32("options", default=0))
 
     @property
     def endian(self) -> Endian:
@@ -170,74 +166,63 @@ class LibxlHeader:
         return bool(self.options & OPT_LEGACY)
 
     def encode(self) -> bytes:
-        return HEADER.be.pack(self.ident, self.version, self.options)
+        return self.encode_body(Endian.BIG)
 
 
-class Record:
-    TYPE: ClassVar[int]
+HEADER = LibxlHeader.LAYOUT
+
+
+class Record(framing.Record):
     layer: ClassVar[str] = LAYER
 
-    @property
-    def type(self) -> int:
-        return self.TYPE
 
-    def encode_body(self, endian: Endian) -> bytes:
-        return b""
-
-
-@dataclass(frozen=True)
 class End(Record):
     TYPE: ClassVar[int] = RecordType.END
+    LAYOUT = Layout("END")
 
 
-@dataclass(frozen=True)
 class LibxcContext(Record):
     """LIBXC_CONTEXT; the libxc headers follow it (None when the libxc stream is resumed)."""
 
     TYPE: ClassVar[int] = RecordType.LIBXC_CONTEXT
-    image_header: libxc.ImageHeader | None = None
-    domain_header: libxc.DomainHeader | None = None
+    LAYOUT = Layout("LIBXC_CONTEXT")
+    EXTRA = (("image_header", object, None), ("domain_header", object, None))
 
 
-@dataclass(frozen=True)
 class CheckpointEnd(Record):
     TYPE: ClassVar[int] = RecordType.CHECKPOINT_END
+    LAYOUT = Layout("CHECKPOINT_END")
+
+
+class KeyValuePairs(Bytes):
+    """EMULATOR_XENSTORE_DATA's data: (key, value) pairs, each string NUL-terminated, to the end."""
+
+    def encode(self, endian: Endian, value) -> bytes:
+        return encode_pairs(value)
 
 
 def encode_pairs(pairs) -> bytes:
     return b"".join(k + b"\0" + v + b"\0" for k, v in pairs)
 
 
-@dataclass(frozen=True)
+#: "Emulator Records": the sub header both emulator records start with.
+EMULATOR_HEADER = Layout("emulator sub header", u32("emulator_id", default=EmulatorId.QEMU_UPSTREAM),
+                         u32("index", default=0))
+
+
 class EmulatorXenstoreData(Record):
     TYPE: ClassVar[int] = RecordType.EMULATOR_XENSTORE_DATA
-    emulator_id: int = EmulatorId.QEMU_UPSTREAM
-    index: int = 0
-    pairs: tuple[tuple[bytes, bytes], ...] = ()
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return EMULATOR_HEADER.pack(endian, self.emulator_id, self.index) + encode_pairs(self.pairs)
+    LAYOUT = Layout("EMULATOR_XENSTORE_DATA", *EMULATOR_HEADER.fields, tail=(KeyValuePairs("pairs", default=()),))
 
 
-@dataclass(frozen=True)
 class EmulatorContext(Record):
     TYPE: ClassVar[int] = RecordType.EMULATOR_CONTEXT
-    emulator_id: int = EmulatorId.QEMU_UPSTREAM
-    index: int = 0
-    context: bytes = b""
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return EMULATOR_HEADER.pack(endian, self.emulator_id, self.index) + self.context
+    LAYOUT = Layout("EMULATOR_CONTEXT", *EMULATOR_HEADER.fields, tail=(Bytes("context"),))
 
 
-@dataclass(frozen=True)
 class CheckpointState(Record):
     TYPE: ClassVar[int] = RecordType.CHECKPOINT_STATE
-    control_id: int = ControlId.CHECKPOINT_NEW
-    padding: int = 0
-
-    def encode_body(self, endian: Endian) -> bytes:
-        return CHECKPOINT_STATE.pack(endian, self.control_id, self.padding)
+    LAYOUT = Layout("CHECKPOINT_STATE", u32("control_id", default=ControlId.CHECKPOINT_NEW), reserved("padding"))
 
 
 @dataclass(frozen=True)
@@ -254,12 +239,7 @@ class LibxlStream:
         return Endian.LITTLE
 
 
-def record_name(rtype: int) -> str:
-    try:
-        return RecordType(rtype).name
-    except ValueError:
-        kind = "optional" if rtype & OPTIONAL_BIT else "mandatory"
-        return f"unknown {kind} 0x{rtype:08x}"
+record_name = partial(framing.type_name, RecordType)
 
 
 # --------------------------------------------------------------------------
@@ -288,6 +268,10 @@ def encode(stream: LibxlStream) -> bytes:
 
 
 class LibxlReader(BodyReader):
+    """Reads (and validates) a libxl stream; :meth:`items` yields the header, each libxl
+    record and, after LIBXC_CONTEXT (and CHECKPOINT_END), the libxc headers and records it
+    hands over to (see :class:`~.libxc.LibxcReader`)."""
+
     LAYER = LAYER
     TRAILING_DATA = TRAILING_DATA
     record_name = staticmethod(record_name)
@@ -298,12 +282,12 @@ class LibxlReader(BodyReader):
         self.collect = collect
         self.header: LibxlHeader | None = None
         self.endian = Endian.LITTLE
-        self.items: list = []
         self.index = 0
         self.ended = False
         self.libxc: libxc.LibxcReader | None = None
         self.libxc_paused = False   # libxc stopped at CHECKPOINT; libxl records until CHECKPOINT_END
         self._resume_after_state = False  # COLO: CHECKPOINT_STATE follows CHECKPOINT_END, then libxc resumes
+        self._resumable = False
         self.counts: dict[int, int] = {}
 
     def _truncated(self, t: Truncated):
@@ -314,25 +298,34 @@ class LibxlReader(BodyReader):
         ck.at(LAYER, None, "header")
         base = src.offset
         try:
-            ident, version, options = HEADER.be.unpack(src.read_exact(HEADER.size, "libxl header"))
+            header = LibxlHeader(**LibxlHeader.decode_fixed(Endian.BIG, src.read_exact(HEADER.size,
+                                                                                       "libxl header")))
         except Truncated as t:
             self._truncated(t)
-        if ident != IDENT:
-            ck.fail(IDENT_RULE, base, f"ident is 0x{ident:016x}, not 0x{IDENT:016x} (\"LibxlFmt\")")
-        if version != VERSION:
-            ck.fail(VERSION_RULE, base + 8, f"version is {version}, not {VERSION}")
+        if header.ident != IDENT:
+            ck.fail(IDENT_RULE, base, f"ident is 0x{header.ident:016x}, not 0x{IDENT:016x} (\"LibxlFmt\")")
+        if header.version != VERSION:
+            ck.fail(VERSION_RULE, HEADER.at(base, "version"), f"version is {header.version}, not {VERSION}")
+        options = header.options
         if options & OPTIONS_RESERVED_MASK:
-            ck.report(OPTIONS_RESERVED, base + 12,
+            ck.report(OPTIONS_RESERVED, HEADER.at(base, "options"),
                       f"reserved options bits set: 0x{options & OPTIONS_RESERVED_MASK:08x}")
         if options & OPT_ENDIAN:
-            ck.report(ENDIANNESS, base + 12, "big-endian libxl stream")
-        self.header = LibxlHeader(version, options, ident)
-        self.endian = Endian.from_bit(options)
-        ck.note(f"libxl header: version {version}, {self.endian.value}-endian"
+            ck.report(ENDIANNESS, HEADER.at(base, "options"), "big-endian libxl stream")
+        self.header = header
+        self.endian = header.endian
+        ck.note(f"libxl header: version {header.version}, {self.endian.value}-endian"
                 + (", converted from a legacy stream" if options & OPT_LEGACY else ""))
 
+    def items(self) -> Iterator[Item]:
+        offset = self.src.offset
+        self.read_header()
+        yield make_item((offset, "header", self.header))
+        while not self.ended:
+            yield from self.record_items()
+
     def read_one(self) -> tuple[int, RecordHeader, object]:
-        """Read the next libxl record (and any libxc part it hands over to)."""
+        """Read and check the next libxl record."""
         src, ck = self.src, self.checker
         try:
             offset = src.offset
@@ -358,18 +351,30 @@ class LibxlReader(BodyReader):
             self.index += 1
         except Truncated as t:
             self._truncated(t)
-        if self.collect and value is not None:
-            self.items.append(value)
+        return rtype, h, value
+
+    def record_items(self) -> Iterator[Item]:
+        """The next libxl record, and the libxc part it hands over to."""
+        rtype, h, value = self.read_one()
         if rtype == RecordType.END:
             self.ended = True
         elif rtype == RecordType.LIBXC_CONTEXT:
-            self._run_libxc(rtype)
+            saved = self.checker.save()
+            reader = self._start_libxc()
+            yield make_item((h.offset, h, LibxcContext(reader.image_header, reader.domain_header)))
+            at = h.padding_offset
+            yield make_item((at, "image header", reader.image_header))
+            yield make_item((at + libxc.IMAGE_HEADER.size, "domain header", reader.domain_header))
+            yield from self._libxc_records(saved)
+            return
         elif (rtype == RecordType.CHECKPOINT_END and self._resumable) or \
                 (rtype == RecordType.CHECKPOINT_STATE and self._resume_after_state):
             self._resume_after_state = False
+            yield make_item((h.offset, h, value))
             if self._checkpoint_boundary():
-                self._run_libxc(rtype)
-        return rtype, h, value
+                yield from self._libxc_records(self.checker.save())
+            return
+        yield make_item((h.offset, h, value))
 
     def _checkpoint_boundary(self) -> bool:
         """After a checkpoint (CHECKPOINT_END, or COLO's CHECKPOINT_STATE after it): whether libxc resumes.
@@ -378,7 +383,7 @@ class LibxlReader(BodyReader):
         COLO's primary sends CHECKPOINT_STATE (CHECKPOINT_NEW) before the next
         checkpoint's libxc records (libxl_colo_save.c, colo_start_new_checkpoint).
         """
-        head = self.src.peek(8)
+        head = self.src.peek(RECORD_HEADER.size)
         if not head:
             ck = self.checker
             ck.at(LAYER, self.index, "after checkpoint")
@@ -390,52 +395,42 @@ class LibxlReader(BodyReader):
             self.ended = True
             self._resumable = False
             return False
-        if len(head) == 8:
-            rtype, length = RECORD_HEADER.of(self.endian).unpack(head)
-            if rtype == RecordType.CHECKPOINT_STATE and length == CHECKPOINT_STATE.size:
+        if len(head) == RECORD_HEADER.size:
+            rtype, length = RECORD_HEADER.unpack(self.endian, head)
+            if rtype == RecordType.CHECKPOINT_STATE and length == CheckpointState.LAYOUT.size:
                 self._resume_after_state = True
                 return False
         return True
 
-    _resumable = False
-    #: when set, the embedded libxc records go to ``libxc_each(index, header, value)``
-    #: instead of ``items`` (see LibxcReader.read_records)
-    libxc_each = None
-
-    def read_records(self) -> None:
-        while not self.ended:
-            self.read_one()
-
     # -- the embedded libxc stream ----------------------------------------------
-    def _run_libxc(self, rtype: int) -> None:
-        saved = self.checker.save()
-        reader = self.libxc
-        if rtype == RecordType.LIBXC_CONTEXT:
-            if reader is not None:
-                self.checker.report(LIBXC_REPEATED, self.src.offset - 8, "second LIBXC_CONTEXT")
-            reader = self.libxc = libxc.LibxcReader(self.src, self.checker, collect=self.collect,
-                                                    stop_at_checkpoint=True)
-            reader.read_headers()
-            if self.collect:
-                self.items[-1] = LibxcContext(reader.image_header, reader.domain_header)
+    def _start_libxc(self) -> libxc.LibxcReader:
+        if self.libxc is not None:
+            self.checker.report(LIBXC_REPEATED, self.src.offset - RECORD_HEADER.size, "second LIBXC_CONTEXT")
+        reader = self.libxc = libxc.LibxcReader(self.src, self.checker, collect=self.collect,
+                                                stop_at_checkpoint=True)
+        reader.read_headers()
+        return reader
+
+    def _libxc_records(self, saved: tuple) -> Iterator[Item]:
         self._resumable = False
-        first = len(reader.records)
-        result = reader.read_records(each=self.libxc_each)
-        if self.collect:
-            self.items.extend(reader.records[first:])
-            del reader.records[:]
-        self.libxc_paused = result == libxc.RecordType.CHECKPOINT
+        last = None
+        for item in self.libxc.records():
+            last = item
+            yield item
+        self.libxc_paused = last is not None and last.header.type == libxc.RecordType.CHECKPOINT
         self._resumable = False
         self.checker.restore(saved)
 
-    def _emulator_header(self, h: RecordHeader) -> tuple[int, int] | None:
+    def _emulator_header(self, h: RecordHeader) -> dict | None:
         ck = self.checker
-        if h.body_length < EMULATOR_HEADER.size:
-            ck.report(EMU_LENGTH, h.offset + 4,
-                      f"body_length {h.body_length} is shorter than the 8-octet emulator sub header")
+        size = EMULATOR_HEADER.size
+        if h.body_length < size:
+            ck.report(EMU_LENGTH, h.length_offset,
+                      f"body_length {h.body_length} is shorter than the {size}-octet emulator sub header")
             self.skip_body(h)
             return None
-        emu_id, index = EMULATOR_HEADER.unpack(self.endian, self.src.read_exact(8, "emulator sub header"))
+        fields = EMULATOR_HEADER.values(self.endian, self.src.read_exact(size, "emulator sub header"))
+        emu_id = fields["emulator_id"]
         if emu_id not in EmulatorId._value2member_map_:
             ck.report(EMU_ID, h.body_offset, f"emulator_id 0x{emu_id:08x} is reserved")
         elif emu_id == EmulatorId.UNKNOWN and not (self.header.options & OPT_LEGACY):
@@ -443,7 +438,7 @@ class LibxlReader(BodyReader):
         if self.libxc is not None and self.libxc.domain_header is not None \
                 and self.libxc.guest is libxc.DomainType.X86_PV:
             ck.report(EMU_GUEST_TYPE, h.offset, f"{record_name(h.type)} in a stream of an x86 PV guest")
-        return emu_id, index
+        return fields
 
 
 # Parsers -----------------------------------------------------------------------
@@ -475,23 +470,25 @@ def _parse_checkpoint_end(r: LibxlReader, h: RecordHeader):
 def _parse_checkpoint_state(r: LibxlReader, h: RecordHeader):
     ck = r.checker
     ck.report(CPS_DIRECTION, h.offset, "CHECKPOINT_STATE in a saved stream")
-    if h.body_length != CHECKPOINT_STATE.size:
-        ck.report(CPS_LENGTH, h.offset + 4, f"body_length is {h.body_length}, expected 8")
+    size = CheckpointState.LAYOUT.size
+    if h.body_length != size:
+        ck.report(CPS_LENGTH, h.length_offset, f"body_length is {h.body_length}, expected {size}")
         r.skip_body(h)
         return None
-    control, padding = CHECKPOINT_STATE.unpack(r.endian, r.src.read_exact(8, "CHECKPOINT_STATE body"))
-    if control not in ControlId._value2member_map_:
-        ck.report(CPS_CONTROL, h.body_offset, f"control_id 0x{control:08x} is not defined")
-    if padding:
-        ck.report(CPS_PADDING, h.body_offset + 4, f"padding is 0x{padding:08x}")
-    return CheckpointState(control, padding)
+    value = CheckpointState.from_fixed(r.endian, r.src.read_exact(size, "CHECKPOINT_STATE body"))
+    if value.control_id not in ControlId._value2member_map_:
+        ck.report(CPS_CONTROL, CheckpointState.at(h, "control_id"),
+                  f"control_id 0x{value.control_id:08x} is not defined")
+    if value.padding:
+        ck.report(CPS_PADDING, CheckpointState.at(h, "padding"), f"padding is 0x{value.padding:08x}")
+    return value
 
 
 def _parse_emulator_context(r: LibxlReader, h: RecordHeader):
     fields = r._emulator_header(h)
     if fields is None:
         return None
-    return EmulatorContext(fields[0], fields[1], r.blob(h, 8))
+    return EmulatorContext(fields["emulator_id"], fields["index"], r.blob(h, EMULATOR_HEADER.size))
 
 
 class _PairScanner:
@@ -557,15 +554,15 @@ def _parse_emulator_xenstore_data(r: LibxlReader, h: RecordHeader):
     fields = r._emulator_header(h)
     if fields is None:
         return None
-    start = h.body_offset + 8
+    start = EmulatorXenstoreData.at(h, "pairs")
     scanner = _PairScanner(r, start)
     offset = start
-    for chunk in r.src.chunks(h.body_length - 8, "EMULATOR_XENSTORE_DATA key/value data"):
+    for chunk in r.src.chunks(h.body_length - EMULATOR_HEADER.size, "EMULATOR_XENSTORE_DATA key/value data"):
         scanner.feed(chunk, offset)
         offset += len(chunk)
     scanner.finish(offset)
     if r.collect and not scanner.current and scanner.strings % 2 == 0:
-        return EmulatorXenstoreData(fields[0], fields[1], tuple(scanner.pairs))
+        return EmulatorXenstoreData(fields["emulator_id"], fields["index"], tuple(scanner.pairs))
     return None
 
 
@@ -584,17 +581,17 @@ _PARSERS = {
 # --------------------------------------------------------------------------
 
 
-def read_body(src: Source, checker: Checker, *, collect: bool) -> LibxlReader:
-    """Header and records of a libxl stream (the caller checks what follows)."""
-    reader = LibxlReader(src, checker, collect=collect)
-    reader.read_header()
-    reader.read_records()
-    return reader
-
-
 def validate(src: Source, checker: Checker) -> None:
-    reader = read_body(src, checker, collect=False)
+    reader = LibxlReader(src, checker)
+    for _ in reader.items():
+        pass
     reader.check_trailing()
+    summary(reader)
+
+
+def summary(reader: LibxlReader) -> None:
+    """``verify -v``: how many records of each type the stream held."""
+    checker = reader.checker
     if checker.verbose:
         for rtype, n in sorted(reader.counts.items()):
             checker.note(f"libxl {record_name(rtype)}: {n} record(s)")
@@ -603,11 +600,22 @@ def validate(src: Source, checker: Checker) -> None:
                 checker.note(f"libxc {libxc.record_name(rtype)}: {n} record(s)")
 
 
-def decode(data, *, role: Role = Role.RESTORE) -> LibxlStream:
-    checker = Checker(role, fail_fast=True)
-    reader = read_body(libxc._as_source(data), checker, collect=True)
+def stream_of(reader: LibxlReader, items) -> LibxlStream:
+    """The typed value of the libxl stream whose ``items`` (collected) ``reader`` yields."""
+    values = tuple(value for _, h, value in items if value is not None and not isinstance(h, str))
+    return LibxlStream(reader.header, values)
+
+
+def read_stream(src: Source, checker: Checker) -> LibxlStream:
+    """The typed value of the libxl stream in ``src``, which ends it (decode, and xl's)."""
+    reader = LibxlReader(src, checker, collect=True)
+    stream = stream_of(reader, reader.items())
     reader.check_trailing()
-    return LibxlStream(reader.header, tuple(reader.items))
+    return stream
+
+
+def decode(data, *, role: Role = Role.RESTORE) -> LibxlStream:
+    return read_stream(as_source(data), Checker(role, fail_fast=True))
 
 
 def describe_record(rec) -> dict:
@@ -619,46 +627,62 @@ def describe_record(rec) -> dict:
     return libxc.describe_record(rec)
 
 
+def dump_item(reader: LibxlReader, item: Item) -> dict | None:
+    """The ``xenstream dump`` dict of an item ``reader`` just yielded: the header, a libxl
+    record, or the libxc part after LIBXC_CONTEXT; None for a record that could not be decoded."""
+    offset, h, value = item
+    if h == "header":
+        return {"layer": LAYER, "kind": "header", "offset": offset,
+                "fields": {"version": value.version, "endian": value.endian.value,
+                           "legacy": value.legacy, "options": value.options}}
+    if value is None:
+        return None
+    if isinstance(h, str) or value.layer == libxc.LAYER:
+        out = libxc.dump_item(item, reader.libxc.index - 1)
+        return {**out, "offset": offset} if isinstance(h, str) else out
+    return {"layer": LAYER, "kind": "record", "index": reader.index - 1, "offset": offset,
+            "type": record_name(value.type), "type_value": value.type,
+            "body_length": h.body_length, "fields": describe_record(value)}
+
+
 def dump(src: Source, checker: Checker) -> Iterator[dict]:
-    """Items for ``xenstream dump``: libxl records, the libxc part after LIBXC_CONTEXT."""
     reader = LibxlReader(src, checker, collect=True)
-    start = src.offset
-    reader.read_header()
-    yield {"layer": LAYER, "kind": "header", "offset": start,
-           "fields": {"version": reader.header.version, "endian": reader.endian.value,
-                      "legacy": reader.header.legacy, "options": reader.header.options}}
-    handed: list[tuple] = []
-    reader.libxc_each = lambda index, h, value: handed.append((index, h, value))
-    while not reader.ended:
-        index = reader.index
-        before = len(reader.items)
-        _, h, value = reader.read_one()
-        new = reader.items[before:]
-        del reader.items[before:]
-        for item in new:
-            if isinstance(item, LibxcContext):
-                yield {"layer": LAYER, "kind": "record", "index": index, "offset": h.offset,
-                       "type": "LIBXC_CONTEXT", "type_value": 1, "body_length": h.body_length, "fields": {}}
-                if item.image_header is not None:
-                    at = h.offset + 8 + h.body_length
-                    for header_item, size in zip(libxc.dump_items(item.image_header, item.domain_header, ()),
-                                                 (libxc.IMAGE_HEADER.size, libxc.DOMAIN_HEADER.size)):
-                        yield {**header_item, "offset": at}
-                        at += size
-            else:
-                yield {"layer": LAYER, "kind": "record", "index": index, "offset": h.offset,
-                       "type": record_name(item.type), "type_value": item.type,
-                       "body_length": h.body_length, "fields": describe_record(item)}
-        for xc_index, xc_header, xc_value in handed:
-            yield libxc.record_item(xc_index, xc_header.offset, xc_header.body_length, xc_value)
-        handed.clear()
+    for item in reader.items():
+        out = dump_item(reader, item)
+        if out is not None:
+            yield out
     reader.check_trailing()
 
 
-def recognise(prefix: bytes) -> str | None:
-    if prefix[:8] == IDENT.to_bytes(8, "big"):
-        return "starts with the libxl header's ident \"LibxlFmt\""
-    return None
+def spans(data: bytes, options=None, base: int = 0, out: list | None = None) -> tuple[list, int]:
+    """The header and each whole record from ``base``, following the embedded libxc stream as
+    the reader does: its headers (one span) after LIBXC_CONTEXT, its records in its byte order
+    up to its END or CHECKPOINT, and again after CHECKPOINT_END; where the walk stopped."""
+    out = [] if out is None else out
+    if len(data) < base + HEADER.size:
+        return out, base
+    out.append((base, base + HEADER.size, "libxl-header"))
+    endian = Endian.from_bit(HEADER.get(Endian.BIG, data, "options", base))
+    at, layer, xc_endian, seen_context = base + HEADER.size, LAYER, None, False
+    while len(out) < framing.MAX_SPANS:
+        frame = next(framing.frames(data, at, xc_endian if layer == libxc.LAYER else endian), None)
+        if frame is None:
+            break
+        start, at, rtype = frame
+        out.append((start, at, layer))
+        if layer == LAYER and rtype == RecordType.LIBXC_CONTEXT and not seen_context:
+            seen_context = True
+            if at + libxc.HEADERS_SIZE > len(data):
+                break
+            xc_endian = libxc.headers_endian(data, at)
+            out.append((at, at + libxc.HEADERS_SIZE, "libxc-headers"))
+            at += libxc.HEADERS_SIZE
+            layer = libxc.LAYER
+        elif layer == LAYER and rtype == RecordType.CHECKPOINT_END and seen_context:
+            layer = libxc.LAYER
+        elif layer == libxc.LAYER and rtype in (libxc.RecordType.END, libxc.RecordType.CHECKPOINT):
+            layer = LAYER
+    return out, at
 
 
 CODEC = Codec(
@@ -668,5 +692,7 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
-    recognise=recognise,
+    sniff=framing.sniffer(HEADER, "version", "options"),
+    spans=spans,
+    recognise=by_magic((HEADER.encode(Endian.BIG)[:HEADER.offset("version")], "the libxl header's ident \"LibxlFmt\"")),
 )

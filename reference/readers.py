@@ -52,11 +52,6 @@ _GUEST = "tools/libs/guest/xg_sr_{0}.c (tools/libxc/xc_sr_{0}.c before 4.15)"
 _LIGHT = "tools/libs/light/{0} (tools/libxl/{0} before 4.15)"
 
 
-def _release(text: str) -> tuple[int, int]:
-    major, minor = text.split(".")
-    return int(major), int(minor)
-
-
 def release_name(release: tuple[int, int]) -> str:
     return f"{release[0]}.{release[1]}"
 
@@ -238,27 +233,9 @@ def checks_of(rule_id: str) -> list[ReaderCheck]:
     return list(_BY_RULE.get(rule_id, ()))
 
 
-def is_reader_rule(rule_id: str | None) -> bool:
-    return rule_id in _BY_RULE
-
-
 def reader_only_rules() -> set[str]:
     """Rules checked only under a reader profile."""
     return {c.rule for c in CHECKS if not c.always}
-
-
-def for_rule(rule_id: str | None) -> ReaderProfile | None:
-    """The newest profile that enforces ``rule_id`` (plain mode first), or None for a rule no reader has.
-
-    Examples and corpus entries of a reader rule are judged under it."""
-    if rule_id not in _BY_RULE:
-        return None
-    for mode in MODES:
-        for release in reversed(RELEASES):
-            profile = PROFILES.get(profile_name(release, mode))
-            if profile is not None and rule_id in profile.rules:
-                return profile
-    return None  # pragma: no cover - every check is enforced by some release
 
 
 def restorable_by(writer_release: tuple[int, int], version: int) -> list[ReaderProfile]:

@@ -31,6 +31,12 @@ class Severity(enum.Enum):
     EITHER = "either"
 
 
+#: The verdict of a valid stream; a malformed one's is its rule's severity.
+ACCEPT = "accept"
+#: Every expected verdict: accept, or a severity.
+VERDICTS: tuple[str, ...] = (ACCEPT, *(s.value for s in Severity))
+
+
 class Role(enum.Enum):
     """How a reader treats ``writer`` findings."""
 
@@ -45,23 +51,8 @@ class Role(enum.Enum):
         return False
 
 
-#: Specification documents, by the short key rules use.
-SPECS: dict[str, str] = {
-    "libxc": "libxc-migration-stream.pandoc (Domain Image Format, revision 3)",
-    "libxl": "libxl-migration-stream.pandoc (libxenlight Domain Image Format, revision 2)",
-    "xl": "xl savefile header (Xen tools/xl/xl.h, struct save_file_header; written by "
-          "save_domain_core_writeconfig in tools/xl/xl_saverestore.c)",
-    "xenstore": "xenstore-migration.md (Xenstore Migration)",
-    "legacy": "legacy libxc/libxl image (libxc spec 'Legacy Images'; Xen "
-              "tools/python/xen/migration/legacy.py, Xen 4.6 and later)",
-    # Containers without a spec document: each rule's section names the source
-    # file and function it is based on, its summary whether reader or writer (docs/containers.md).
-    "libvirt": "libvirt libxl save image (no spec document: libvirt src/libxl/libxl_conf.h "
-               "libxlSavefileHeader, libxl_driver.c libxlDoDomainSave(), libxlDomainSaveImageOpen(); "
-               "docs/containers.md)",
-    "xenopsd": "xenopsd suspend image (no spec document: xapi-project/xenopsd lib/suspend_image.ml, "
-               "xc/domain.ml suspend and restore_common; docs/containers.md)",
-}
+#: Specification documents, by the short key rules use (the format registry's).
+from .formats import SPECS, names as _format_names  # noqa: E402 - the registry imports nothing back
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,17 +73,6 @@ class Rule:
 
 
 _CATALOGUE: dict[str, Rule] = {}
-
-#: Modules that declare rules; imported by :func:`catalogue`.
-FORMAT_MODULES: tuple[str, ...] = (
-    "xenstream.reference.libxc",
-    "xenstream.reference.libxl",
-    "xenstream.reference.xl",
-    "xenstream.reference.xenstore",
-    "xenstream.reference.legacy",
-    "xenstream.reference.libvirt",
-    "xenstream.reference.xenopsd",
-)
 
 
 def define(rule_id: str, severity: Severity, spec: str, section: str, summary: str) -> Rule:
@@ -124,10 +104,10 @@ def get_rule(rule_id: str) -> Rule:
 
 def catalogue() -> dict[str, Rule]:
     """All rules of every format in :data:`SPECS`, sorted by id."""
-    from .formats import import_optional
+    from .formats import get_codec
 
-    for name in FORMAT_MODULES:
-        import_optional(name)
+    for name in _format_names():
+        get_codec(name)  # its module declares its rules
     # Only the formats this project specifies: a test may define rules of a
     # made-up format (the conformance runner's toy), which get_rule() resolves
     # but which are no part of the catalogue.

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 
-from .formats import FORMAT_MODULES
+from .formats import names
 from .readers import checks_of
 from .rules import catalogue, render_markdown
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--format", choices=list(FORMAT_MODULES), help="only the rules of this format")
+    p.add_argument("--format", choices=list(names()), help="only the rules of this format")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--markdown", action="store_true", help="docs/rules.md")
     group.add_argument("--json", action="store_true")

@@ -247,6 +247,15 @@ class Source:
             raise Truncated(start_offset, n, n - left, what)
 
 
+def as_source(data) -> Source:
+    """``data`` as a :class:`Source`: a Source itself, octets, or a binary file object."""
+    if isinstance(data, Source):
+        return data
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return Source.from_bytes(data)
+    return Source(data)
+
+
 def _is_regular(raw) -> bool:
     fileno = getattr(raw, "fileno", None)
     if fileno is None:

@@ -15,7 +15,7 @@ import sys
 
 from .checker import Checker
 from .errors import UsageError
-from .formats import FORMAT_MODULES, get_codec, validate
+from .formats import names, get_codec, validate
 from .rules import Role, Severity
 from .source import Source
 
@@ -23,7 +23,7 @@ from .source import Source
 def add_arguments(p) -> None:
     p.add_argument("-i", "--in", dest="input", default="0", metavar="FILE|FD",
                    help="stream to verify: a path, or a file descriptor number (default 0, stdin)")
-    p.add_argument("-f", "--format", default=None, choices=list(FORMAT_MODULES),
+    p.add_argument("-f", "--format", default=None, choices=list(names()),
                    help="format of the stream; without it, the format (or container) whose magic the input "
                         "starts with (-v says which); an input no format recognises is not judged "
                         "(one line, exit 2)")

@@ -10,7 +10,7 @@ hypervisor, which refuses what it cannot load.  This module builds them the way
 a real guest has them, so that a valid stream of this suite is one a real Xen
 would restore.
 
-Every layout here is written from Xen's public headers (``xen/include/public``
+Every layout here (a :class:`CStruct`, reference/layout.py's layer) is written from Xen's public headers (``xen/include/public``
 in the Xen tree; Debian installs them as ``/usr/include/xen``) of the release
 named in its docstring; sizes are checked in the tests against the installed
 headers when ``cc`` and ``libxen-dev`` are present.  Standard library only.
@@ -54,7 +54,11 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
+
+from .layout import Endian, Layout, field, pad
+from .libxc import CPUID_LEAF, MSR_ENTRY
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
@@ -80,62 +84,31 @@ def _release_key(release: str) -> tuple[int, int]:
 # --------------------------------------------------------------------------
 
 
-class CStruct:
-    """A little-endian C structure declared once as (field, struct format)
-    pairs, with explicit padding (format ``"Nx"`` under the name ``None``).
+class CStruct(Layout):
+    """A little-endian C structure of the Xen ABI: a :class:`~.layout.Layout` declared as
+    (field, struct format) pairs, with explicit padding (format ``"Nx"`` under the name
+    ``None``), whose size is checked against ``expect`` so that a mistake in a declaration
+    fails at import.
 
-    ``pack(**values)`` zero-fills every field not given (bytes fields with
-    NUL octets); ``unpack(data)`` returns a dict of the named fields;
-    ``offset(name)`` is the field's octet offset.  ``size`` is checked against
-    ``expect`` so that a mistake in a declaration fails at import.
+    ``pack(**values)`` zero-fills every field not given (bytes fields with NUL octets);
+    ``unpack(data)`` returns a dict of the named fields (:class:`AbiError` when ``data`` is
+    too short); ``offset(name)`` is the field's octet offset.
     """
 
-    __slots__ = ("name", "source", "fields", "size", "_struct", "_offsets", "_names", "_defaults")
-
     def __init__(self, name: str, fields: list[tuple[str | None, str]], *, expect: int, source: str):
-        self.name, self.source = name, source
-        self.fields = tuple(fields)
-        fmt = "<" + "".join(f for _, f in fields)
-        self._struct = struct.Struct(fmt)
-        self.size = self._struct.size
+        super().__init__(name, *(pad(struct.calcsize(f)) if fname is None else field(fname, f)
+                                 for fname, f in fields))
         if self.size != expect:
             raise AssertionError(f"{name}: declared {self.size} octets, the ABI says {expect}")
-        self._offsets: dict[str, int] = {}
-        self._names: list[str] = []
-        self._defaults: list = []
-        at = 0
-        for fname, f in fields:
-            if fname is not None:
-                if fname in self._offsets:
-                    raise AssertionError(f"{name}: field {fname} declared twice")
-                self._offsets[fname] = at
-                self._names.append(fname)
-                self._defaults.append(b"" if f.endswith("s") else 0)
-            at += struct.calcsize("<" + f)
-
-    def offset(self, name: str) -> int:
-        return self._offsets[name]
-
-    def has(self, name: str) -> bool:
-        return name in self._offsets
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._names)
+        self.source = source
 
     def pack(self, **values) -> bytes:
-        unknown = set(values) - set(self._offsets)
-        if unknown:
-            raise KeyError(f"{self.name} has no field {', '.join(sorted(unknown))}")
-        return self._struct.pack(*(values.get(n, d) for n, d in zip(self._names, self._defaults)))
+        return self.encode(Endian.LITTLE, **values)
 
     def unpack(self, data: bytes, offset: int = 0) -> dict:
         if len(data) - offset < self.size:
             raise AbiError(f"{self.name}: {len(data) - offset} octets, need {self.size}")
-        return dict(zip(self._names, self._struct.unpack_from(data, offset)))
-
-    def __repr__(self) -> str:
-        return f"CStruct({self.name!r}, size={self.size})"
+        return self.values(Endian.LITTLE, data, offset)
 
 
 def _regs(prefix: str, names: str, fmt: str) -> list[tuple[str, str]]:
@@ -434,11 +407,8 @@ def hvm_special_pfns() -> tuple[int, ...]:
 # xen_msr_entry_t), serialised by xen/lib/x86/cpuid.c and msr.c
 # --------------------------------------------------------------------------
 
-XEN_CPUID_LEAF = CStruct("xen_cpuid_leaf_t", [
-    ("leaf", "I"), ("subleaf", "I"), ("a", "I"), ("b", "I"), ("c", "I"), ("d", "I")],
-    expect=24, source="xen/include/public/arch-x86/xen.h, Xen 4.17")
-XEN_MSR_ENTRY = CStruct("xen_msr_entry_t", [("idx", "I"), ("flags", "I"), ("val", "Q")],
-                        expect=16, source="xen/include/public/arch-x86/xen.h, Xen 4.17")
+#: (xen/include/public/arch-x86/xen.h, Xen 4.17): the entries of libxc's policy records, declared there.
+XEN_CPUID_LEAF, XEN_MSR_ENTRY = CPUID_LEAF, MSR_ENTRY
 XEN_CPUID_NO_SUBLEAF = 0xFFFFFFFF
 MSR_INTEL_PLATFORM_INFO = 0xCE
 MSR_ARCH_CAPABILITIES = 0x10A
@@ -823,8 +793,8 @@ class PvGuest:
     console_pfn: int
     gdt_pfn: int
     pagetables: tuple[tuple[int, int], ...]       # (pfn, page type) root first
-    types: dict = field(repr=False, compare=False, default_factory=dict)
-    contents: dict = field(repr=False, compare=False, default_factory=dict)
+    types: dict = dataclass_field(repr=False, compare=False, default_factory=dict)
+    contents: dict = dataclass_field(repr=False, compare=False, default_factory=dict)
     p2m_size: int = 0                             # pfns the p2m covers (>= pages)
 
     @property

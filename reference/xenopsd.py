@@ -26,14 +26,16 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Iterator
 
 from . import legacy, libxc, libxl, sexp
 from .checker import Checker
-from .formats import Codec
-from .layout import Endian, Layout
+from .formats import Codec, by_magic, spans_of_dump
+from .framing import Item, dump_items, make_item
+from .layout import Declared, Endian, Layout, u64
 from .rules import Role, Severity, definer
-from .source import Source, Truncated
+from .source import Source, Truncated, as_source
 
 LAYER = "xenopsd"
 
@@ -44,9 +46,26 @@ LAYER = "xenopsd"
 SIGNATURE = b"XenSavedDomv2-\n"
 LEGACY_SIGNATURE = b"XenSavedDomain\n"
 SIGNATURE_SIZE = len(SIGNATURE)
-#: read_header / write_header: type, length; 64-bit little-endian each
-RECORD_HEADER = Layout("suspend image record header", "QQ", "type", "length")
-LENGTH_OFFSET = 8
+LE = Endian.LITTLE
+
+
+class RecordHeader(Declared):
+    """read_header / write_header: a record's type and length, 64-bit little-endian each;
+    ``offset``, where it was read (not on the wire)."""
+
+    LAYOUT = Layout("suspend image record header", u64("type"), u64("length"))
+    EXTRA = (("offset", int, 0),)
+
+    @property
+    def body_offset(self) -> int:
+        return self.offset + self.LAYOUT.size
+
+    @property
+    def length_offset(self) -> int:
+        return self.LAYOUT.at(self.offset, "length")
+
+
+RECORD_HEADER = RecordHeader.LAYOUT
 #: after a legacy image of an HVM guest (read_legacy_qemu_header): signature, 32-bit big-endian length
 LEGACY_QEMU_SIGNATURE = b"QemuDeviceModelRecord\n"
 #: xenopsd 0.9.33-0.9.37 wrote the qemu record libxc's way: this signature, a little-endian length
@@ -57,7 +76,6 @@ QEMU_LENGTH_MAX = 1 << 20
 QEVM = b"QEVM"
 #: Xenops bodies above this are skipped, not parsed (xenopsd writes a few KiB)
 XENOPS_PARSE_MAX = 16 << 20
-LE = Endian.LITTLE
 
 
 class RecordType(enum.IntEnum):
@@ -359,28 +377,40 @@ def check_xenops(text: bytes, base: int, checker: Checker) -> XenopsRecord | Non
 # --------------------------------------------------------------------------
 
 
-class _Reader:
-    """One reader for validation (``collect=False``), decoding (``collect=True``) and
-    dump (``visit`` receives the items, the embedded streams' too)."""
+class XenopsdReader:
+    """Reads (and validates) a suspend image; :meth:`items` yields the signature, each record
+    (``Item(offset, RecordHeader, Record)``) and, after a Libxc, Libxc_legacy record or a legacy
+    signature, the items of the stream that follows it (a :class:`~.libxc.LibxcReader`'s, a
+    :class:`~.legacy.LegacyReader`'s, a :class:`~.libxl.LibxlReader`'s) on the same
+    :class:`Source`, so that their findings carry offsets in the whole file; a legacy image's
+    qemu record is the item ``"legacy qemu record"``.
 
-    def __init__(self, src: Source, checker: Checker, *, collect: bool, visit=None):
-        self.src, self.ck, self.collect, self.visit = src, checker, collect, visit
+    ``collect``: the values are read (the embedded readers collect too); ``keep`` (default:
+    ``collect``): the image is built as it is read (:meth:`image`)."""
+
+    def __init__(self, src: Source, checker: Checker, *, collect: bool = False, keep: bool | None = None):
+        self.src, self.checker, self.collect = src, checker, collect
+        self.keep = collect if keep is None else keep
         self.records: list[Record] = []
         self.index = 0
         self.legacy_body = None
         self.legacy_qemu: LegacyQemu | None = None
         self.signature = b""
         self.memory_images = 0
-
-    def emit(self, item: dict) -> None:
-        if self.visit is not None:
-            self.visit(item)
+        self._yielded = False
+        #: the reader of the embedded stream whose items are being yielded (None between them)
+        self.inner = None
+        #: the last Xenops record parsed (for dump)
+        self.xenops: XenopsRecord | None = None
 
     def _truncated(self, t: Truncated):
-        self.ck.fail(TRUNCATED, t.end, t.describe())
+        self.checker.fail(TRUNCATED, t.end, t.describe())
 
-    def run(self) -> SuspendImage:
-        src, ck = self.src, self.ck
+    def image(self) -> SuspendImage:
+        return SuspendImage(self.signature, tuple(self.records), self.legacy_body, self.legacy_qemu)
+
+    def items(self) -> Iterator[Item]:
+        src, ck = self.src, self.checker
         ck.at(LAYER, None, "signature")
         start = src.offset
         try:
@@ -390,44 +420,50 @@ class _Reader:
         if sig not in (SIGNATURE, LEGACY_SIGNATURE):
             ck.fail(SIGNATURE_RULE, start, f"signature {sig!r} is neither {SIGNATURE!r} nor {LEGACY_SIGNATURE!r}")
         self.signature = sig
-        self.emit({"layer": LAYER, "kind": "signature", "offset": src.offset - SIGNATURE_SIZE,
-                   "fields": {"signature": sig.decode("latin-1").replace("\n", "\\n"),
-                              "structured": sig == SIGNATURE}})
+        yield make_item((start, "signature", sig))
         if sig == SIGNATURE:
             ck.note("xenopsd suspend image: structured (XenSavedDomv2)")
-            self.read_records()
+            yield from self.records_items()
         else:
             ck.note("xenopsd suspend image: legacy (XenSavedDomain)")
-            self.read_legacy()
-        return SuspendImage(sig, tuple(self.records), self.legacy_body, self.legacy_qemu)
+            yield from self.legacy_items()
+
+    def _embedded(self, reader) -> Iterator[Item]:
+        """The items of an embedded stream; its findings carry its own layer and location."""
+        saved = self.checker.save()
+        self.inner = reader
+        yield from reader.items()
+        self.inner = None
+        self.checker.restore(saved)
 
     # -- the structured image ------------------------------------------------------
-    def read_records(self) -> None:
-        src, ck = self.src, self.ck
+    def records_items(self) -> Iterator[Item]:
+        src, ck = self.src, self.checker
         while True:
             offset = src.offset
             ck.at(LAYER, self.index, "record header")
             if src.at_eof():
                 ck.fail(END_MISSING, offset, "the input ends where a record header belongs; no End_of_image")
             try:
-                rtype, length = src.unpack(RECORD_HEADER.le, "record header")
+                h = RecordHeader(**RecordHeader.decode_fixed(LE, src.read_exact(RECORD_HEADER.size,
+                                                                                "record header")), offset=offset)
             except Truncated as t:
                 self._truncated(t)
-            if rtype not in NAMES:
-                ck.fail(TYPE_RULE, offset, f"record type 0x{rtype:x} is none of the nine (Invalid_header_type)")
-            rtype = RecordType(rtype)
+            if h.type not in NAMES:
+                ck.fail(TYPE_RULE, offset, f"record type 0x{h.type:x} is none of the nine (Invalid_header_type)")
+            rtype = RecordType(h.type)
             ck.at(LAYER, self.index, NAMES[rtype])
             if self.index == 0 and rtype != RecordType.XENOPS:
                 ck.report(XENOPS_FIRST, offset, f"the first record is {NAMES[rtype]}, not Xenops")
             if FOLLOWS[rtype] == "refused":
                 ck.fail(UNSUPPORTED, offset, f"{NAMES[rtype]} record: xenopsd refuses it (Suspend_image_failure)")
-            item = {"layer": LAYER, "kind": "record", "index": self.index, "offset": offset,
-                    "type": NAMES[rtype], "type_value": int(rtype), "length": length, "fields": {}}
             self.index += 1
-            parse = getattr(self, f"_{NAMES[rtype].lower()}")
+            self._yielded = False
             try:
-                done = parse(rtype, length, offset, item)
+                done = yield from getattr(self, f"_{NAMES[rtype].lower()}")(h)
             except Truncated as t:
+                if not self._yielded:   # the header was read: its item, without a value
+                    yield make_item((offset, h, None))
                 self._truncated(t)
             if done:
                 return
@@ -438,154 +474,137 @@ class _Reader:
         self.src.skip(length, what)
         return b""
 
-    def _keep(self, record: Record) -> None:
-        if self.collect:
+    def _record(self, h: RecordHeader, body=b"", *, keep: bool = True) -> Item:
+        """The item of a record (kept when building the image, unless ``keep`` is false:
+        the record of an embedded stream is kept once the stream is read)."""
+        record = Record(h.type, body, h.length)
+        if self.keep and keep:
             self.records.append(record)
+        self._yielded = True
+        return make_item((h.offset, h, record))
 
-    def _xenops(self, rtype, length, offset, item) -> bool:
-        body_at = offset + RECORD_HEADER.size
+    def _xenops(self, h: RecordHeader):
+        length = h.length
+        self.xenops = None
         if length > XENOPS_PARSE_MAX:
-            self.ck.note(f"Xenops record of {length} octets: too large to parse, skipped")
-            self.emit(item)
-            self._keep(Record(rtype, self._body(length, "Xenops record"), length))
+            self.checker.note(f"Xenops record of {length} octets: too large to parse, skipped")
+            yield self._record(h, self._body(length, "Xenops record"))
             return False
         text = self.src.read_exact(length, "Xenops record")
-        value = check_xenops(text, body_at, self.ck)
-        if value is not None:
-            item["fields"] = {"time": value.time, "word_size": value.word_size,
-                              "vm_str": None if value.vm_str is None else f"{len(value.vm_str)} characters",
-                              "xs_subtree": None if value.xs_subtree is None else len(value.xs_subtree)}
-        self.emit(item)
-        self._keep(Record(rtype, text, length))
+        self.xenops = check_xenops(text, h.body_offset, self.checker)
+        yield self._record(h, text)
         return False
 
-    def _memory_image(self, rtype, length, offset, item) -> None:
+    def _memory_image(self, h: RecordHeader) -> None:
         self.memory_images += 1
-        if length:
-            self.ck.report(LIBXC_LENGTH, offset + LENGTH_OFFSET, f"{NAMES[rtype]} header's length is {length}, "
-                           "not 0")
+        if h.length:
+            self.checker.report(LIBXC_LENGTH, h.length_offset, f"{NAMES[h.type]} header's length is {h.length}, "
+                                "not 0")
         if self.memory_images > 1:
-            self.ck.report(LIBXC_REPEATED, offset, f"a second memory image ({NAMES[rtype]})")
-        self.emit(item)
+            self.checker.report(LIBXC_REPEATED, h.offset, f"a second memory image ({NAMES[h.type]})")
 
-    def _libxc(self, rtype, length, offset, item) -> bool:
-        self._memory_image(rtype, length, offset, item)
-        saved = self.ck.save()
-        reader = libxc.LibxcReader(self.src, self.ck, collect=self.collect or self.visit is not None)
-        reader.read_headers()
-        if self.visit is not None:
-            for header_item in libxc.dump_items(reader.image_header, reader.domain_header,
-                                                libxc.iter_records(reader)):
-                self.emit(header_item)
-        else:
-            reader.read_records()
-        self.ck.restore(saved)
-        self._keep(Record(rtype, libxc.LibxcStream(reader.image_header, reader.domain_header,
-                                                   tuple(reader.records)), length))
+    def _libxc(self, h: RecordHeader):
+        self._memory_image(h)
+        yield self._record(h, keep=False)
+        reader = libxc.LibxcReader(self.src, self.checker, collect=self.collect)
+        values = []
+        for inner in self._embedded(reader):
+            if self.keep and inner.value is not None and not isinstance(inner.header, str):
+                values.append(inner.value)
+            yield inner
+        if self.keep:
+            self.records.append(Record(h.type, libxc.LibxcStream(reader.image_header, reader.domain_header,
+                                                                 tuple(values)), h.length))
         return False
 
-    def _libxc_legacy(self, rtype, length, offset, item) -> bool:
-        self._memory_image(rtype, length, offset, item)
-        saved = self.ck.save()
-        _, stream = legacy.read_embedded(self.src, self.ck, collect=self.collect,
-                                         visit=self._legacy_visit() if self.visit else None)
-        self.ck.restore(saved)
-        self._keep(Record(rtype, stream, length))
+    def _libxc_legacy(self, h: RecordHeader):
+        self._memory_image(h)
+        yield self._record(h, keep=False)
+        reader = legacy.LegacyReader(self.src, self.checker, collect=self.collect, embedded=True)
+        yield from self._embedded(reader)
+        if self.keep:
+            self.records.append(Record(h.type, reader.stream, h.length))
         return False
-
-    def _legacy_visit(self):
-        def visit(kind: str, offset: int, info: dict) -> None:
-            self.emit({"layer": legacy.LAYER, "kind": kind.replace("_", " "), "offset": offset, "fields": info})
-        return visit
 
     def _qemu_body(self, length: int, at: int, what: str) -> bytes:
         """A qemu record of ``length`` octets at ``at``: the 1 MiB cap, the QEVM magic."""
         if length > QEMU_LENGTH_MAX:
-            self.ck.report(QEMU_LENGTH_MAX_RULE, at, f"{what} of {length} octets is over 1 MiB")
+            self.checker.report(QEMU_LENGTH_MAX_RULE, at, f"{what} of {length} octets is over 1 MiB")
         head = self.src.read_exact(min(length, len(QEVM)), what)
         if head != QEVM:
-            self.ck.report(QEMU_MAGIC, at, f"{what} starts with {head!r}, not the QEVM magic")
+            self.checker.report(QEMU_MAGIC, at, f"{what} starts with {head!r}, not the QEVM magic")
         rest = self._body(length - len(head), what)
         return head + rest if self.collect else b""
 
-    def _qemu_trad(self, rtype, length, offset, item) -> bool:
-        self.emit(item)
-        data = self._qemu_body(length, offset + LENGTH_OFFSET, "Qemu_trad record")
-        self._keep(Record(rtype, data, length))
+    def _qemu_trad(self, h: RecordHeader):
+        yield self._record(h, self._qemu_body(h.length, h.length_offset, "Qemu_trad record"))
         return False
 
-    def _demu(self, rtype, length, offset, item) -> bool:
-        self.emit(item)
-        if length:
-            self._keep(Record(rtype, self._body(length, "Demu record"), length))
+    def _demu(self, h: RecordHeader):
+        if h.length:
+            yield self._record(h, self._body(h.length, "Demu record"))
             return False
-        self.ck.report(DEMU_STREAM, offset, "Demu record of length 0: the vGPU stream follows, and what "
-                       "follows it is not checked")
+        self.checker.report(DEMU_STREAM, h.offset, "Demu record of length 0: the vGPU stream follows, and what "
+                            "follows it is not checked")
         pieces = []
         while piece := self.src.read_upto(1 << 20):
             if self.collect:
                 pieces.append(piece)
-        self._keep(Record(rtype, DemuStream(b"".join(pieces)), length))
+        yield self._record(h, DemuStream(b"".join(pieces)))
         self._check_memory_image(self.src.offset)
         return True
 
-    def _varstored(self, rtype, length, offset, item) -> bool:
-        self.emit(item)
-        self._keep(Record(rtype, self._body(length, "Varstored record"), length))
+    def _varstored(self, h: RecordHeader):
+        yield self._record(h, self._body(h.length, "Varstored record"))
         return False
 
-    def _end_of_image(self, rtype, length, offset, item) -> bool:
-        self.emit(item)
-        if length:
-            self.ck.report(END_LENGTH, offset + LENGTH_OFFSET, f"End_of_image's length is {length}, not 0")
-        self._keep(Record(rtype, b"", length))
-        self._check_memory_image(offset)
+    def _end_of_image(self, h: RecordHeader):
+        if h.length:
+            self.checker.report(END_LENGTH, h.length_offset, f"End_of_image's length is {h.length}, not 0")
+        yield self._record(h)
+        self._check_memory_image(h.offset)
         self._check_trailing()
         return True
 
     def _check_memory_image(self, offset: int) -> None:
         if not self.memory_images:
-            self.ck.at(LAYER, None, "image")
-            self.ck.report(LIBXC_MISSING, offset, "no Libxc or Libxc_legacy record: the image restores no "
-                           "domain")
+            self.checker.at(LAYER, None, "image")
+            self.checker.report(LIBXC_MISSING, offset, "no Libxc or Libxc_legacy record: the image restores no "
+                                "domain")
 
     def _check_trailing(self) -> None:
         if not self.src.at_eof():
-            self.ck.at(LAYER, None, "after the image")
-            self.ck.report(TRAILING, self.src.offset, "data follows the end of the image")
+            self.checker.at(LAYER, None, "after the image")
+            self.checker.report(TRAILING, self.src.offset, "data follows the end of the image")
             while self.src.read_upto(1 << 20):
                 pass
 
     # -- the legacy image -------------------------------------------------------------
-    def read_legacy(self) -> None:
-        src, ck = self.src, self.ck
+    def legacy_items(self) -> Iterator[Item]:
+        src, ck = self.src, self.checker
         ck.at(LAYER, None, "legacy image")
         if src.peek(8) == V2_LIBXL:
             ck.report(LEGACY_LIBXL, src.offset, "a libxl v2 stream after the legacy signature (the xenlight "
                       "backend's image)")
-            saved = ck.save()
-            if self.visit is not None:
-                for it in libxl.dump(src, ck):
-                    self.emit(it)
-            elif self.collect:
-                reader = libxl.read_body(src, ck, collect=True)
-                reader.check_trailing()
-                self.legacy_body = libxl.LibxlStream(reader.header, tuple(reader.items))
-            else:
-                libxl.validate(src, ck)
-            ck.restore(saved)
+            reader = libxl.LibxlReader(src, ck, collect=self.collect)
+            values = []
+            for inner in self._embedded(reader):
+                if self.keep:
+                    values.append(inner)
+                yield inner
+            reader.check_trailing()
+            if self.keep:
+                self.legacy_body = libxl.stream_of(reader, values)
             return
-        saved = ck.save()
-        reader, stream = legacy.read_embedded(src, ck, collect=self.collect, qemu=False,
-                                               visit=self._legacy_visit() if self.visit else None)
-        ck.restore(saved)
-        self.legacy_body = stream
+        reader = legacy.LegacyReader(src, ck, collect=self.collect, embedded=True, qemu=False)
+        yield from self._embedded(reader)
+        self.legacy_body = reader.stream
         if reader.guest == "hvm":
-            self.read_legacy_qemu()
+            yield from self.read_legacy_qemu()
         self._check_trailing()
 
-    def read_legacy_qemu(self) -> None:
-        src, ck = self.src, self.ck
+    def read_legacy_qemu(self) -> Iterator[Item]:
+        src, ck = self.src, self.checker
         ck.at(LAYER, None, "legacy qemu record")
         offset = src.offset
         head = src.peek(len(LEGACY_QEMU_SIGNATURE))
@@ -601,12 +620,42 @@ class _Reader:
             else:
                 ck.fail(LEGACY_QEMU_SIG, offset, f"{head!r} where \"QemuDeviceModelRecord\\n\" belongs"
                         if head else "the input ends where the HVM guest's qemu record belongs")
-            self.emit({"layer": LAYER, "kind": "legacy qemu record", "offset": offset,
-                       "fields": {"signature": sig.decode("latin-1"), "length": length}})
-            data = self._qemu_body(length, src.offset - 4, "legacy qemu record")
         except Truncated as t:
             self._truncated(t)
+        try:
+            data = self._qemu_body(length, src.offset - 4, "legacy qemu record")
+        except Truncated as t:   # the signature and length were read: the item, without its data
+            yield make_item((offset, "legacy qemu record", LegacyQemu(b"", sig, length)))
+            self._truncated(t)
         self.legacy_qemu = LegacyQemu(data, sig, length)
+        yield make_item((offset, "legacy qemu record", self.legacy_qemu))
+
+    # -- dump ----------------------------------------------------------------------------
+    def dump_item(self, item: Item) -> dict | None:
+        """The ``xenstream dump`` dict of the item just yielded."""
+        inner = self.inner
+        if isinstance(inner, libxc.LibxcReader):
+            return libxc.dump_item(item, inner.index - 1)
+        if isinstance(inner, legacy.LegacyReader):
+            return legacy.dump_item(item)
+        if isinstance(inner, libxl.LibxlReader):
+            return libxl.dump_item(inner, item)
+        offset, h, value = item
+        if h == "signature":
+            return {"layer": LAYER, "kind": "signature", "offset": offset,
+                    "fields": {"signature": value.decode("latin-1").replace("\n", "\\n"),
+                               "structured": value == SIGNATURE}}
+        if h == "legacy qemu record":
+            return {"layer": LAYER, "kind": "legacy qemu record", "offset": offset,
+                    "fields": {"signature": value.signature.decode("latin-1"), "length": value.length}}
+        fields = {}
+        if h.type == RecordType.XENOPS and self.xenops is not None:
+            x = self.xenops
+            fields = {"time": x.time, "word_size": x.word_size,
+                      "vm_str": None if x.vm_str is None else f"{len(x.vm_str)} characters",
+                      "xs_subtree": None if x.xs_subtree is None else len(x.xs_subtree)}
+        return {"layer": LAYER, "kind": "record", "index": self.index - 1, "offset": offset,
+                "type": NAMES[h.type], "type_value": h.type, "length": h.length, "fields": fields}
 
 
 V2_LIBXL = libxl.IDENT.to_bytes(8, "big")
@@ -617,32 +666,22 @@ V2_LIBXL = libxl.IDENT.to_bytes(8, "big")
 
 
 def validate(src: Source, checker: Checker) -> None:
-    reader = _Reader(src, checker, collect=False)
-    reader.run()
+    reader = XenopsdReader(src, checker)
+    for _ in reader.items():
+        pass
     if checker.verbose:
         checker.note(f"xenopsd: {reader.index} record(s)")
 
 
 def decode(data, *, role: Role = Role.RESTORE) -> SuspendImage:
-    checker = Checker(role, fail_fast=True)
-    reader = _Reader(libxc._as_source(data), checker, collect=True)
-    return reader.run()
+    reader = XenopsdReader(as_source(data), Checker(role, fail_fast=True), collect=True)
+    for _ in reader.items():
+        pass
+    return reader.image()
 
 
 def dump(src: Source, checker: Checker) -> Iterator[dict]:
-    items: list[dict] = []
-    try:
-        _Reader(src, checker, collect=False, visit=items.append).run()
-    finally:
-        yield from items
-
-
-def recognise(prefix: bytes) -> str | None:
-    if prefix.startswith(SIGNATURE):
-        return "starts with xenopsd's suspend image signature \"XenSavedDomv2-\\n\""
-    if prefix.startswith(LEGACY_SIGNATURE):
-        return "starts with xenopsd's legacy suspend image signature \"XenSavedDomain\\n\""
-    return None
+    return dump_items(XenopsdReader(src, checker, collect=True, keep=False))
 
 
 CODEC = Codec(
@@ -653,5 +692,8 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
-    recognise=recognise,
+    sniff=lambda data: (None, LE.value),   # 64-bit little-endian record headers
+    spans=partial(spans_of_dump, dump),   # the offsets of the items the reader finds, by layer
+    recognise=by_magic((SIGNATURE, "xenopsd's suspend image signature \"XenSavedDomv2-\\n\""),
+                       (LEGACY_SIGNATURE, "xenopsd's legacy suspend image signature \"XenSavedDomain\\n\"")),
 )

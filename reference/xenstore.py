@@ -33,33 +33,38 @@ only reported (``xenstore.node_data.parent_outside_stream``, ``either``).
 
 from __future__ import annotations
 
-import io
 import re
 from typing import Iterator
 
 from .checker import Checker
 from .errors import StreamError
-from .formats import Codec
-from .framing import RECORD_HEADER, RecordHeader, RawRecord, check_padding, make_header, padding_length
-from .layout import Endian, Layout
+from .formats import Codec, by_magic
+from . import fastpath
+from .framing import (
+    MAX_SPANS, RECORD_HEADER, Item, RawRecord, RecordHeader, check_padding, frames, make_header, make_item,
+    padding_length, sniffer,
+)
+from .layout import Endian, Layout, u16
 from .rules import Role, Severity, definer
-from .source import Source, Truncated
+from .source import Source, Truncated, as_source
 from .xenstore_records import (
     CONNECTION_DATA, DOMAIN_DATA, DOMID_INVALID, FIELD_UNIQUE_ID, GLOBAL_DATA, GLOBAL_QUOTA_DATA,
     HEADER, IDENT, MIN_VERSION, NODE_DATA, NODE_PERMISSION, PERM_LETTERS, QUOTA_VAL,
     SHARED_RING_SPEC, SOCKET_SPEC, TRANSACTION_DATA, UNIQUE_ID, VERSIONS, WATCH_DATA,
     WATCH_DATA_EXTENDED, ConnectionData, ConnType, DomainData, GlobalData, GlobalQuotaData, Header,
     NodeData, Permission, Quota, RecordType, SharedRing, Socket, TransactionData, WatchData,
-    WatchDataExtended, XenstoreStream, encode,
+    WatchDataExtended, XenstoreStream, encode, GOOD_PERM_FLAGS, PERM_FLAGS_KNOWN,
 )
 
 LAYER = "xenstore"
-_DOMID = Layout("domid of perm1", "H", "domid")
+_DOMID = Layout("domid of perm1", u16("domid"))
+_DOMID_AT = NODE_PERMISSION.offset("domid")
 #: A NODE_DATA record's header and fixed fields, read in one go by the validation fast path.
-_NODE_RECORD = Layout("NODE_DATA record header and fields", "IIIIHHHH", "type", "len", "conn-id",
-                      "tx-id", "path-len", "value-len", "access", "perm-count")
-#: Node permission specifiers that break no rule: perm one of w r b n, flags 0 or 1 (fast path).
-_GOOD_PERMS = re.compile(rb"(?:[" + PERM_LETTERS + rb"][\x00\x01]..)*", re.DOTALL)
+_NODE_RECORD = RECORD_HEADER + NODE_DATA
+#: Node permission specifiers that break no rule: perm one of PERM_LETTERS (PERM_LETTER), flags only
+#: GOOD_PERM_FLAGS (PERM_FLAGS_RESERVED); the fast path's test of a run of them.
+_GOOD_PERMS = re.compile(rb"(?:[" + PERM_LETTERS + rb"][" + b"".join(b"\\x%02x" % f for f in GOOD_PERM_FLAGS)
+                         + rb"]..)*", re.DOTALL)
 
 # --------------------------------------------------------------------------
 # Rules
@@ -251,10 +256,9 @@ class _State:
 class XenstoreReader:
     """Reads (and validates) a xenstore stream from a :class:`Source`.
 
-    :meth:`items` yields ``("header", offset, Header)``, then
-    ``("record", RecordHeader, value)`` for each record before END (``value``
-    is None unless ``collect``, or when the record cannot be decoded), then
-    ``("end", RecordHeader, None)``.  When not collecting, the records that
+    :meth:`items` yields :class:`~.framing.Item` s: the header, then each
+    record up to and including END (``value`` is None unless ``collect``, or
+    when the record cannot be decoded; always None for END).  When not collecting, the records that
     :meth:`_node_data_run` passes over are not yielded; ``counts`` (records
     by type, in order of first appearance) counts every record before END.
     """
@@ -327,9 +331,9 @@ class XenstoreReader:
         if ident != IDENT:
             ck.fail(IDENT_RULE, base, f"ident is {ident!r}, not b'xenstore'")
         if version not in VERSIONS:
-            ck.fail(VERSION_RULE, base + 8, f"version is {version}, not 1 or 2")
+            ck.fail(VERSION_RULE, HEADER.at(base, "version"), f"version is {version}, not 1 or 2")
         if flags & ~1:
-            ck.report(FLAGS_RESERVED, base + 12, f"reserved flags bits set: 0x{flags & ~1:08x}")
+            ck.report(FLAGS_RESERVED, HEADER.at(base, "flags"), f"reserved flags bits set: 0x{flags & ~1:08x}")
         self.endian = Endian.from_bit(flags)
         self._node = NODE_DATA.of(self.endian)
         self._domid = _DOMID.of(self.endian)
@@ -341,13 +345,14 @@ class XenstoreReader:
 
     # -- records -----------------------------------------------------------------
     def items(self) -> Iterator[tuple]:
+        offset = self.src.offset
         header = self.read_header()
-        yield ("header", 0, header)
+        yield make_item((offset, "header", header))
         src, ck = self.src, self.checker
         hdr_struct = RECORD_HEADER.of(self.endian)
         parsers = _PARSERS
         counts = self.counts
-        run = None if self.collect else self._node_data_run
+        run = self._node_data_run if not self.collect and fastpath.ENABLED else None
         try:
             while True:
                 if run is not None:
@@ -365,13 +370,13 @@ class XenstoreReader:
                 self._end = offset + 8 + length
                 if rtype == RecordType.END:
                     if length:
-                        ck.report(END_LENGTH, offset + 4, f"END has body length {length}, not 0")
+                        ck.report(END_LENGTH, h.length_offset, f"END has body length {length}, not 0")
                         src.skip(length, "END body")
                     check_padding(src, h, ck, PADDING)
                     if not src.at_eof():
                         ck.at(LAYER, self.index + 1, "after END")
                         ck.report(TRAILING_DATA, src.offset, "data follows the END record")
-                    yield ("end", h, None)
+                    yield make_item((offset, h, None))
                     return
                 parser = parsers.get(rtype)
                 if parser is None:
@@ -393,7 +398,7 @@ class XenstoreReader:
                     check_padding(src, h, ck, PADDING)
                 self.index += 1
                 counts[rtype] = counts.get(rtype, 0) + 1
-                yield ("record", h, value)
+                yield make_item((offset, h, value))
         except Truncated as t:
             self._truncated(t)
 
@@ -401,13 +406,14 @@ class XenstoreReader:
         """Validation fast path: pass over buffered committed NODE_DATA records that obey every rule.
 
         A record is taken here only when all of it (header, body, padding) has
-        already arrived and it passes every rule that applies to it: type
-        NODE_DATA, conn-id, tx-id and access 0 (committed, nothing ignored
-        set), perm-count > 0, every perm letter one of w r b n and every perm
-        flags 0 or 1, len exactly the fixed fields, permissions, path and
-        value (neither short nor excess), zero padding, a path that ends with
-        its only NUL, starts with '/' and whose parent ('/' or an earlier
-        committed node) is known.  For such a record it does what
+        already arrived and the predicates of the rules that apply to it hold:
+        type NODE_DATA; conn-id 0 and tx-id, access 0 (TX_ID_COMMITTED,
+        ACCESS_COMMITTED); perm-count > 0 (PERM_COUNT_ZERO); every permission
+        matching ``_GOOD_PERMS`` (PERM_LETTER, PERM_FLAGS_RESERVED); len exactly
+        :func:`node_body_length` (BODY_SHORT, BODY_EXCESS); zero padding
+        (PADDING); a path that ends with its only NUL (PATH_NUL), starts with
+        '/' (PATH_ABSOLUTE, PATH_SPECIAL) and whose :func:`parent_of` is known
+        (PARENT_UNKNOWN, PARENT_OUTSIDE).  For such a record it does what
         :func:`_parse_node` does and nothing more: add the owner (perm1's
         domid) to the named domains and the path's hash to the known nodes.
         Anything else, and every record that is not NODE_DATA, stops the run
@@ -421,28 +427,32 @@ class XenstoreReader:
         head, owner = self._node_record, self._domid
         known, domids = self.state.known, self.state.domids
         node_data, good_perms = RecordType.NODE_DATA, _GOOD_PERMS.fullmatch
+        # node_body_length, padding_length and parent_of, inlined: a call per node costs a
+        # tenth of the run (the sizes are the layouts', tests/test_fastpath.py holds them equal)
+        fixed, perms_at, body_at = _NODE_RECORD.size, _NODE_RECORD.size + _DOMID_AT, RECORD_HEADER.size
+        perm_size, sep, root, fields = NODE_PERMISSION.size, PATH_SEP[0], PATH_SEP, NODE_DATA.size
         n = 0
-        while pos + 24 <= end:
+        while pos + fixed <= end:
             rtype, length, conn_id, tx_id, plen, vlen, access, nperm = head.unpack_from(buf, pos)
             if rtype != node_data or conn_id or tx_id or access or not nperm or not plen:
                 break
-            at = pos + 24 + 4 * nperm  # the path
-            stop = pos + 8 + length    # the end of the body; the padding follows
+            at = pos + fixed + perm_size * nperm  # the path
+            stop = pos + body_at + length    # the end of the body; the padding follows
             following = stop + (-length & 7)
-            if length != 16 + 4 * nperm + plen + vlen or following > end:
+            if length != fields + perm_size * nperm + plen + vlen or following > end:
                 break
             if buf.count(0, stop, following) != following - stop:
                 break
-            if good_perms(buf, pos + 24, at) is None:
+            if good_perms(buf, pos + fixed, at) is None:
                 break
-            if buf[at] != 0x2F or buf.find(0, at, at + plen) != at + plen - 1:  # '/'
+            if buf[at] != sep or buf.find(0, at, at + plen) != at + plen - 1:
                 break
             name = buf[at:at + plen - 1]
-            cut = name.rfind(b"/")
-            if hash(name[:cut] if cut > 0 else b"/") not in known:
+            cut = name.rfind(root)
+            if hash(name[:cut] if cut > 0 else root) not in known:
                 break
             known.add(hash(name))
-            domids.add(owner.unpack_from(buf, pos + 26)[0])
+            domids.add(owner.unpack_from(buf, pos + perms_at)[0])
             pos = following
             n += 1
         if n:
@@ -486,7 +496,7 @@ def _parse_connection(r: XenstoreReader, h: RecordHeader):
     if ctype == ConnType.SOCKET:
         fd, pad = SOCKET_SPEC.unpack(endian, spec)
         if pad:
-            ck.report(SOCKET_PAD, base + 12, f"socket pad is 0x{pad:08x}")
+            ck.report(SOCKET_PAD, CONNECTION_DATA.at(base, "conn-spec") + SOCKET_SPEC.offset("pad"), f"socket pad is 0x{pad:08x}")
         cspec = Socket(fd, pad)
     elif ctype == ConnType.SHARED_RING:
         domid, tdomid, evtchn = SHARED_RING_SPEC.unpack(endian, spec)
@@ -495,13 +505,13 @@ def _parse_connection(r: XenstoreReader, h: RecordHeader):
             st.domids.add(tdomid)
         cspec = SharedRing(domid, evtchn, tdomid)
     else:
-        ck.report(CONN_TYPE_RESERVED, base + 4, f"conn-type 0x{ctype:04x} is reserved")
+        ck.report(CONN_TYPE_RESERVED, CONNECTION_DATA.at(base, "conn-type"), f"conn-type 0x{ctype:04x} is reserved")
         r.skip_rest("CONNECTION_DATA body")
         return None
     if fields & ~FIELD_UNIQUE_ID:
-        ck.report(FIELDS_RESERVED, base + 6, f"fields has reserved flags 0x{fields & ~FIELD_UNIQUE_ID:04x}")
+        ck.report(FIELDS_RESERVED, CONNECTION_DATA.at(base, "fields"), f"fields has reserved flags 0x{fields & ~FIELD_UNIQUE_ID:04x}")
     if resp_len > out_len:
-        ck.report(OUT_RESP_LEN, base + 18, f"out-resp-len {resp_len} exceeds out-data-len {out_len}")
+        ck.report(OUT_RESP_LEN, CONNECTION_DATA.at(base, "out-resp-len"), f"out-resp-len {resp_len} exceeds out-data-len {out_len}")
     if r.collect:
         data = r.take(in_len + out_len, "pending data")
         in_data, out_data = data[:in_len], data[in_len:]
@@ -524,11 +534,30 @@ def _parse_connection(r: XenstoreReader, h: RecordHeader):
             ck.report(UNIQUE_ID_PADDING, at + first, f"padding octet {first} is 0x{pad[first]:02x}")
         (unique_id,) = UNIQUE_ID.unpack(endian, r.take(UNIQUE_ID.size, "unique-id"))
         if ctype == ConnType.SOCKET:
-            ck.report(UNIQUE_ID_SOCKET, base + 6, "unique-id on a socket connection")
+            ck.report(UNIQUE_ID_SOCKET, CONNECTION_DATA.at(base, "fields"), "unique-id on a socket connection")
     trailing = r.tail()
     if not r.collect:
         return None
     return ConnectionData(conn_id, cspec, in_data, out_data, resp_len, unique_id, trailing)
+
+
+PATH_SEP = b"/"
+
+
+def node_body_length(nperm: int, plen: int, vlen: int) -> int:
+    """NODE_DATA's len: the fixed fields, ``nperm`` permissions, the path and the value."""
+    return NODE_DATA.size + NODE_PERMISSION.size * nperm + plen + vlen
+
+
+def parent_of(path: bytes) -> bytes:
+    """The parent of an absolute path (``/`` for ``/local``)."""
+    cut = path.rfind(PATH_SEP)
+    return path[:cut] if cut > 0 else PATH_SEP
+
+
+def _perm_at(base: int, i: int, name: str) -> int:
+    """The offset of field ``name`` of NODE_DATA's permission ``i`` (the body starts at ``base``)."""
+    return base + NODE_DATA.size + NODE_PERMISSION.size * i + NODE_PERMISSION.offset(name)
 
 
 def _check_string(ck: Checker, rule: str, s: bytes, offset: int, what: str) -> None:
@@ -553,7 +582,7 @@ def _parse_watch(r: XenstoreReader, h: RecordHeader):
         conn_id, wlen, tlen, depth, pad = WATCH_DATA_EXTENDED.unpack(
             r.endian, r.take(WATCH_DATA_EXTENDED.size, "WATCH_DATA_EXTENDED fields"))
         if pad:
-            ck.report(WEXT_PAD, base + 10, f"pad is 0x{pad:04x}")
+            ck.report(WEXT_PAD, WATCH_DATA_EXTENDED.at(base, "pad"), f"pad is 0x{pad:04x}")
     else:
         conn_id, wlen, tlen = WATCH_DATA.unpack(r.endian, r.take(WATCH_DATA.size, "WATCH_DATA fields"))
     if conn_id not in st.conns:
@@ -579,7 +608,7 @@ def _parse_transaction(r: XenstoreReader, h: RecordHeader):
     if conn_id not in st.conns:
         ck.report(TX_CONN_UNKNOWN, base, f"conn-id {conn_id} has no earlier CONNECTION_DATA")
     if tx_id == 0:
-        ck.report(TX_ID_ZERO, base + 4, "tx-id is 0")
+        ck.report(TX_ID_ZERO, TRANSACTION_DATA.at(base, "tx-id"), "tx-id is 0")
     st.transactions.add((conn_id, tx_id))
     trailing = r.tail()
     return TransactionData(conn_id, tx_id, trailing) if r.collect else None
@@ -588,53 +617,52 @@ def _parse_transaction(r: XenstoreReader, h: RecordHeader):
 def _parse_node(r: XenstoreReader, h: RecordHeader):
     ck, st = r.checker, r.state
     base = h.body_offset
-    conn_id, tx_id, plen, vlen, access, nperm = r._node.unpack(r.take(16, "NODE_DATA fields"))
+    conn_id, tx_id, plen, vlen, access, nperm = r._node.unpack(r.take(NODE_DATA.size, "NODE_DATA fields"))
     var = r.take(4 * nperm + plen + vlen, "permissions, path and value")
     perms = var[:4 * nperm]
     path = var[4 * nperm:4 * nperm + plen]
-    poff = base + 16 + 4 * nperm
+    poff = base + NODE_DATA.size + NODE_PERMISSION.size * nperm  # the path
 
     if perms:
         letters = perms[0::4]
         if letters.translate(None, PERM_LETTERS):
             i = next(i for i, c in enumerate(letters) if c not in PERM_LETTERS)
-            ck.report(PERM_LETTER, base + 16 + 4 * i, f"perm{i + 1} is 0x{letters[i]:02x}, not w, r, b or n")
+            ck.report(PERM_LETTER, _perm_at(base, i, "perm"), f"perm{i + 1} is 0x{letters[i]:02x}, not w, r, b or n")
         flags = perms[1::4]
-        if flags.translate(None, b"\x00\x01"):
-            i = next(i for i, c in enumerate(flags) if c & ~1)
-            ck.report(PERM_FLAGS_RESERVED, base + 17 + 4 * i, f"perm{i + 1} flags 0x{flags[i]:02x}")
+        if flags.translate(None, GOOD_PERM_FLAGS):
+            i = next(i for i, c in enumerate(flags) if c & ~PERM_FLAGS_KNOWN)
+            ck.report(PERM_FLAGS_RESERVED, _perm_at(base, i, "flags"), f"perm{i + 1} flags 0x{flags[i]:02x}")
 
     pending = conn_id != 0
     if pending:
         if conn_id not in st.conns:
             ck.report(NODE_CONN_UNKNOWN, base, f"conn-id {conn_id} has no earlier CONNECTION_DATA")
         elif (conn_id, tx_id) not in st.transactions:
-            ck.report(NODE_TX_UNKNOWN, base + 4,
+            ck.report(NODE_TX_UNKNOWN, NODE_DATA.at(base, "tx-id"),
                       f"transaction {tx_id} of connection {conn_id} has no earlier TRANSACTION_DATA")
         if access & ~3:
-            ck.report(ACCESS_RESERVED, base + 12, f"access 0x{access:04x} has undefined bits")
+            ck.report(ACCESS_RESERVED, NODE_DATA.at(base, "access"), f"access 0x{access:04x} has undefined bits")
         if not nperm and (vlen or access):
-            ck.report(DELETED_NOT_EMPTY, base + (10 if vlen else 12),
+            ck.report(DELETED_NOT_EMPTY, NODE_DATA.at(base, "value-len" if vlen else "access"),
                       f"deleted node (perm-count 0) with value-len {vlen}, access 0x{access:04x}")
     else:
         if tx_id:
-            ck.report(TX_ID_COMMITTED, base + 4, f"committed node with tx-id {tx_id}")
+            ck.report(TX_ID_COMMITTED, NODE_DATA.at(base, "tx-id"), f"committed node with tx-id {tx_id}")
         if access:
-            ck.report(ACCESS_COMMITTED, base + 12, f"committed node with access 0x{access:04x}")
+            ck.report(ACCESS_COMMITTED, NODE_DATA.at(base, "access"), f"committed node with access 0x{access:04x}")
         if not nperm:
-            ck.report(PERM_COUNT_ZERO, base + 14, "committed node without permissions")
+            ck.report(PERM_COUNT_ZERO, NODE_DATA.at(base, "perm-count"), "committed node without permissions")
         else:
-            st.domids.add(r._domid.unpack_from(perms, 2)[0])
+            st.domids.add(r._domid.unpack_from(perms, _DOMID_AT)[0])
 
     if plen and path.find(0) == plen - 1:
         name = path[:-1]
         if name[:1] == b"@":
             ck.report(PATH_SPECIAL, poff, f"special node {name!r} is not an absolute path")
-        elif name[:1] != b"/":
+        elif name[:1] != PATH_SEP:
             ck.report(PATH_ABSOLUTE, poff, f"path {name[:64]!r} is not absolute")
         elif not pending:
-            cut = name.rfind(b"/")
-            parent = name[:cut] if cut > 0 else b"/"
+            parent = parent_of(name)
             known = st.known
             if hash(parent) not in known:
                 rule = PARENT_UNKNOWN if st.live_update else PARENT_OUTSIDE
@@ -730,7 +758,7 @@ def _parse_domain(r: XenstoreReader, h: RecordHeader):
         ck.report(DOM_UNKNOWN, base, f"domain {domid} was not named by an earlier record")
     st.domain_data.add(domid)
     if features and r.version < 2:
-        ck.report(DOM_FEATURES_V1, base + 4, f"features 0x{features:08x} in a version 1 stream")
+        ck.report(DOM_FEATURES_V1, DOMAIN_DATA.at(base, "features"), f"features 0x{features:08x} in a version 1 stream")
     quota, trailing = _read_quota(r, n_quota, DOM_NAMES)
     if quota is None:
         return None
@@ -754,14 +782,6 @@ _PARSERS = {
 # --------------------------------------------------------------------------
 
 
-def _as_source(data) -> Source:
-    if isinstance(data, Source):
-        return data
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return Source(io.BytesIO(bytes(data)))
-    raise TypeError(f"cannot read a xenstore stream from {type(data).__name__}")
-
-
 def validate(src: Source, checker: Checker) -> None:
     """Validate a xenstore stream (streaming; bounded memory, see the module docstring)."""
     reader = XenstoreReader(src, checker)
@@ -775,19 +795,19 @@ def validate(src: Source, checker: Checker) -> None:
 def decode(data, *, role: Role = Role.RESTORE) -> XenstoreStream:
     """Typed value of a xenstore stream; StreamError on the first finding ``role`` refuses."""
     checker = Checker(role, fail_fast=True)
-    reader = XenstoreReader(_as_source(data), checker, collect=True)
+    reader = XenstoreReader(as_source(data), checker, collect=True)
     header = None
     records = []
-    for kind, _, value in reader.items():
-        if kind == "header":
+    for _, h, value in reader.items():
+        if h == "header":
             header = value
-        elif kind == "record" and value is not None:
+        elif value is not None:
             records.append(value)
     return XenstoreStream(header, tuple(records))
 
 
-def iter_values(src: Source, checker: Checker) -> Iterator[tuple]:
-    """``(kind, RecordHeader or offset, value)`` with values collected, for :mod:`.xenstore_dump`."""
+def iter_values(src: Source, checker: Checker) -> Iterator[Item]:
+    """The reader's items with values collected, for :mod:`.xenstore_dump`."""
     return XenstoreReader(src, checker, collect=True).items()
 
 
@@ -801,10 +821,19 @@ def _render_text(items):
     return render_text(items)
 
 
-def recognise(prefix: bytes) -> str | None:
-    if prefix[:8] == IDENT:
-        return "starts with the xenstore migration header's ident \"xenstore\""
-    return None
+def spans(data: bytes, options=None) -> tuple[list, int]:
+    """The header and each whole record; where the walk stopped."""
+    out: list = []
+    if len(data) < HEADER.size:
+        return out, 0
+    out.append((0, HEADER.size, "xenstore-header"))
+    at = HEADER.size
+    for start, end, _ in frames(data, at, Endian.from_bit(HEADER.get(Endian.BIG, data, "flags"))):
+        if len(out) >= MAX_SPANS:
+            break
+        out.append((start, end, LAYER))
+        at = end
+    return out, at
 
 
 CODEC = Codec(
@@ -815,7 +844,9 @@ CODEC = Codec(
     encode=encode,
     dump=_dump,
     render_text=_render_text,
-    recognise=recognise,
+    sniff=sniffer(HEADER, "version", "flags"),
+    recognise=by_magic((IDENT, "the xenstore migration header's ident \"xenstore\"")),
+    spans=spans,
 )
 
 __all__ = ["CODEC", "LAYER", "XenstoreReader", "decode", "encode", "validate", "record_name",

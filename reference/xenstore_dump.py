@@ -19,7 +19,7 @@ from .layout import Endian
 from .source import Source
 from .xenstore import LAYER, iter_values, record_name
 from .xenstore_records import (
-    ACCESS_READ, ACCESS_WRITTEN, DEPTH_UNLIMITED, DOMID_INVALID, ConnectionData, ConnType, NodeData,
+    ACCESS_READ, ACCESS_WRITTEN, DEPTH_UNLIMITED, DOMID_INVALID, ConnectionData, ConnType, NodeData, RecordType,
 )
 
 
@@ -68,15 +68,15 @@ def describe_record(rec) -> dict:
 
 
 def dump(src: Source, checker: Checker) -> Iterator[dict]:
-    for kind, where, value in iter_values(src, checker):
-        if kind == "header":
-            yield {"layer": LAYER, "kind": "header", "offset": where,
+    for offset, h, value in iter_values(src, checker):
+        if h == "header":
+            yield {"layer": LAYER, "kind": "header", "offset": offset,
                    "fields": {"ident": octets(value.ident), "version": value.version,
                               "endian": value.endian.value, "flags": value.flags}}
         else:
-            item = {"layer": LAYER, "kind": "record" if kind == "record" else "end",
-                    "offset": where.offset, "type": record_name(where.type),
-                    "type_value": where.type, "body_length": where.body_length}
+            item = {"layer": LAYER, "kind": "end" if h.type == RecordType.END else "record",
+                    "offset": h.offset, "type": record_name(h.type),
+                    "type_value": h.type, "body_length": h.body_length}
             if value is not None:
                 item["fields"] = describe_record(value)
             yield item

@@ -20,11 +20,12 @@ This module reports nothing; the parsers and rules live in :mod:`.xenstore`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 
 from .framing import RawRecord, encode_record, padding_length
-from .layout import Endian, Layout
+from .layout import Bytes, CString, Declared, Endian, Layout, count, i32, octets, reserved, u8, u16, u32, u64
 
 IDENT = b"xenstore"
 VERSIONS = (1, 2)
@@ -57,8 +58,11 @@ class ConnType(enum.IntEnum):
 
 #: CONNECTION_DATA ``fields`` flag: ``unique-id`` present.
 FIELD_UNIQUE_ID = 0x0001
-#: Node permission specifier ``flags``: stale permission.
+#: Node permission specifier ``flags``: stale permission, the only flag defined.
 PERM_STALE = 0x01
+PERM_FLAGS_KNOWN = PERM_STALE
+#: The ``flags`` octets that have no undefined bit.
+GOOD_PERM_FLAGS = bytes(f for f in range(256) if not f & ~PERM_FLAGS_KNOWN)
 #: NODE_DATA ``access`` bits.
 ACCESS_READ = 0x0001
 ACCESS_WRITTEN = 0x0002
@@ -66,23 +70,20 @@ ACCESS_WRITTEN = 0x0002
 PERM_LETTERS = b"wrbn"
 
 # -- layouts, named after the spec's diagrams ---------------------------------
-HEADER = Layout("Header", "8sII", "ident", "version", "flags")  # always big-endian
-GLOBAL_DATA = Layout("GLOBAL_DATA", "ii", "rw-socket-fd", "evtchn-fd")
-CONNECTION_DATA = Layout("CONNECTION_DATA", "IHH8sHHI", "conn-id", "conn-type", "fields",
-                         "conn-spec", "in-data-len", "out-resp-len", "out-data-len")
-SHARED_RING_SPEC = Layout("conn-spec (shared ring)", "HHI", "domid", "tdomid", "evtchn")
-SOCKET_SPEC = Layout("conn-spec (socket)", "iI", "socket-fd", "pad")
-UNIQUE_ID = Layout("unique-id", "Q", "unique-id")
-WATCH_DATA = Layout("WATCH_DATA", "IHH", "conn-id", "wpath-len", "token-len")
-WATCH_DATA_EXTENDED = Layout("WATCH_DATA_EXTENDED", "IHHHH", "conn-id", "wpath-len",
-                             "token-len", "depth", "pad")
-TRANSACTION_DATA = Layout("TRANSACTION_DATA", "II", "conn-id", "tx-id")
-NODE_DATA = Layout("NODE_DATA", "IIHHHH", "conn-id", "tx-id", "path-len", "value-len",
-                   "access", "perm-count")
-NODE_PERMISSION = Layout("node permission specifier", "BBH", "perm", "flags", "domid")
-GLOBAL_QUOTA_DATA = Layout("GLOBAL_QUOTA_DATA", "HH", "n-dom-quota", "n-glob-quota")
-DOMAIN_DATA = Layout("DOMAIN_DATA", "HHI", "domain-id", "n-quota", "features")
-QUOTA_VAL = Layout("quota-val", "I", "quota-val")
+HEADER = Layout("Header", octets("ident", 8, const=IDENT), u32("version"), u32("flags"))  # always big-endian
+CONNECTION_DATA = Layout("CONNECTION_DATA", u32("conn-id"), u16("conn-type"), u16("fields"),
+                         octets("conn-spec", 8), u16("in-data-len"), u16("out-resp-len"), u32("out-data-len"))
+SHARED_RING_SPEC = Layout("conn-spec (shared ring)", u16("domid"), u16("tdomid"), u32("evtchn"))
+SOCKET_SPEC = Layout("conn-spec (socket)", i32("socket-fd"), reserved("pad"))
+UNIQUE_ID = Layout("unique-id", u64("unique-id"))
+NODE_DATA = Layout("NODE_DATA", u32("conn-id"), u32("tx-id"), u16("path-len"), u16("value-len"),
+                   u16("access"), u16("perm-count"))
+NODE_PERMISSION = Layout("node permission specifier", u8("perm"), u8("flags"), u16("domid"))
+GLOBAL_QUOTA_DATA = Layout("GLOBAL_QUOTA_DATA", u16("n-dom-quota"), u16("n-glob-quota"))
+DOMAIN_DATA = Layout("DOMAIN_DATA", u16("domain-id"), u16("n-quota"), u32("features"))
+QUOTA_VAL = Layout("quota-val", u32("quota-val"))
+#: ``trailing``: the octets of a body after its last field (see the module docstring)
+TRAILING = Bytes("trailing")
 
 
 # -- typed values ---------------------------------------------------------------
@@ -98,11 +99,8 @@ class Header:
         return (self.reserved_flags & ~1) | self.endian.bit
 
 
-@dataclass(frozen=True, slots=True)
-class GlobalData:
-    rw_socket_fd: int = -1
-    evtchn_fd: int = -1
-    trailing: bytes = b""
+class GlobalData(Declared):
+    LAYOUT = Layout("GLOBAL_DATA", i32("rw-socket-fd", default=-1), i32("evtchn-fd", default=-1), tail=(TRAILING,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,29 +139,22 @@ class ConnectionData:
         return FIELD_UNIQUE_ID if self.unique_id is not None else 0
 
 
-@dataclass(frozen=True, slots=True)
-class WatchData:
-    conn_id: int
-    wpath: bytes
-    token: bytes
-    trailing: bytes = b""
+class WatchData(Declared):
+    LAYOUT = Layout("WATCH_DATA", u32("conn-id"), count("wpath-len", "H"), count("token-len", "H"),
+                    tail=(CString("wpath", "wpath-len", default=dataclasses.MISSING),
+                          CString("token", "token-len", default=dataclasses.MISSING), TRAILING))
 
 
-@dataclass(frozen=True, slots=True)
-class WatchDataExtended:
-    conn_id: int
-    wpath: bytes
-    token: bytes
-    depth: int = DEPTH_UNLIMITED
-    pad: int = 0
-    trailing: bytes = b""
+class WatchDataExtended(Declared):
+    LAYOUT = Layout("WATCH_DATA_EXTENDED", u32("conn-id"), count("wpath-len", "H"), count("token-len", "H"),
+                    u16("depth", default=DEPTH_UNLIMITED), reserved("pad", "H"),
+                    tail=(CString("wpath", "wpath-len", default=dataclasses.MISSING),
+                          CString("token", "token-len", default=dataclasses.MISSING), TRAILING))
+    ORDER = ("conn_id", "wpath", "token", "depth", "pad", "trailing")
 
 
-@dataclass(frozen=True, slots=True)
-class TransactionData:
-    conn_id: int
-    tx_id: int
-    trailing: bytes = b""
+class TransactionData(Declared):
+    LAYOUT = Layout("TRANSACTION_DATA", u32("conn-id"), u32("tx-id"), tail=(TRAILING,))
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +211,12 @@ class DomainData:
     trailing: bytes = b""
 
 
+#: The typed values whose encoding is their layout's, and their record types.
+RECORD_TYPES = {GlobalData: RecordType.GLOBAL_DATA, WatchData: RecordType.WATCH_DATA,
+                WatchDataExtended: RecordType.WATCH_DATA_EXTENDED, TransactionData: RecordType.TRANSACTION_DATA}
+GLOBAL_DATA, WATCH_DATA, WATCH_DATA_EXTENDED, TRANSACTION_DATA = (
+    GlobalData.LAYOUT, WatchData.LAYOUT, WatchDataExtended.LAYOUT, TransactionData.LAYOUT)
+
 Record = (GlobalData | ConnectionData | WatchData | WatchDataExtended | TransactionData
           | NodeData | GlobalQuotaData | DomainData | RawRecord)
 
@@ -258,20 +255,9 @@ def encode_body(rec, endian: Endian) -> tuple[int, bytes]:
         if rec.unique_id is not None:
             body += bytes(padding_length(len(body))) + UNIQUE_ID.pack(endian, rec.unique_id)
         return RecordType.CONNECTION_DATA, body + rec.trailing
-    if isinstance(rec, (WatchData, WatchDataExtended)):
-        wpath, token = rec.wpath + b"\0", rec.token + b"\0"
-        if isinstance(rec, WatchData):
-            rtype = RecordType.WATCH_DATA
-            fixed = WATCH_DATA.pack(endian, rec.conn_id, len(wpath), len(token))
-        else:
-            rtype = RecordType.WATCH_DATA_EXTENDED
-            fixed = WATCH_DATA_EXTENDED.pack(endian, rec.conn_id, len(wpath), len(token),
-                                             rec.depth, rec.pad)
-        return rtype, fixed + wpath + token + rec.trailing
-    if isinstance(rec, TransactionData):
-        return RecordType.TRANSACTION_DATA, TRANSACTION_DATA.pack(endian, rec.conn_id, rec.tx_id) + rec.trailing
-    if isinstance(rec, GlobalData):
-        return RecordType.GLOBAL_DATA, GLOBAL_DATA.pack(endian, rec.rw_socket_fd, rec.evtchn_fd) + rec.trailing
+    rtype = RECORD_TYPES.get(type(rec))
+    if rtype is not None:
+        return rtype, rec.encode_body(endian)
     if isinstance(rec, GlobalQuotaData):
         fixed = GLOBAL_QUOTA_DATA.pack(endian, len(rec.dom_quota), len(rec.glob_quota))
         return (RecordType.GLOBAL_QUOTA_DATA,

@@ -20,18 +20,15 @@ from typing import Iterator
 
 from . import libxc, libxl
 from .checker import Checker
-from .formats import Codec, import_optional
-from .layout import Endian, Layout
+from .formats import Codec, by_magic, get_codec
+from .layout import Bytes, Declared, Endian, Layout, count, octets, u32
 from .rules import Role, Severity, definer
-from .source import Source, Truncated
+from .source import Source, Truncated, as_source
 
 LAYER = "xl"
 
 MAGIC = b"Xen saved domain, xl format\n \0 \r"
-#: byteorder, mandatory_flags, optional_flags, optional_data_len (domain byte order).
-HEADER_WORDS = Layout("xl savefile header words", "IIII", "byteorder", "mandatory_flags",
-                      "optional_flags", "optional_data_len")
-CONFIG_LENGTH = Layout("xl config length", "I", "config_len")
+CONFIG_LENGTH = Layout("xl config length", u32("config_len"))
 BYTEORDER_VALUE = 0x01020304
 FLAG_JSON = 1 << 0
 FLAG_STREAMV2 = 1 << 1
@@ -76,14 +73,15 @@ LEGACY_EXPECTED = _rule("xl.body.legacy_expected", R, SECTION,
                         "start with the v2 libxc marker")
 
 
-@dataclass(frozen=True)
-class XlHeader:
-    endian: Endian = Endian.LITTLE
-    mandatory_flags: int = FLAG_STREAMV2
-    optional_flags: int = 0
-    optional_data: bytes = b""
-    magic: bytes = MAGIC
-    byteorder: int = BYTEORDER_VALUE
+class XlHeader(Declared):
+    """The savefile header: the magic, then words in the domain's byte order (``endian``, told by
+    ``byteorder``), then the optional data."""
+
+    LAYOUT = Layout("xl savefile header", octets("magic", len(MAGIC), const=MAGIC),
+                    u32("byteorder", const=BYTEORDER_VALUE), u32("mandatory_flags", default=FLAG_STREAMV2),
+                    u32("optional_flags", default=0), count("optional_data_len"),
+                    tail=(Bytes("optional_data", "optional_data_len"),))
+    FIRST = (("endian", Endian, Endian.LITTLE),)
 
     @classmethod
     def with_config(cls, config: bytes | None, *, json_config: bool = True,
@@ -109,8 +107,12 @@ class XlHeader:
         return self.optional_data[4:4 + n]
 
     def encode(self) -> bytes:
-        return self.magic + HEADER_WORDS.pack(self.endian, self.byteorder, self.mandatory_flags,
-                                              self.optional_flags, len(self.optional_data)) + self.optional_data
+        return self.encode_body(self.endian)
+
+
+HEADER = XlHeader.LAYOUT
+#: Octets of the header before the optional data.
+OPTIONAL_DATA_OFFSET = HEADER.offset("optional_data")
 
 
 @dataclass(frozen=True)
@@ -127,38 +129,57 @@ def encode(stream: XlStream) -> bytes:
     elif isinstance(body, (bytes, bytearray)):
         data = bytes(body)
     else:
-        data = _legacy_codec().encode(body)
+        data = get_codec("legacy").encode(body)
     return stream.header.encode() + data
 
 
-def read_header(src: Source, checker: Checker, *, collect: bool = True) -> XlHeader:
+def endian_of(octets: bytes) -> Endian | None:
+    """The byte order ``byteorder``'s four octets say, or None when they are no 0x01020304."""
+    for endian in Endian:
+        if octets[:4] == BYTEORDER_VALUE.to_bytes(4, endian.value):
+            return endian
+    return None
+
+
+def header_length(data: bytes) -> int | None:
+    """The length of the xl header at the start of ``data`` (optional data included), or None
+    when ``data`` does not hold its fixed part or says no byte order."""
+    words = HEADER.offset("byteorder")
+    endian = endian_of(data[words:words + 4])
+    if endian is None or len(data) < OPTIONAL_DATA_OFFSET:
+        return None
+    return OPTIONAL_DATA_OFFSET + HEADER.values(endian, data)["optional_data_len"]
+
+
+def read_header(src: Source, checker: Checker) -> XlHeader:
     checker.at(LAYER, None, "savefile header")
+    start = src.offset
     try:
         magic = src.read_exact(len(MAGIC), "xl magic")
         if magic != MAGIC:
             bad = next(i for i in range(len(MAGIC)) if magic[i] != MAGIC[i])
             checker.fail(MAGIC_RULE, bad, f"magic differs at octet {bad}: {magic[:28]!r}")
-        base = src.offset
-        raw = src.read_exact(HEADER_WORDS.size, "xl header words")
-        if raw[:4] == b"\x04\x03\x02\x01":
-            endian = Endian.LITTLE
-        elif raw[:4] == b"\x01\x02\x03\x04":
-            endian = Endian.BIG
-        else:
-            checker.fail(BYTEORDER, base, f"byteorder octets are {raw[:4].hex()}, not 0x01020304 in "
+        raw = magic + src.read_exact(OPTIONAL_DATA_OFFSET - len(MAGIC), "xl header words")
+        base = HEADER.at(start, "byteorder")
+        endian = endian_of(raw[HEADER.offset("byteorder"):])
+        if endian is None:
+            order = raw[HEADER.offset("byteorder"):][:4]
+            checker.fail(BYTEORDER, base, f"byteorder octets are {order.hex()}, not 0x01020304 in "
                          "either byte order")
-        order, mandatory, optional, optlen = HEADER_WORDS.unpack(endian, raw)
+        fields = XlHeader.decode_fixed(endian, raw)
+        mandatory, optional, optlen = fields["mandatory_flags"], fields["optional_flags"], fields["optional_data_len"]
         if endian is Endian.BIG and FOREIGN_BYTEORDER in checker.reader_rules:
             checker.report(FOREIGN_BYTEORDER, base, "big-endian header; an x86 host reads only its own byte order")
         if mandatory & ~FLAGS_KNOWN:
-            checker.report(MANDATORY, base + 4, f"unknown mandatory flags 0x{mandatory & ~FLAGS_KNOWN:08x}")
+            checker.report(MANDATORY, HEADER.at(start, "mandatory_flags"),
+                           f"unknown mandatory flags 0x{mandatory & ~FLAGS_KNOWN:08x}")
         if optional:
-            checker.report(OPTIONAL, base + 8, f"unknown optional flags 0x{optional:08x}")
+            checker.report(OPTIONAL, HEADER.at(start, "optional_flags"), f"unknown optional flags 0x{optional:08x}")
         optbase = src.offset
         optdata = src.read_exact(optlen, "xl optional data")
     except Truncated as t:
         checker.fail(TRUNCATED, t.end, t.describe())
-    header = XlHeader(endian, mandatory, optional, optdata, magic, order)
+    header = XlHeader(endian, mandatory, optional, optdata, magic, fields["byteorder"])
     _check_optional_data(header, optbase, checker)
     checker.note(f"xl header: {endian.value}-endian, mandatory flags 0x{mandatory:x}, "
                  f"optional data {optlen} octets")
@@ -191,14 +212,9 @@ def _check_optional_data(header: XlHeader, base: int, checker: Checker) -> None:
                 checker.report(JSON_SYNTAX, base + 4, f"JSON configuration does not parse: {exc}")
 
 
-def _legacy_codec():
-    module = import_optional("xenstream.reference.legacy")
-    return None if module is None else module.CODEC
-
-
 def _check_legacy_body(src: Source, checker: Checker) -> None:
     checker.at(LAYER, None, "body")
-    if src.peek(8) == b"\xff" * 8:
+    if src.peek(8) == libxc.MARKER.to_bytes(8, "big"):
         checker.fail(LEGACY_EXPECTED, src.offset, "the body starts with the v2 libxc marker")
 
 
@@ -208,29 +224,17 @@ def validate(src: Source, checker: Checker) -> None:
         libxl.validate(src, checker)
         return
     _check_legacy_body(src, checker)
-    legacy = _legacy_codec()
-    if legacy is None:
-        checker.note("legacy body not checked: the legacy codec is not available")
-    else:
-        legacy.validate(src, checker)
+    get_codec("legacy").validate(src, checker)
 
 
 def decode(data, *, role: Role = Role.RESTORE) -> XlStream:
     checker = Checker(role, fail_fast=True)
-    src = libxc._as_source(data)
+    src = as_source(data)
     header = read_header(src, checker)
     if header.streamv2:
-        reader = libxl.read_body(src, checker, collect=True)
-        reader.check_trailing()
-        return XlStream(header, libxl.LibxlStream(reader.header, tuple(reader.items)))
+        return XlStream(header, libxl.read_stream(src, checker))
     _check_legacy_body(src, checker)
-    legacy = _legacy_codec()
-    if legacy is not None:
-        return XlStream(header, legacy.decode(src, role=role))
-    chunks = []
-    while piece := src.read_upto(1 << 20):
-        chunks.append(piece)
-    return XlStream(header, b"".join(chunks))
+    return XlStream(header, get_codec("legacy").decode(src, role=role))
 
 
 def dump(src: Source, checker: Checker) -> Iterator[dict]:
@@ -246,15 +250,30 @@ def dump(src: Source, checker: Checker) -> Iterator[dict]:
         yield from libxl.dump(src, checker)
         return
     _check_legacy_body(src, checker)
-    legacy = _legacy_codec()
-    if legacy is not None:
-        yield from legacy.dump(src, checker)
+    yield from get_codec("legacy").dump(src, checker)
 
 
-def recognise(prefix: bytes) -> str | None:
-    if prefix.startswith(MAGIC):
-        return "starts with the xl savefile magic \"Xen saved domain, xl format\\n \\0 \\r\""
-    return None
+def sniff(data: bytes) -> tuple[int | None, str | None]:
+    endian = endian_of(data[HEADER.offset("byteorder"):OPTIONAL_DATA_OFFSET])
+    return None, None if endian is None else endian.value
+
+
+def spans(data: bytes, options=None) -> tuple[list, int]:
+    """The header (with its optional data) as one span, then the body's: a libxl stream's with
+    the STREAMv2 flag, a legacy image's without."""
+    out: list = []
+    if len(data) < OPTIONAL_DATA_OFFSET:
+        return out, 0
+    endian = endian_of(data[HEADER.offset("byteorder"):]) or Endian.BIG
+    fields = HEADER.values(endian, data)
+    end = OPTIONAL_DATA_OFFSET + fields["optional_data_len"]
+    if end > len(data):
+        out.append((0, OPTIONAL_DATA_OFFSET, "xl-header"))
+        return out, OPTIONAL_DATA_OFFSET
+    out.append((0, end, "xl-header"))
+    if fields["mandatory_flags"] & FLAG_STREAMV2:
+        return libxl.spans(data, base=end, out=out)
+    return get_codec("legacy").spans(data, options, base=end, out=out)
 
 
 CODEC = Codec(
@@ -264,5 +283,7 @@ CODEC = Codec(
     decode=decode,
     encode=encode,
     dump=dump,
-    recognise=recognise,
+    sniff=sniff,
+    spans=spans,
+    recognise=by_magic((MAGIC, "the xl savefile magic \"Xen saved domain, xl format\\n \\0 \\r\"")),
 )

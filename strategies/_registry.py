@@ -12,12 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from xenstream.reference.rules import get_rule
+from xenstream.reference.formats import names
+from xenstream.reference.rules import ACCEPT, get_rule
 
 from ._draw import Draw
 
-ACCEPT = "accept"
-FORMATS: tuple[str, ...] = ("libxc", "libxl", "xl", "xenstore", "legacy", "libvirt", "xenopsd")
+FORMATS: tuple[str, ...] = names()
 FAMILIES: tuple[str, ...] = ("padding", "reserved", "width", "strings", "framing", "semantics")
 
 

@@ -246,7 +246,7 @@ def _chunk_unsupported(d: Draw):
 def _batch_max(d: Draw):
     s = build(d)
     n = G.MAX_BATCH + d.int(1, 8)
-    over = G.PageBatch(tuple((G.XTAB << 28) | p for p in range(n)))
+    over = G.PageBatch(tuple(G.pfn_entry(p, G.XTAB) for p in range(n)))
     return enc(add_chunk(d, s, over)), f"page batch of {n} entries"
 
 

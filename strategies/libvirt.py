@@ -12,7 +12,7 @@ from xenstream.reference import libvirt as LV
 
 from . import legacy as SG
 from . import libxl as SL
-from ._draw import Draw, pick
+from ._draw import Draw, broken_magic, pick
 from ._registry import MUTATIONS, Mutation, mutation, valid_builder
 
 FORMAT = "libvirt"
@@ -55,13 +55,13 @@ def _libxl_body(d: Draw) -> bytes:
 def _raw(d: Draw, *, version=LV.VERSION_V2, xml_octets: bytes | None = None, unused=(0,) * 10,
          xml_len: int | None = None) -> bytes:
     octets = (xml(d).encode() + b"\0") if xml_octets is None else xml_octets
-    return LV.LibvirtHeader(version, xml_len, tuple(unused)).encode(len(octets)) + octets + _libxl_body(d)
+    return LV.LibvirtHeader.make(version, xml_len, tuple(unused)).encode(len(octets)) + octets + _libxl_body(d)
 
 
 @mutation(FORMAT, "framing", LV.TRUNCATED)
 def _truncated(d: Draw):
     data, _ = build(d, version=LV.VERSION_V2)
-    end = LV.HEADER.size + int.from_bytes(data[20:24], "little")
+    end = LV.HEADER.size + LV.HEADER.get(LV.LE, data, "xmlLen")
     cut = d.int(0, end - 1)
     return data[:cut], f"the file cut at {cut}, inside the header or the XML ({end} octets)"
 
@@ -69,9 +69,7 @@ def _truncated(d: Draw):
 @mutation(FORMAT, "semantics", LV.MAGIC_RULE)
 def _magic(d: Draw):
     data, _ = build(d)
-    i = d.int(0, len(LV.MAGIC) - 1)
-    value = (data[i] + d.int(1, 255)) & 0xFF
-    return data[:i] + bytes([value]) + data[i + 1:], f"magic octet {i} is 0x{value:02x}"
+    return broken_magic(d, data, LV.MAGIC)
 
 
 @mutation(FORMAT, "semantics", LV.VERSION)
@@ -140,10 +138,9 @@ def strip_xl(data: bytes) -> bytes:
     """A legacy image without the xl header a legacy mutation may have put in front."""
     from xenstream.reference import xl as XL
 
-    if not data.startswith(XL.MAGIC) or len(data) < 48:
+    if not data.startswith(XL.MAGIC):
         return data
-    order = "little" if data[32:36] == b"\x04\x03\x02\x01" else "big"
-    return data[48 + int.from_bytes(data[44:48], order):]
+    return data[XL.header_length(data) or 0:]
 
 
 def _wrapped(m: Mutation, version: int):

@@ -8,7 +8,9 @@ from functools import partial
 
 from xenstream.reference import libxc as X
 from xenstream.reference import xen_abi
-from xenstream.reference.framing import RawRecord, encode_record, padding_length
+from xenstream.reference.build import edit, find, find_all, patch
+from xenstream.reference.build import record_offsets as offsets
+from xenstream.reference.framing import OPTIONAL_BIT, RawRecord, encode_record, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType, PageType, RecordType
 
@@ -17,7 +19,7 @@ from ._registry import mutation, valid_builder
 
 FORMAT = "libxc"
 HVM, PV = DomainType.X86_HVM, DomainType.X86_PV
-HEADERS = X.IMAGE_HEADER.size + X.DOMAIN_HEADER.size
+HEADERS = X.HEADERS_SIZE
 LE, BE = Endian.LITTLE, Endian.BIG
 
 HVM_TYPES = (PageType.NOTAB, PageType.XTAB, PageType.BROKEN, PageType.XALLOC)
@@ -126,7 +128,7 @@ def tail_records(d: Draw, guest, vcpus: int, page_size: int,
 
 
 def optional_record(d: Draw) -> RawRecord:
-    rtype = X.OPTIONAL_BIT | d.choice([0x123, d.int(0x13, 0x7FFFFFFF)])
+    rtype = OPTIONAL_BIT | d.choice([0x123, d.int(0x13, 0x7FFFFFFF)])
     return RawRecord(rtype, pattern(rtype, d.int(0, 20)), X.LAYER)
 
 
@@ -217,39 +219,10 @@ def valid(d: Draw, **opts) -> tuple[bytes, str]:
 # --------------------------------------------------------------------------
 
 
-def offsets(s: X.LibxcStream) -> list[int]:
-    """Offset of each record header, and of the end of the stream last."""
-    out, at = [], HEADERS
-    for rec in s.records:
-        out.append(at)
-        n = len(rec.encode_body(s.endian))
-        at += 8 + n + padding_length(n)
-    out.append(at)
-    return out
-
-
-def find_all(s: X.LibxcStream, cls) -> list[int]:
-    return [i for i, r in enumerate(s.records) if isinstance(r, cls)]
-
-
-def find(s: X.LibxcStream, cls) -> int:
-    return find_all(s, cls)[0]
-
-
-def edit(s: X.LibxcStream, index: int, *new, drop: int = 1) -> X.LibxcStream:
-    recs = list(s.records)
-    recs[index:index + drop] = new
-    return replace(s, records=tuple(recs))
-
-
 def content_slot(d: Draw, s: X.LibxcStream) -> int:
     """An index where a content record may be inserted (after STATIC_DATA_END, before END)."""
     lo = find(s, X.PageData)
     return d.int(lo, len(s.records) - 1)
-
-
-def patch(data: bytes, offset: int, new: bytes) -> bytes:
-    return data[:offset] + new + data[offset + len(new):]
 
 
 def u32(value: int, endian: Endian) -> bytes:
@@ -271,7 +244,7 @@ def _padding_nonzero(d: Draw):
     padded = [i for i, r in enumerate(s.records) if padding_length(len(r.encode_body(s.endian)))]
     if not padded or d.bool():
         i = d.int(0, len(s.records) - 1)
-        s = edit(s, i, RawRecord(X.OPTIONAL_BIT | 0x777, pattern(i, d.int(1, 7) + 8 * d.int(0, 2)),
+        s = edit(s, i, RawRecord(OPTIONAL_BIT | 0x777, pattern(i, d.int(1, 7) + 8 * d.int(0, 2)),
                                      X.LAYER), drop=0)
         padded = [i]
     i = d.choice(padded)
@@ -287,24 +260,13 @@ def _padding_missing(d: Draw):
     s = build(d)
     last = len(s.records) - 2  # the record before END
     n = d.int(1, 7)
-    s = edit(s, last + 1, Raw(X.OPTIONAL_BIT | 0x99, pattern(n, n + 8 * d.int(0, 1))), X.End(), drop=1)
+    s = edit(s, last + 1, Raw(OPTIONAL_BIT | 0x99, pattern(n, n + 8 * d.int(0, 1))), X.End(), drop=1)
     offs = offsets(s)
     body_end = offs[last + 1] + 8 + len(s.records[last + 1].encode_body(s.endian))
     data = enc(s)
     data = data[:body_end] + data[body_end + padding_length(n):]
     return data, "the padding of the last record before END is missing: END is read as padding " \
                  "and the input ends inside a record header"
-
-
-def _padded_fixed(d: Draw, s: X.LibxcStream):
-    """(index, rule, name) of a fixed-size or empty record to give 8 zero octets of 'padding' in its body."""
-    choices = []
-    for i, r in enumerate(s.records):
-        rule = {X.End: X.END_LENGTH, X.StaticDataEnd: X.SDE_LENGTH, X.Checkpoint: X.CHECKPOINT_LENGTH,
-                X.Verify: X.VERIFY_LENGTH, X.X86TscInfo: X.TSC_LENGTH, X.X86PvInfo: X.PVI_LENGTH}.get(type(r))
-        if rule:
-            choices.append((i, rule))
-    return d.choice(choices)
 
 
 for _rule in (X.END_LENGTH, X.SDE_LENGTH, X.TSC_LENGTH, X.PVI_LENGTH):
@@ -367,7 +329,8 @@ def _pfn_reserved(d: Draw):
     i = d.choice(find_all(s, X.PageData))
     rec = s.records[i]
     j = d.int(0, len(rec.pfns) - 1)
-    bits = (1 << d.int(52, 59)) if d.bool() else (d.int(1, 0xFF) << 52)
+    low, high = X.PFN_RESERVED_BITS[0], X.PFN_RESERVED_BITS[-1]
+    bits = (1 << d.int(low, high)) if d.bool() else (d.int(1, X.PFN_RESERVED_MASK >> low) << low)
     pfns = list(rec.pfns)
     pfns[j] |= bits
     s = edit(s, i, replace(rec, pfns=tuple(pfns)))
@@ -409,7 +372,7 @@ def _hvm_params_reserved(d: Draw):
 @mutation(FORMAT, "reserved", X.VCPU_RESERVED)
 def _vcpu_reserved(d: Draw):
     s = build(d, guest="pv")
-    i = d.choice(find_all(s, X._X86PvVcpu))
+    i = d.choice(find_all(s, X.X86PvVcpu))
     value = d.int(1, 0xFFFFFFFF)
     s = edit(s, i, replace(s.records[i], reserved=value))
     return enc(s), f"{X.record_name(s.records[i].type)} reserved field is 0x{value:08x}"
@@ -522,7 +485,7 @@ def _unknown_mandatory(d: Draw):
 def _unknown_optional(d: Draw):
     s = build(d)
     i = d.int(0, len(s.records) - 1)
-    rtype = X.OPTIONAL_BIT | d.int(0, 0x7FFFFFFF)
+    rtype = OPTIONAL_BIT | d.int(0, 0x7FFFFFFF)
     s = edit(s, i, Raw(rtype, pattern(rtype, d.int(0, 24))), drop=0)
     return enc(s), f"unknown optional record type 0x{rtype:08x} (bit 31 set): valid, ignored"
 
@@ -590,7 +553,7 @@ _length_mutation(X.HVMP_LENGTH, X.HvmParams, lambda d, b, s: _cut(0)(d, b, s) if
 _length_mutation(X.SHINFO_LENGTH, X.SharedInfo,
                  lambda d, b, s: _cut(0)(d, b, s) if d.bool() else _grow(d, b, s),
                  {"guest": "pv"}, "SHARED_INFO is not one page")
-_length_mutation(X.VCPU_LENGTH, X._X86PvVcpu, lambda d, b, s: b[:d.int(0, 7)], {"guest": "pv"},
+_length_mutation(X.VCPU_LENGTH, X.X86PvVcpu, lambda d, b, s: b[:d.int(0, 7)], {"guest": "pv"},
                  "shorter than the vcpu_id/reserved header")
 _length_mutation(X.P2M_LENGTH, X.X86PvP2mFrames, _odd(8), {"guest": "pv"},
                  "not the 8-octet header plus whole p2m_pfn entries")
@@ -703,11 +666,11 @@ def _page_type(d: Draw):
     ps = s.domain_header.page_size
     pages, pfns, k = [], list(rec.pfns), 0
     for n, p in enumerate(rec.pfns):
-        if X.HAS_DATA[p >> 60]:
+        if X.HAS_DATA[X.page_type_of(p)]:
             if n != j:
                 pages.append(rec.pages[k * ps:(k + 1) * ps])
             k += 1
-    pfns[j] = (pfns[j] & X.PFN_MASK) | (t << 60)
+    pfns[j] = X.with_page_type(pfns[j], t)
     s = edit(s, i, replace(rec, pfns=tuple(pfns), pages=b"".join(pages)))
     return enc(s), f"PAGE_DATA pfn[{j}] has reserved page type {t}"
 
@@ -718,10 +681,10 @@ def _page_type_mismatch(d: Draw):
     i = d.choice(find_all(s, X.PageData))
     rec = s.records[i]
     j = d.int(0, len(rec.pfns) - 1)
-    t = rec.pfns[j] >> 60
+    t = X.page_type_of(rec.pfns[j])
     new = PageType.NOTAB if not X.HAS_DATA[t] else d.choice([PageType.XTAB, PageType.BROKEN, PageType.XALLOC])
     pfns = list(rec.pfns)
-    pfns[j] = (pfns[j] & X.PFN_MASK) | (int(new) << 60)
+    pfns[j] = X.with_page_type(pfns[j], new)
     s = edit(s, i, replace(rec, pfns=tuple(pfns)))
     return enc(s), f"PAGE_DATA pfn[{j}] type changed to {new.name} but the page data was not"
 
@@ -767,7 +730,7 @@ def _empty_content(d: Draw):
         kinds += ["cpuid", "msr"]
     kind = d.choice(kinds)
     if kind == "vcpu":
-        i = d.choice(find_all(s, X._X86PvVcpu))
+        i = d.choice(find_all(s, X.X86PvVcpu))
         s = edit(s, i, replace(s.records[i], context=b""))
     elif kind == "hvm_context":
         i = d.choice(find_all(s, X.HvmContext))
@@ -832,31 +795,32 @@ def _static_after_end(d: Draw):
     return enc(s), f"{X.record_name(rec.type)} after STATIC_DATA_END"
 
 
+def _moved_after(d: Draw, s: X.LibxcStream, cls, anchor) -> bytes:
+    """``s`` with its first ``cls`` record moved to a drawn place after the first ``anchor``."""
+    recs = list(s.records)
+    rec = recs.pop(find(s, cls))
+    j = next(i for i, r in enumerate(recs) if isinstance(r, anchor))
+    recs.insert(d.int(j + 1, len(recs) - 1), rec)
+    return enc(replace(s, records=tuple(recs)))
+
+
 @mutation(FORMAT, "semantics", X.PV_INFO_FIRST)
 def _pv_info_after_p2m(d: Draw):
     s = build(d, guest="pv")
-    recs = list(s.records)
-    info = recs.pop(find(s, X.X86PvInfo))
-    j = next(i for i, r in enumerate(recs) if isinstance(r, X.X86PvP2mFrames))
-    recs.insert(d.int(j + 1, len(recs) - 1), info)
-    return enc(replace(s, records=tuple(recs))), "X86_PV_INFO after X86_PV_P2M_FRAMES"
+    return _moved_after(d, s, X.X86PvInfo, X.X86PvP2mFrames), "X86_PV_INFO after X86_PV_P2M_FRAMES"
 
 
 @mutation(FORMAT, "semantics", X.PV_P2M_FIRST)
 def _p2m_after_page_data(d: Draw):
     s = build(d, guest="pv")
-    recs = list(s.records)
-    p2m = recs.pop(find(s, X.X86PvP2mFrames))
-    j = next(i for i, r in enumerate(recs) if isinstance(r, X.PageData))
-    recs.insert(d.int(j + 1, len(recs) - 1), p2m)
-    return enc(replace(s, records=tuple(recs))), "X86_PV_P2M_FRAMES after a PAGE_DATA record"
+    return _moved_after(d, s, X.X86PvP2mFrames, X.PageData), "X86_PV_P2M_FRAMES after a PAGE_DATA record"
 
 
 @mutation(FORMAT, "semantics", X.PV_PAGES_FIRST)
 def _vcpu_before_page_data(d: Draw):
     s = build(d, guest="pv")
     recs = list(s.records)
-    vcpu = recs.pop(d.choice(find_all(s, X._X86PvVcpu)))
+    vcpu = recs.pop(d.choice(find_all(s, X.X86PvVcpu)))
     j = next(i for i, r in enumerate(recs) if isinstance(r, X.PageData))
     recs.insert(d.int(next(i for i, r in enumerate(recs) if isinstance(r, X.X86PvP2mFrames)) + 1, j), vcpu)
     return enc(replace(s, records=tuple(recs))), f"{X.record_name(vcpu.type)} before any PAGE_DATA"
@@ -865,7 +829,7 @@ def _vcpu_before_page_data(d: Draw):
 @mutation(FORMAT, "semantics", X.PV_REQUIRED)
 def _pv_without_vcpus(d: Draw):
     s = build(d, guest="pv")
-    s = replace(s, records=tuple(r for r in s.records if not isinstance(r, X._X86PvVcpu)))
+    s = replace(s, records=tuple(r for r in s.records if not isinstance(r, X.X86PvVcpu)))
     return enc(s), "x86 PV stream without VCPU records"
 
 

@@ -7,7 +7,8 @@ from functools import partial
 
 from xenstream.reference import libxc as X
 from xenstream.reference import libxl as L
-from xenstream.reference.framing import RawRecord, padding_length
+from xenstream.reference.build import edit, find_all, libxl_item_offsets
+from xenstream.reference.framing import OPTIONAL_BIT, RawRecord, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType
 from xenstream.reference.libxl import RecordType
@@ -44,7 +45,7 @@ def emulator_records(d: Draw, emu_id: int) -> list[L.Record]:
 
 
 def optional_record(d: Draw) -> RawRecord:
-    rtype = L.OPTIONAL_BIT | d.int(6, 0x7FFFFFFF)
+    rtype = OPTIONAL_BIT | d.int(6, 0x7FFFFFFF)
     return RawRecord(rtype, pattern(rtype, d.int(0, 20)), L.LAYER)
 
 
@@ -103,15 +104,11 @@ def valid(d: Draw, **opts):
 
 def layout(s: L.LibxlStream):
     """For each item: (offset, body length, layer); and the stream's length."""
-    out, at = [], L.HEADER.size
+    offsets = libxl_item_offsets(s)
     endian, xc_endian = s.header.endian, s.libxc_endian
-    for item in s.items:
-        n = len(item.encode_body(xc_endian if item.layer == X.LAYER else endian))
-        out.append((at, n, item.layer))
-        at += 8 + n + padding_length(n)
-        if isinstance(item, L.LibxcContext) and item.image_header is not None:
-            at += SX.HEADERS
-    return out, at
+    out = [(at, len(item.encode_body(xc_endian if item.layer == X.LAYER else endian)), item.layer)
+           for at, item in zip(offsets, s.items)]
+    return out, offsets[-1]
 
 
 def boundaries(s: L.LibxlStream):
@@ -130,16 +127,6 @@ def boundaries(s: L.LibxlStream):
 def libxl_slots(s: L.LibxlStream, *, outside_checkpoint: bool = False) -> list[int]:
     return [i for i, layer, paused in boundaries(s)
             if layer == L.LAYER and not (outside_checkpoint and paused)]
-
-
-def edit(s: L.LibxlStream, index: int, *new, drop: int = 1) -> L.LibxlStream:
-    items = list(s.items)
-    items[index:index + drop] = new
-    return replace(s, items=tuple(items))
-
-
-def find_all(s, cls) -> list[int]:
-    return [i for i, r in enumerate(s.items) if isinstance(r, cls)]
 
 
 def enc(s) -> bytes:
@@ -171,7 +158,7 @@ def _padding_nonzero(d: Draw):
     cands = [i for i, (off, n, layer) in enumerate(lay) if layer == L.LAYER and padding_length(n)]
     if not cands or d.bool():
         i = d.choice(libxl_slots(s))
-        s = edit(s, i, RawRecord(L.OPTIONAL_BIT | 0x55, pattern(i, 8 * d.int(0, 1) + d.int(1, 7)), L.LAYER),
+        s = edit(s, i, RawRecord(OPTIONAL_BIT | 0x55, pattern(i, 8 * d.int(0, 1) + d.int(1, 7)), L.LAYER),
                  drop=0)
         lay, _ = layout(s)
         cands = [i]
@@ -187,7 +174,7 @@ def _padding_missing(d: Draw):
     s = build(d)
     n = d.int(1, 7)
     k = len(s.items) - 1
-    s = edit(s, k, RawRecord(L.OPTIONAL_BIT | 0x66, pattern(n, n), L.LAYER), drop=0)
+    s = edit(s, k, RawRecord(OPTIONAL_BIT | 0x66, pattern(n, n), L.LAYER), drop=0)
     lay, _ = layout(s)
     off, _, _ = lay[k]
     end = off + 8 + n
@@ -386,7 +373,7 @@ def _unknown_mandatory(d: Draw):
 @mutation(FORMAT, "framing", None, "unknown_optional")
 def _unknown_optional(d: Draw):
     s = build(d)
-    rtype = L.OPTIONAL_BIT | d.int(0, 0x7FFFFFFF)
+    rtype = OPTIONAL_BIT | d.int(0, 0x7FFFFFFF)
     s = edit(s, d.choice(libxl_slots(s)), Raw(rtype, pattern(rtype, d.int(0, 20))), drop=0)
     return enc(s), f"unknown optional libxl record type 0x{rtype:08x}: valid, ignored"
 
@@ -395,7 +382,7 @@ def _unknown_optional(d: Draw):
 def _body_length_past_end(d: Draw):
     s = build(d)
     k = len(s.items) - 1
-    s = edit(s, k, RawRecord(L.OPTIONAL_BIT | 0x77, pattern(k, d.int(0, 16)), L.LAYER), drop=0)
+    s = edit(s, k, RawRecord(OPTIONAL_BIT | 0x77, pattern(k, d.int(0, 16)), L.LAYER), drop=0)
     lay, total = layout(s)
     off = lay[k][0]
     value = total - (off + 8) + d.int(1, 4096)

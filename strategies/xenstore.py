@@ -19,6 +19,8 @@ from xenstream.reference.xenstore_records import (
     encode_header,
 )
 
+from xenstream.reference.build import patch
+
 from ._draw import Draw, pick
 from ._registry import mutation, valid_builder
 
@@ -283,26 +285,27 @@ def _wext_pad(d: Draw):
     return s.encode(), "WATCH_DATA_EXTENDED pad is not zero"
 
 
+def _connection_with(d: Draw, s: Stream, name: str, value: int) -> bytes:
+    """``s`` with a new shared-ring CONNECTION_DATA whose field ``name`` is ``value``."""
+    rtype, body = s.body(ConnectionData(unused_conn(s), SharedRing(7, 1)))
+    layout = XS.CONNECTION_DATA
+    body = patch(body, layout.offset(name), layout.pack_field(s.endian, name, value))
+    s, _ = insert(d, s, Raw(rtype, body), after_conns(s))
+    return s.encode()
+
+
 @mutation(FORMAT, "reserved", XS.FIELDS_RESERVED)
 def _fields(d: Draw):
     s = build(d)
-    rec = ConnectionData(unused_conn(s), SharedRing(7, 1))
-    rtype, body = s.body(rec)
     bits = d.int(1, 0x7FFF) << 1
-    body = body[:6] + bits.to_bytes(2, s.endian.value) + body[8:]
-    s, _ = insert(d, s, Raw(rtype, body), after_conns(s))
-    return s.encode(), f"CONNECTION_DATA fields has reserved flags 0x{bits:04x}"
+    return _connection_with(d, s, "fields", bits), f"CONNECTION_DATA fields has reserved flags 0x{bits:04x}"
 
 
 @mutation(FORMAT, "reserved", XS.CONN_TYPE_RESERVED)
 def _conn_type(d: Draw):
     s = build(d)
-    rec = ConnectionData(unused_conn(s), SharedRing(7, 1))
-    rtype, body = s.body(rec)
     t = d.int(2, 0xFFFF)
-    body = body[:4] + t.to_bytes(2, s.endian.value) + body[6:]
-    s, _ = insert(d, s, Raw(rtype, body), after_conns(s))
-    return s.encode(), f"conn-type 0x{t:04x} is reserved"
+    return _connection_with(d, s, "conn-type", t), f"conn-type 0x{t:04x} is reserved"
 
 
 @mutation(FORMAT, "reserved", XS.PERM_FLAGS_RESERVED)

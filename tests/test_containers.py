@@ -220,7 +220,7 @@ def test_xenops_record_as_xenopsd_writes_it():
 
 
 def test_hostile_lengths_cost_what_the_input_holds():
-    huge_xml = LV.HEADER.pack(LV.Endian.LITTLE, LV.MAGIC, 2, 0xFFFFFFFF, *([0] * 10)) + b"<domain"
+    huge_xml = LV.LibvirtHeader(xmlLen=0xFFFFFFFF).encode(0) + b"<domain"
     assert findings("libvirt", huge_xml, Role.RESTORE) == [(LV.TRUNCATED, len(huge_xml))]
     huge_xenops = X.SIGNATURE + X.RECORD_HEADER.pack(X.LE, X.RecordType.XENOPS, 1 << 62) + b"((time"
     assert findings("xenopsd", huge_xenops, Role.RESTORE) == [(X.TRUNCATED, len(huge_xenops))]

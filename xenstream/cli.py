@@ -7,12 +7,12 @@ and provides ``add_arguments(parser)`` and ``run(args) -> int``.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
 
 from xenstream.reference.errors import UsageError
-from xenstream.reference.formats import import_optional
 
 #: subcommand -> (module, one-line help, what exit status 0 and 1 mean)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -45,7 +45,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict[str, object]]:
-    """The parser with every built subcommand, or with just ``only`` when it is built:
+    """The parser with every subcommand, or with just ``only`` when it names one:
     ``xenstream verify`` then imports the verifier and its format, not the
     strategies, corpus and conformance modules (startup time, docs/performance.md)."""
     parser = Parser(
@@ -54,12 +54,9 @@ def build_parser(only: str | None = None) -> tuple[argparse.ArgumentParser, dict
                "`xenstream COMMAND --help` for a command's options.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules: dict[str, object] = {}
-    names = [only] if only in COMMANDS and import_optional(COMMANDS[only][0]) is not None else COMMANDS
-    for name in names:
+    for name in [only] if only in COMMANDS else COMMANDS:
         module_name, help_text, exits = COMMANDS[name]
-        module = import_optional(module_name)
-        if module is None:
-            continue  # not built yet
+        module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=help_text,
                            epilog=f"exit status: {exits}, {ERROR_TEXT}.")
         module.add_arguments(p)

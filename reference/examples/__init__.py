@@ -11,22 +11,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from ..formats import import_optional
-from ..rules import Severity, get_rule
+import importlib
 
-ACCEPT = "accept"
+from ..formats import submodules
+from ..rules import ACCEPT, Severity, get_rule
 
-#: Modules contributing ``examples() -> list[Example]``.
-EXAMPLE_MODULES: tuple[str, ...] = (
-    "xenstream.reference.examples.libxc",
-    "xenstream.reference.examples.libxl",
-    "xenstream.reference.examples.xl",
-    "xenstream.reference.examples.xenstore",
-    "xenstream.reference.examples.legacy",
-    "xenstream.reference.examples.xen",
-    "xenstream.reference.examples.libvirt",
-    "xenstream.reference.examples.xenopsd",
-)
+#: Modules contributing ``examples() -> list[Example]``: one per format, and the Xen writers' and
+#: readers' (``xen``).
+EXAMPLE_MODULES: tuple[str, ...] = (*submodules("xenstream.reference.examples"), "xenstream.reference.examples.xen")
 
 
 @dataclass(frozen=True)
@@ -74,10 +66,29 @@ class Example:
         return f"{self.format}/{self.rule or 'valid'}/{self.name}-{digest}"
 
 
+class StreamExamples:
+    """Collects the examples of one format built from typed stream values: ``encode`` turns a
+    value into octets, ``offsets`` gives each record's (item's) offset, ``meta`` its meta."""
+
+    def __init__(self, fmt: str, encode, offsets, meta):
+        self.format, self.encode, self.offsets, self.meta = fmt, encode, offsets, meta
+        self.out: list[Example] = []
+
+    def valid(self, name: str, stream, description: str) -> None:
+        self.out.append(Example(self.format, name, self.encode(stream), None, description, self.meta(stream)))
+
+    def bad(self, name: str, rule: str, stream, description: str, *, at: int | None = None, plus: int = 0,
+            offset: int | None = None, data: bytes | None = None) -> None:
+        """A malformed example: ``data`` (default: ``stream`` encoded), the finding at record (item)
+        ``at`` plus ``plus`` octets, or at ``offset``."""
+        if offset is None and at is not None:
+            offset = self.offsets(stream)[at] + plus
+        raw = self.encode(stream) if data is None else data
+        self.out.append(Example(self.format, name, raw, rule, description, self.meta(stream), offset))
+
+
 def all_examples() -> list[Example]:
     out: list[Example] = []
     for name in EXAMPLE_MODULES:
-        module = import_optional(name)
-        if module is not None:
-            out.extend(module.examples())
+        out.extend(importlib.import_module(name).examples())
     return out

@@ -117,7 +117,7 @@ def _malformed() -> list[Example]:
         L.CHUNK_HVM_ONLY, "XC_SAVE_ID_HVM_IDENT_PT in a PV image")
     add("hvm-param-pad", replace(hvm, chunks=hvm.chunks + (L.HvmParamChunk(L.Chunk.HVM_VIRIDIAN, 1, pad=7),)),
         L.CHUNK_PAD, "XC_SAVE_ID_HVM_VIRIDIAN with a non-zero pad")
-    over = L.PageBatch(tuple((L.XTAB << 28) | p for p in range(L.MAX_BATCH + 1)))
+    over = L.PageBatch(tuple(L.pfn_entry(p, L.XTAB) for p in range(L.MAX_BATCH + 1)))
     add("batch-over-max", replace(hvm32, chunks=(over,) + hvm32.chunks), L.BATCH_MAX,
         "page batch of 1025 entries")
     dup = L.build_batches([(1, 0), (2, 0), (1, 0)])[0]

@@ -20,7 +20,7 @@ def _ex(name, image_or_bytes, rule, description, offset=None, **meta) -> Example
 
 
 def _header(version=2, xml_len=None, unused=(0,) * 10, xml=XML.encode() + b"\0") -> bytes:
-    return LV.LibvirtHeader(version, xml_len, tuple(unused)).encode(len(xml)) + xml
+    return LV.LibvirtHeader.make(version, xml_len, tuple(unused)).encode(len(xml)) + xml
 
 
 def examples() -> list[Example]:
@@ -45,12 +45,14 @@ def examples() -> list[Example]:
         _ex("cut_in_header", good[:40], LV.TRUNCATED, "the file ends inside the 64-octet header", 40),
         _ex("cut_in_xml", good[:XML_AT + 30], LV.TRUNCATED, "the file ends inside the domain XML", XML_AT + 30),
         _ex("magic_wrong", good[:7] + b"X" + good[8:], LV.MAGIC_RULE, "the magic's eighth octet differs", 7),
-        _ex("version_3", _header(version=3) + libxl_hvm, LV.VERSION, "version 3, which no libvirt knows", 16),
+        _ex("version_3", _header(version=3) + libxl_hvm, LV.VERSION, "version 3, which no libvirt knows",
+            LV.HEADER.offset("version")),
         _ex("version_zero", _header(version=0) + libxl_hvm, LV.VERSION_ZERO,
-            "version 0: accepted by libvirt, read as a v2 stream by libxl", 16),
+            "version 0: accepted by libvirt, read as a v2 stream by libxl", LV.HEADER.offset("version")),
         _ex("unused_set", _header(unused=(0, 0, 0, 7) + (0,) * 6) + libxl_hvm, LV.UNUSED,
-            "the fourth unused word is 7", 24 + 12),
-        _ex("xml_length_zero", _header(xml_len=0, xml=b"") + libxl_hvm, LV.XML_LENGTH, "xmlLen 0", 20),
+            "the fourth unused word is 7", LV.HEADER.offset("unused") + 12),
+        _ex("xml_length_zero", _header(xml_len=0, xml=b"") + libxl_hvm, LV.XML_LENGTH, "xmlLen 0",
+            LV.HEADER.offset("xmlLen")),
         _ex("xml_without_nul", _header(xml=XML.encode()) + libxl_hvm, LV.XML_NUL,
             "xmlLen counts the XML but no NUL", XML_AT + len(XML) - 1),
         _ex("xml_trailing_octets", _header(xml=XML.encode() + b"\0junk\0") + libxl_hvm, LV.XML_TRAILING,

@@ -8,14 +8,15 @@ from dataclasses import replace
 from functools import partial
 
 from .. import build, libxc, xen_abi
+from ..build import edit as _edit, find as _find, patch as _patch
 from ..framing import RawRecord, encode_record
 from ..layout import Endian
 from ..libxc import DomainType, PageType, RecordType
-from . import Example
+from . import Example, StreamExamples
 
 FORMAT = "libxc"
 HVM, PV = DomainType.X86_HVM, DomainType.X86_PV
-HEADERS = libxc.IMAGE_HEADER.size + libxc.DOMAIN_HEADER.size
+HEADERS = libxc.HEADERS_SIZE
 
 
 #: A record of any type and body, for framing that typed values cannot express.
@@ -27,38 +28,8 @@ def _meta(stream: libxc.LibxcStream, **extra) -> dict:
             "guest": "pv" if stream.domain_header.type == PV else "hvm", **extra}
 
 
-def _find(stream: libxc.LibxcStream, cls) -> int:
-    return next(i for i, r in enumerate(stream.records) if isinstance(r, cls))
-
-
-def _edit(stream: libxc.LibxcStream, index: int, *new, drop: int = 1) -> libxc.LibxcStream:
-    recs = list(stream.records)
-    recs[index:index + drop] = new
-    return replace(stream, records=tuple(recs))
-
-
-class _Builder:
-    def __init__(self):
-        self.out: list[Example] = []
-
-    def valid(self, name: str, stream: libxc.LibxcStream, description: str) -> None:
-        self.out.append(Example(FORMAT, name, libxc.encode(stream), None, description, _meta(stream)))
-
-    def bad(self, name: str, rule: str, stream: libxc.LibxcStream, description: str,
-            *, at_record: int | None = None, plus: int = 0, offset: int | None = None,
-            data: bytes | None = None) -> None:
-        if offset is None and at_record is not None:
-            offset = build.record_offsets(stream)[at_record] + plus
-        raw = libxc.encode(stream) if data is None else data
-        self.out.append(Example(FORMAT, name, raw, rule, description, _meta(stream), offset))
-
-
-def _patch(data: bytes, offset: int, new: bytes) -> bytes:
-    return data[:offset] + new + data[offset + len(new):]
-
-
 def examples() -> list[Example]:
-    b = _Builder()
+    b = StreamExamples(FORMAT, libxc.encode, build.record_offsets, _meta)
     hvm = build.libxc_stream(HVM)
     pv = build.libxc_stream(PV)
     hvm2 = build.libxc_stream(HVM, version=2)
@@ -115,7 +86,7 @@ def examples() -> list[Example]:
           data=hvm_bytes[:HEADERS + 3], offset=HEADERS + 3)
     offs = build.record_offsets(hvm)
     b.bad("no_end", libxc.END_MISSING, hvm, "input ends after the last record, without END",
-          data=hvm_bytes[:offs[-1]], offset=offs[-1])
+          data=hvm_bytes[:offs[-2]], offset=offs[-2])
     b.bad("data_after_end", libxc.TRAILING_DATA, hvm, "eight octets follow END",
           data=hvm_bytes + bytes(8), offset=len(hvm_bytes))
     b.bad("second_end", libxc.TRAILING_DATA, hvm, "a second END record follows END",
@@ -161,164 +132,164 @@ def examples() -> list[Example]:
           data=_patch(libxc.encode(odd), at + 1, b"\x01"), offset=at + 1)
     k = _find(hvm, libxc.PageData)
     b.bad("unknown_mandatory", libxc.UNKNOWN_MANDATORY, _edit(hvm, k, Raw(0x13, b"x" * 8), drop=0),
-          "record type 0x13, the first reserved mandatory type", at_record=k)
+          "record type 0x13, the first reserved mandatory type", at=k)
     b.bad("unknown_mandatory_high", libxc.UNKNOWN_MANDATORY, _edit(hvm, k, Raw(0x7FFFFFFF, b""), drop=0),
-          "record type 0x7FFFFFFF, the last reserved mandatory type", at_record=k)
+          "record type 0x7FFFFFFF, the last reserved mandatory type", at=k)
     k = _find(hvm2, libxc.PageData)
     b.bad("cpuid_policy_in_v2", libxc.RECORD_VERSION,
           _edit(hvm2, k, libxc.X86CpuidPolicy(build.CPUID_LEAVES), drop=0),
-          "X86_CPUID_POLICY in a version 2 stream", at_record=k)
+          "X86_CPUID_POLICY in a version 2 stream", at=k)
     b.bad("static_data_end_in_v2", libxc.RECORD_VERSION, _edit(hvm2, k, libxc.StaticDataEnd(), drop=0),
-          "STATIC_DATA_END in a version 2 stream", at_record=k)
+          "STATIC_DATA_END in a version 2 stream", at=k)
     k = _find(hvm, libxc.X86TscInfo)
     b.bad("shared_info_in_hvm", libxc.GUEST_TYPE,
           _edit(hvm, k, libxc.SharedInfo(build.page_bytes(1)), drop=0),
-          "SHARED_INFO in an x86 HVM stream", at_record=k)
+          "SHARED_INFO in an x86 HVM stream", at=k)
     b.bad("pv_vcpu_in_hvm", libxc.GUEST_TYPE,
           _edit(hvm, k, libxc.X86PvVcpuBasic(0, b"v" * 8), drop=0),
-          "X86_PV_VCPU_BASIC in an x86 HVM stream", at_record=k)
+          "X86_PV_VCPU_BASIC in an x86 HVM stream", at=k)
     k = _find(pv, libxc.X86TscInfo)
     b.bad("hvm_params_in_pv", libxc.GUEST_TYPE, _edit(pv, k, libxc.HvmParams(((1, 2),)), drop=0),
-          "HVM_PARAMS in an x86 PV stream", at_record=k)
+          "HVM_PARAMS in an x86 PV stream", at=k)
     k = _find(hvm, libxc.HvmContext)
     b.bad("empty_hvm_context", libxc.EMPTY_CONTENT, _edit(hvm, k, libxc.HvmContext(b"")),
-          "HVM_CONTEXT with no content (Errata 1)", at_record=k, plus=4)
+          "HVM_CONTEXT with no content (Errata 1)", at=k, plus=4)
     k = _find(hvm, libxc.HvmParams)
     b.bad("empty_hvm_params", libxc.EMPTY_CONTENT, _edit(hvm, k, libxc.HvmParams(())),
-          "HVM_PARAMS with count 0 (Errata 1)", at_record=k, plus=8)
+          "HVM_PARAMS with count 0 (Errata 1)", at=k, plus=8)
     k = _find(pv, libxc.X86PvVcpuXsave)
     b.bad("empty_vcpu_xsave", libxc.EMPTY_CONTENT, _edit(pv, k, libxc.X86PvVcpuXsave(0, b"")),
-          "X86_PV_VCPU_XSAVE with no context (Errata 1)", at_record=k, plus=4)
+          "X86_PV_VCPU_XSAVE with no context (Errata 1)", at=k, plus=4)
     k = _find(hvm, libxc.X86MsrPolicy)
     b.bad("empty_msr_policy", libxc.EMPTY_CONTENT, _edit(hvm, k, libxc.X86MsrPolicy(())),
-          "X86_MSR_POLICY with no entries", at_record=k, plus=4)
+          "X86_MSR_POLICY with no entries", at=k, plus=4)
     k = len(hvm.records) - 1
     b.bad("end_with_body", libxc.END_LENGTH, _edit(hvm, k, Raw(RecordType.END, bytes(8))),
-          "END with an 8-octet body", at_record=k, plus=4)
+          "END with an 8-octet body", at=k, plus=4)
 
     # -- PAGE_DATA -----------------------------------------------------------------
     k = _find(hvm, libxc.PageData)
     b.bad("page_data_no_header", libxc.PD_SHORT, _edit(hvm, k, Raw(RecordType.PAGE_DATA, b"\1\0\0\0")),
-          "PAGE_DATA body of 4 octets", at_record=k, plus=4)
+          "PAGE_DATA body of 4 octets", at=k, plus=4)
     short = (100).to_bytes(4, "little") + bytes(4) + libxc.pfn_entry(0).to_bytes(8, "little")
     b.bad("page_data_count_too_big", libxc.PD_SHORT, _edit(hvm, k, Raw(RecordType.PAGE_DATA, short)),
-          "count 100 but one pfn entry in the body", at_record=k, plus=4)
+          "count 100 but one pfn entry in the body", at=k, plus=4)
     b.bad("page_data_count_zero", libxc.PD_COUNT, _edit(hvm, k, libxc.PageData(())),
-          "PAGE_DATA with count 0", at_record=k, plus=8)
+          "PAGE_DATA with count 0", at=k, plus=8)
     b.bad("page_data_reserved", libxc.PD_RESERVED, _edit(hvm, k, replace(hvm.records[k], reserved=1)),
-          "reserved field after count set", at_record=k, plus=12)
+          "reserved field after count set", at=k, plus=12)
     rec = hvm.records[k]
     pfns = list(rec.pfns)
-    pfns[2] |= 1 << 52
+    pfns[2] |= 1 << libxc.PFN_RESERVED_BITS[0]
     b.bad("pfn_bit52", libxc.PD_PFN_RESERVED, _edit(hvm, k, replace(rec, pfns=tuple(pfns))),
-          "pfn[2] has reserved bit 52 set", at_record=k, plus=16 + 16)
+          "pfn[2] has reserved bit 52 set", at=k, plus=16 + 16)
     pfns = list(rec.pfns)
-    pfns[3] |= 0x80 << 52
+    pfns[3] |= 1 << libxc.PFN_RESERVED_BITS[-1]
     b.bad("pfn_bit59", libxc.PD_PFN_RESERVED, _edit(hvm, k, replace(rec, pfns=tuple(pfns))),
-          "pfn[3] has reserved bit 59 set", at_record=k, plus=16 + 24)
+          "pfn[3] has reserved bit 59 set", at=k, plus=16 + 24)
     for t in (5, 8):
         b.bad(f"page_type_{t}", libxc.PD_PAGE_TYPE,
-              _edit(hvm, k, libxc.PageData((libxc.pfn_entry(50), (t << 60) | 51), build.page_bytes(50))),
-              f"pfn[1] has reserved page type {t}", at_record=k, plus=16 + 8)
+              _edit(hvm, k, libxc.PageData((libxc.pfn_entry(50), libxc.pfn_entry(51, t)), build.page_bytes(50))),
+              f"pfn[1] has reserved page type {t}", at=k, plus=16 + 8)
     b.bad("page_data_missing_page", libxc.PD_PAGE_COUNT, _edit(hvm, k, replace(rec, pages=rec.pages[:-4096])),
-          "four NOTAB pfns but three pages of data", at_record=k, plus=16 + 32)
+          "four NOTAB pfns but three pages of data", at=k, plus=16 + 32)
     b.bad("page_data_extra_page", libxc.PD_PAGE_COUNT, _edit(hvm, k, replace(rec, pages=rec.pages + bytes(4096))),
-          "four NOTAB pfns but five pages of data", at_record=k, plus=16 + 32)
+          "four NOTAB pfns but five pages of data", at=k, plus=16 + 32)
     xtab = libxc.PageData((libxc.pfn_entry(9, PageType.XTAB),), build.page_bytes(9))
     b.bad("page_data_for_xtab", libxc.PD_PAGE_COUNT, _edit(hvm, k, xtab),
-          "page data sent for an XTAB pfn", at_record=k, plus=16 + 8)
+          "page data sent for an XTAB pfn", at=k, plus=16 + 8)
 
     # -- X86_PV_INFO ------------------------------------------------------------------
     k = _find(pv, libxc.X86PvInfo)
     b.bad("pv_info_short", libxc.PVI_LENGTH, _edit(pv, k, Raw(RecordType.X86_PV_INFO, b"\x08\x04\0\0")),
-          "X86_PV_INFO body of 4 octets", at_record=k, plus=4)
+          "X86_PV_INFO body of 4 octets", at=k, plus=4)
     b.bad("pv_info_width_2", libxc.PVI_WIDTH, _edit(pv, k, libxc.X86PvInfo(2, 4)),
-          "guest_width 2", at_record=k, plus=8)
+          "guest_width 2", at=k, plus=8)
     b.bad("pv_info_levels_2", libxc.PVI_LEVELS, _edit(pv, k, libxc.X86PvInfo(8, 2)),
-          "pt_levels 2", at_record=k, plus=9)
+          "pt_levels 2", at=k, plus=9)
     b.bad("pv_info_reserved", libxc.PVI_RESERVED, _edit(pv, k, libxc.X86PvInfo(8, 4, 1)),
-          "reserved field of X86_PV_INFO set", at_record=k, plus=10)
+          "reserved field of X86_PV_INFO set", at=k, plus=10)
 
     # -- X86_PV_P2M_FRAMES -------------------------------------------------------------
     k = _find(pv, libxc.X86PvP2mFrames)
     b.bad("p2m_frames_short", libxc.P2M_LENGTH, _edit(pv, k, Raw(RecordType.X86_PV_P2M_FRAMES, bytes(12))),
-          "X86_PV_P2M_FRAMES body of 12 octets", at_record=k, plus=4)
+          "X86_PV_P2M_FRAMES body of 12 octets", at=k, plus=4)
     b.bad("p2m_frames_range", libxc.P2M_RANGE, _edit(pv, k, libxc.X86PvP2mFrames(10, 5, (1,))),
-          "p2m_end_pfn below p2m_start_pfn", at_record=k, plus=12)
+          "p2m_end_pfn below p2m_start_pfn", at=k, plus=12)
     b.bad("p2m_frames_extra_frame", libxc.P2M_FRAME_COUNT, _edit(pv, k, libxc.X86PvP2mFrames(0, 7, (1, 2))),
-          "pfns 0-7 fit in one p2m frame but two are listed", at_record=k, plus=16)
+          "pfns 0-7 fit in one p2m frame but two are listed", at=k, plus=16)
     b.bad("p2m_frames_width_mismatch", libxc.P2M_FRAME_COUNT,
           _edit(build.libxc_stream(PV, p2m_size=1030), k, build.p2m_frames(1030, guest_width=4)),
-          "a 64-bit guest's p2m frames counted as for a 32-bit guest", at_record=k, plus=16)
+          "a 64-bit guest's p2m frames counted as for a 32-bit guest", at=k, plus=16)
 
     # -- VCPU records -------------------------------------------------------------------
     k = _find(pv, libxc.X86PvVcpuBasic)
     b.bad("vcpu_short", libxc.VCPU_LENGTH, _edit(pv, k, Raw(RecordType.X86_PV_VCPU_BASIC, bytes(4))),
-          "X86_PV_VCPU_BASIC body shorter than its header", at_record=k, plus=4)
+          "X86_PV_VCPU_BASIC body shorter than its header", at=k, plus=4)
     b.bad("vcpu_reserved", libxc.VCPU_RESERVED, _edit(pv, k, replace(pv.records[k], reserved=7)),
-          "reserved field of X86_PV_VCPU_BASIC set", at_record=k, plus=12)
+          "reserved field of X86_PV_VCPU_BASIC set", at=k, plus=12)
     k = _find(pv, libxc.X86PvVcpuMsrs)
     b.bad("vcpu_msrs_reserved", libxc.VCPU_RESERVED, _edit(pv, k, replace(pv.records[k], reserved=1)),
-          "reserved field of X86_PV_VCPU_MSRS set", at_record=k, plus=12)
+          "reserved field of X86_PV_VCPU_MSRS set", at=k, plus=12)
 
     # -- fixed-size and blob records ----------------------------------------------------------
     k = _find(pv, libxc.SharedInfo)
     b.bad("shared_info_short", libxc.SHINFO_LENGTH, _edit(pv, k, libxc.SharedInfo(bytes(100))),
-          "SHARED_INFO of 100 octets", at_record=k, plus=4)
+          "SHARED_INFO of 100 octets", at=k, plus=4)
     k = _find(hvm, libxc.X86TscInfo)
     b.bad("tsc_info_short", libxc.TSC_LENGTH, _edit(hvm, k, Raw(RecordType.X86_TSC_INFO, bytes(16))),
-          "X86_TSC_INFO body of 16 octets", at_record=k, plus=4)
+          "X86_TSC_INFO body of 16 octets", at=k, plus=4)
     b.bad("tsc_info_reserved", libxc.TSC_RESERVED, _edit(hvm, k, replace(hvm.records[k], reserved=1)),
-          "reserved field of X86_TSC_INFO set", at_record=k, plus=28)
+          "reserved field of X86_TSC_INFO set", at=k, plus=28)
     k = _find(hvm, libxc.HvmParams)
     three = libxc.HvmParams(build.HVM_PARAMS).encode_body(Endian.LITTLE)
     b.bad("hvm_params_count_mismatch", libxc.HVMP_LENGTH,
           _edit(hvm, k, Raw(RecordType.HVM_PARAMS, three[:-16])),
-          "count 3 but two index/value pairs", at_record=k, plus=4)
+          "count 3 but two index/value pairs", at=k, plus=4)
     b.bad("hvm_params_short", libxc.HVMP_LENGTH, _edit(hvm, k, Raw(RecordType.HVM_PARAMS, bytes(4))),
-          "HVM_PARAMS body of 4 octets", at_record=k, plus=4)
+          "HVM_PARAMS body of 4 octets", at=k, plus=4)
     b.bad("hvm_params_reserved", libxc.HVMP_RESERVED, _edit(hvm, k, replace(hvm.records[k], reserved=1)),
-          "reserved field of HVM_PARAMS set", at_record=k, plus=12)
+          "reserved field of HVM_PARAMS set", at=k, plus=12)
     k = _find(hvm, libxc.X86TscInfo)
     b.bad("toolstack_record", libxc.TOOLSTACK_DEPRECATED,
           _edit(hvm, k, libxc.Toolstack(b"toolstack blob"), drop=0),
-          "the deprecated TOOLSTACK record", at_record=k)
+          "the deprecated TOOLSTACK record", at=k)
     b.bad("verify_with_body", libxc.VERIFY_LENGTH, _edit(hvm, k, Raw(RecordType.VERIFY, bytes(8)), drop=0),
-          "VERIFY with an 8-octet body", at_record=k, plus=4)
+          "VERIFY with an 8-octet body", at=k, plus=4)
     b.bad("checkpoint_with_body", libxc.CHECKPOINT_LENGTH,
           _edit(hvm, k, Raw(RecordType.CHECKPOINT, bytes(8)), drop=0),
-          "CHECKPOINT with an 8-octet body", at_record=k, plus=4)
+          "CHECKPOINT with an 8-octet body", at=k, plus=4)
     b.bad("dirty_pfn_list_odd", libxc.DIRTY_LENGTH,
           _edit(hvm, k, Raw(RecordType.CHECKPOINT_DIRTY_PFN_LIST, bytes(12)), drop=0),
-          "CHECKPOINT_DIRTY_PFN_LIST body of 12 octets", at_record=k, plus=4)
+          "CHECKPOINT_DIRTY_PFN_LIST body of 12 octets", at=k, plus=4)
     b.bad("dirty_pfn_list", libxc.DIRTY_DIRECTION,
           _edit(hvm, k, libxc.CheckpointDirtyPfnList((1, 2)), drop=0),
-          "a back-channel CHECKPOINT_DIRTY_PFN_LIST in a saved stream", at_record=k)
+          "a back-channel CHECKPOINT_DIRTY_PFN_LIST in a saved stream", at=k)
 
     # -- STATIC_DATA_END and policies ---------------------------------------------------------
     k = _find(hvm, libxc.StaticDataEnd)
     b.bad("static_data_end_body", libxc.SDE_LENGTH, _edit(hvm, k, Raw(RecordType.STATIC_DATA_END, bytes(8))),
-          "STATIC_DATA_END with an 8-octet body", at_record=k, plus=4)
+          "STATIC_DATA_END with an 8-octet body", at=k, plus=4)
     no_sde = _edit(hvm, k)
     b.bad("static_data_end_missing", libxc.SDE_MISSING, no_sde,
-          "version 3 stream without STATIC_DATA_END: PAGE_DATA comes first", at_record=k)
+          "version 3 stream without STATIC_DATA_END: PAGE_DATA comes first", at=k)
     static_only = libxc.LibxcStream(hvm.image_header, hvm.domain_header,
                                     (libxc.X86CpuidPolicy(build.CPUID_LEAVES), libxc.End()))
     b.bad("static_data_end_missing_at_end", libxc.SDE_MISSING, static_only,
-          "version 3 stream that ends without STATIC_DATA_END", at_record=1)
+          "version 3 stream that ends without STATIC_DATA_END", at=1)
     b.bad("static_data_end_twice", libxc.SDE_REPEATED, _edit(hvm, k, libxc.StaticDataEnd(), drop=0),
-          "two STATIC_DATA_END records", at_record=k + 1)
+          "two STATIC_DATA_END records", at=k + 1)
     b.bad("cpuid_policy_after_static_end", libxc.STATIC_AFTER_END,
           _edit(hvm, k + 1, libxc.X86CpuidPolicy(build.CPUID_LEAVES), drop=0),
-          "X86_CPUID_POLICY after STATIC_DATA_END", at_record=k + 1)
+          "X86_CPUID_POLICY after STATIC_DATA_END", at=k + 1)
     k = _find(hvm, libxc.X86CpuidPolicy)
     b.bad("cpuid_policy_partial_leaf", libxc.CPUID_LENGTH,
           _edit(hvm, k, Raw(RecordType.X86_CPUID_POLICY, bytes(25))),
-          "X86_CPUID_POLICY body of 25 octets", at_record=k, plus=4)
+          "X86_CPUID_POLICY body of 25 octets", at=k, plus=4)
     k = _find(hvm, libxc.X86MsrPolicy)
     b.bad("msr_policy_partial_entry", libxc.MSR_LENGTH,
           _edit(hvm, k, Raw(RecordType.X86_MSR_POLICY, bytes(20))),
-          "X86_MSR_POLICY body of 20 octets", at_record=k, plus=4)
+          "X86_MSR_POLICY body of 20 octets", at=k, plus=4)
 
     # -- PV and HVM ordering --------------------------------------------------------------------
     i, j = _find(pv2, libxc.X86PvInfo), _find(pv2, libxc.X86PvP2mFrames)
@@ -326,13 +297,13 @@ def examples() -> list[Example]:
     recs.insert(j + 1, recs.pop(i))
     swapped = replace(pv2, records=tuple(recs))
     b.bad("pv_p2m_before_info", libxc.PV_INFO_FIRST, swapped, "X86_PV_P2M_FRAMES before X86_PV_INFO",
-          at_record=j - 1)
+          at=j - 1)
     j = _find(pv, libxc.X86PvP2mFrames)
     recs = list(pv.records)
     p2m = recs.pop(j)
     recs.insert(j + 1, p2m)
     b.bad("pv_page_data_before_p2m", libxc.PV_P2M_FIRST, replace(pv, records=tuple(recs)),
-          "PAGE_DATA before X86_PV_P2M_FRAMES", at_record=j)
+          "PAGE_DATA before X86_PV_P2M_FRAMES", at=j)
     first_vcpu = _find(pv, libxc.X86PvVcpuBasic)
     recs = list(pv.records)
     vcpus = recs[first_vcpu:first_vcpu + 4]
@@ -340,14 +311,14 @@ def examples() -> list[Example]:
     first_page = _find(pv, libxc.PageData)
     recs[first_page:first_page] = vcpus
     b.bad("pv_vcpu_before_page_data", libxc.PV_PAGES_FIRST, replace(pv, records=tuple(recs)),
-          "VCPU records before any PAGE_DATA", at_record=first_page)
-    recs = [r for r in pv.records if not isinstance(r, libxc._X86PvVcpu)]
+          "VCPU records before any PAGE_DATA", at=first_page)
+    recs = [r for r in pv.records if not isinstance(r, libxc.X86PvVcpu)]
     no_vcpu = replace(pv, records=tuple(recs))
     b.bad("pv_without_vcpus", libxc.PV_REQUIRED, no_vcpu, "x86 PV stream without VCPU records",
-          at_record=len(recs) - 1)
+          at=len(recs) - 1)
     i, j = _find(hvm, libxc.HvmParams), _find(hvm, libxc.HvmContext)
     recs = list(hvm.records)
     recs[i], recs[j] = recs[j], recs[i]
     b.bad("hvm_context_before_params", libxc.HVM_PARAMS_FIRST, replace(hvm, records=tuple(recs)),
-          "HVM_CONTEXT before HVM_PARAMS", at_record=i)
+          "HVM_CONTEXT before HVM_PARAMS", at=i)
     return b.out

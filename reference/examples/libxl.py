@@ -8,11 +8,12 @@ from dataclasses import replace
 from functools import partial
 
 from .. import build, libxc, libxl
+from ..build import edit as _edit, find as _find, patch as _patch
 from ..framing import RawRecord
 from ..layout import Endian
 from ..libxc import DomainType
 from ..libxl import EmulatorId, RecordType
-from . import Example
+from . import Example, StreamExamples
 
 FORMAT = "libxl"
 HVM, PV = DomainType.X86_HVM, DomainType.X86_PV
@@ -31,36 +32,8 @@ def _meta(stream: libxl.LibxlStream, **extra) -> dict:
     return {**meta, **extra}
 
 
-def _find(stream, cls, start: int = 0) -> int:
-    return next(i for i, r in enumerate(stream.items) if i >= start and isinstance(r, cls))
-
-
-def _edit(stream, index: int, *new, drop: int = 1):
-    items = list(stream.items)
-    items[index:index + drop] = new
-    return replace(stream, items=tuple(items))
-
-
-def _patch(data: bytes, offset: int, new: bytes) -> bytes:
-    return data[:offset] + new + data[offset + len(new):]
-
-
-class _Builder:
-    def __init__(self):
-        self.out: list[Example] = []
-
-    def valid(self, name, stream, description):
-        self.out.append(Example(FORMAT, name, libxl.encode(stream), None, description, _meta(stream)))
-
-    def bad(self, name, rule, stream, description, *, at_item=None, plus=0, offset=None, data=None):
-        if offset is None and at_item is not None:
-            offset = build.libxl_item_offsets(stream)[at_item] + plus
-        raw = libxl.encode(stream) if data is None else data
-        self.out.append(Example(FORMAT, name, raw, rule, description, _meta(stream), offset))
-
-
 def examples() -> list[Example]:
-    b = _Builder()
+    b = StreamExamples(FORMAT, libxl.encode, build.libxl_item_offsets, _meta)
     hvm = build.libxl_stream(HVM)
     pv = build.libxl_stream(PV)
     cp = build.libxl_stream(HVM, checkpoints=2)
@@ -87,7 +60,7 @@ def examples() -> list[Example]:
 
     # framing
     offs = build.libxl_item_offsets(hvm)
-    end_at = offs[-1]
+    end_at = offs[-2]
     cut = offs[_find(hvm, libxl.EmulatorContext)] + 12
     b.bad("cut_in_emulator_context", libxl.STREAM_TRUNCATED, hvm, "input ends inside EMULATOR_CONTEXT",
           data=data[:cut], offset=cut)
@@ -115,46 +88,46 @@ def examples() -> list[Example]:
     b.bad("padding_nonzero", libxl.PADDING, odd, "a padding octet after EMULATOR_CONTEXT is 0xff",
           data=_patch(libxl.encode(odd), at, b"\xff"), offset=at)
     b.bad("unknown_mandatory", libxl.UNKNOWN_MANDATORY, _edit(hvm, k, Raw(6, b"xxxx"), drop=0),
-          "record type 6, the first reserved mandatory type", at_item=k)
+          "record type 6, the first reserved mandatory type", at=k)
     last = len(hvm.items) - 1
     b.bad("end_with_body", libxl.END_LENGTH, _edit(hvm, last, Raw(RecordType.END, bytes(8))),
-          "END with an 8-octet body", at_item=last, plus=4)
+          "END with an 8-octet body", at=last, plus=4)
     first_cp = _find(cp, libxc.Checkpoint)
     in_cp = replace(cp, items=cp.items[:first_cp + 1] + (libxl.End(),))
     b.bad("end_in_checkpoint", libxl.END_IN_CHECKPOINT, in_cp,
-          "END right after libxc's CHECKPOINT, before CHECKPOINT_END", at_item=first_cp + 1)
+          "END right after libxc's CHECKPOINT, before CHECKPOINT_END", at=first_cp + 1)
 
     # LIBXC_CONTEXT
     b.bad("libxc_context_with_body", libxl.LIBXC_LENGTH, hvm, "LIBXC_CONTEXT with an 8-octet body",
           data=data[:20] + b"\x08" + data[21:24] + bytes(8) + data[24:], offset=20)
     b.bad("libxc_context_missing", libxl.LIBXC_MISSING,
-          replace(hvm, items=(libxl.End(),)), "a libxl stream with only END", at_item=0)
+          replace(hvm, items=(libxl.End(),)), "a libxl stream with only END", at=0)
     ctx = hvm.items[0]
     xc_items = hvm.items[:_find(hvm, libxc.End) + 1]
     twice = replace(hvm, items=xc_items + xc_items + hvm.items[len(xc_items):])
     b.bad("libxc_context_twice", libxl.LIBXC_REPEATED, twice, "a second LIBXC_CONTEXT and libxc stream",
-          at_item=len(xc_items))
+          at=len(xc_items))
     del ctx
 
     # emulator records
     k = _find(hvm, libxl.EmulatorContext)
     b.bad("emulator_context_short", libxl.EMU_LENGTH, _edit(hvm, k, Raw(RecordType.EMULATOR_CONTEXT, bytes(4))),
-          "EMULATOR_CONTEXT shorter than its sub header", at_item=k, plus=4)
+          "EMULATOR_CONTEXT shorter than its sub header", at=k, plus=4)
     b.bad("emulator_id_3", libxl.EMU_ID, _edit(hvm, k, libxl.EmulatorContext(3, 0, b"ctx")),
-          "emulator_id 3 is reserved", at_item=k, plus=8)
+          "emulator_id 3 is reserved", at=k, plus=8)
     j = _find(hvm, libxl.EmulatorXenstoreData)
     b.bad("xenstore_data_emulator_id_9", libxl.EMU_ID,
           _edit(hvm, j, libxl.EmulatorXenstoreData(9, 0, build.XENSTORE_PAIRS)),
-          "EMULATOR_XENSTORE_DATA for reserved emulator_id 9", at_item=j, plus=8)
+          "EMULATOR_XENSTORE_DATA for reserved emulator_id 9", at=j, plus=8)
     b.bad("emulator_unknown_not_legacy", libxl.EMU_ID_UNKNOWN, _edit(hvm, k, libxl.EmulatorContext(0, 0, b"c")),
-          "emulator_id 0 (Unknown) in a stream without the legacy bit", at_item=k, plus=8)
+          "emulator_id 0 (Unknown) in a stream without the legacy bit", at=k, plus=8)
     kp = len(pv.items) - 1
     b.bad("emulator_in_pv", libxl.EMU_GUEST_TYPE, _edit(pv, kp, libxl.EmulatorContext(2, 0, b"c"), drop=0),
-          "EMULATOR_CONTEXT in the stream of a PV guest", at_item=kp)
+          "EMULATOR_CONTEXT in the stream of a PV guest", at=kp)
 
     def xsd(name, rule, body, description, plus):
         rec = Raw(RecordType.EMULATOR_XENSTORE_DATA, (2).to_bytes(4, "little") + bytes(4) + body)
-        b.bad(name, rule, _edit(hvm, j, rec), description, at_item=j, plus=plus)
+        b.bad(name, rule, _edit(hvm, j, rec), description, at=j, plus=plus)
 
     xsd("xenstore_data_no_final_nul", libxl.XSD_NUL, b"key\0value", "the last value has no NUL", 16 + 8)
     xsd("xenstore_data_odd_strings", libxl.XSD_PAIRS, b"key\0value\0extra\0",
@@ -170,18 +143,18 @@ def examples() -> list[Example]:
     k = _find(cp, libxl.CheckpointEnd)
     b.bad("checkpoint_end_with_body", libxl.CPE_LENGTH,
           _edit(cp, k, Raw(RecordType.CHECKPOINT_END, bytes(8))),
-          "CHECKPOINT_END with an 8-octet body", at_item=k, plus=4)
+          "CHECKPOINT_END with an 8-octet body", at=k, plus=4)
     last = len(hvm.items) - 1
     b.bad("checkpoint_end_outside", libxl.CPE_OUTSIDE, _edit(hvm, last, libxl.CheckpointEnd(), drop=0),
-          "CHECKPOINT_END in a stream without checkpoints", at_item=last)
+          "CHECKPOINT_END in a stream without checkpoints", at=last)
     b.bad("checkpoint_state", libxl.CPS_DIRECTION, _edit(hvm, last, libxl.CheckpointState(1), drop=0),
-          "a COLO CHECKPOINT_STATE record in a saved stream", at_item=last)
+          "a COLO CHECKPOINT_STATE record in a saved stream", at=last)
     b.bad("checkpoint_state_short", libxl.CPS_LENGTH,
           _edit(hvm, last, Raw(RecordType.CHECKPOINT_STATE, bytes(4)), drop=0),
-          "CHECKPOINT_STATE body of 4 octets", at_item=last, plus=4)
+          "CHECKPOINT_STATE body of 4 octets", at=last, plus=4)
     b.bad("checkpoint_state_control_4", libxl.CPS_CONTROL, _edit(hvm, last, libxl.CheckpointState(4), drop=0),
-          "control_id 4 is not defined", at_item=last, plus=8)
+          "control_id 4 is not defined", at=last, plus=8)
     b.bad("checkpoint_state_padding", libxl.CPS_PADDING,
           _edit(hvm, last, libxl.CheckpointState(0, 1), drop=0),
-          "padding of CHECKPOINT_STATE set", at_item=last, plus=12)
+          "padding of CHECKPOINT_STATE set", at=last, plus=12)
     return b.out

@@ -207,7 +207,7 @@ def _xl_readers(b: _Builder) -> None:
          offset=len(xl.MAGIC), reader="xen-4.22", profile=prof.name)
     prof = P.get("xen-4.17-pv", config=None)
     b.xl("no_config", xl.CONFIG_MISSING, prof.xl(), "a savefile without the domain configuration, restored "
-         "without a config file", offset=len(xl.MAGIC) + xl.HEADER_WORDS.size, reader="xen-4.22",
+         "without a config file", offset=xl.OPTIONAL_DATA_OFFSET, reader="xen-4.22",
          profile=prof.name)
 
 

@@ -10,7 +10,7 @@ from . import Example
 
 FORMAT = "xl"
 HVM, PV = DomainType.X86_HVM, DomainType.X86_PV
-OPTDATA = len(xl.MAGIC) + xl.HEADER_WORDS.size  # offset of the optional data
+OPTDATA = xl.OPTIONAL_DATA_OFFSET
 
 
 def _ex(name, stream_or_bytes, rule, description, offset=None, **meta) -> Example:
