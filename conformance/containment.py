@@ -15,27 +15,36 @@ killed, and what escapes that is not contained.
 The testee itself gets ``PR_SET_PDEATHSIG(SIGKILL)`` so that it dies with the
 runner even when the runner is killed with no chance to clean up (``kill
 -9``); a SIGTERM or SIGINT to pytest is turned into ``KeyboardInterrupt``
-(see the plugin), which ends the running case through the same path.
+(:func:`catch_termination`, installed by the plugin for every kind of
+testee), which ends the running case through the same path.
 
-:func:`register_live` / :func:`forget_live` keep the processes running at
-any moment, so that an exit path that skips the normal ``finally`` (``atexit``
-after a signal) can still end them: :func:`end_all_live`.
+Every kind starts its processes through :func:`spawn`: a program run to its
+end on one stream (:func:`~.execute.run_process`) and a daemon that lives
+for a whole case (:mod:`.xenstored.daemon`) alike.  :meth:`CaseProcess.end`
+ends it, its group and whatever it left behind, with further signals held.
+The processes running at any moment are registered, so that an exit path
+that skips the normal ``finally`` (``atexit`` after a signal) can still end
+them: :func:`end_all_live`.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import fcntl
 import os
+import resource
 import shutil
 import signal
 import stat
+import subprocess
 import sys
 import threading
 import time
+from typing import Callable
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-PR_GET_CHILD_SUBREAPER = 37
 
 _libc = None
 _subreaper: bool | None = None
@@ -258,6 +267,106 @@ def end_all_live() -> None:
     kill_tree(pids | below)
 
 
+def live() -> set[int]:
+    with _lock:
+        return set(_live)
+
+
+# -- starting and ending a testee's process ------------------------------------
+
+
+def child_setup(memory_mb: int = 0, file_limit: int = 0, place: dict[int, int] | None = None,
+                pdeathsig: Callable[[], None] | None = None) -> Callable[[], None]:
+    """What runs in the child between fork and exec: death with the runner
+    (``pdeathsig``), no core files, ``RLIMIT_AS`` of ``memory_mb`` MiB and
+    ``RLIMIT_FSIZE`` of ``file_limit`` octets (0: none), and the descriptors
+    of ``place`` (child number -> ours) at their numbers, every other
+    descriptor above 2 closed on exec."""
+    limit = memory_mb << 20
+    place = dict(place or {})
+
+    def setup() -> None:
+        if pdeathsig is not None:
+            pdeathsig()
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if limit:
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        if file_limit:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+        if place:
+            # first out of the way (a target may be another's source), then in place
+            moved = {target: fcntl.fcntl(src, fcntl.F_DUPFD, 256) for target, src in place.items()}
+            for target, tmp in moved.items():
+                os.dup2(tmp, target)
+            for name in os.listdir("/proc/self/fd"):
+                fd = int(name)
+                if fd > 2 and fd not in place:
+                    try:
+                        fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
+                    except OSError:
+                        pass
+    return setup
+
+
+class CaseProcess:
+    """A testee's process, contained from :func:`spawn` to :meth:`end`."""
+
+    def __init__(self, proc: subprocess.Popen, baseline: set[int], subreaper: bool):
+        self.proc = proc
+        self.pid = proc.pid
+        self._baseline = baseline
+        self._subreaper = subreaper
+        self._ended = False
+
+    def end(self) -> None:
+        """Kill it with its process group, reap it, close its pipes, then end
+        and reap whatever it left behind (re-parented to this subreaper, or
+        found below it first where there is none); further SIGINT and SIGTERM
+        wait until this is done."""
+        if self._ended:
+            return
+        proc = self.proc
+        with signals_held():
+            if not self._subreaper:   # best effort: what is still below it, before it goes
+                kill_tree(descendants({proc.pid}))
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    proc.kill()
+                except ProcessLookupError:
+                    pass
+            proc.wait()
+            forget_live(proc.pid)
+            for f in (proc.stdout, proc.stderr):
+                if f is not None:
+                    try:
+                        f.close()
+                    except OSError:
+                        pass
+            if self._subreaper:
+                # not another case's process that is still running
+                end_orphans(self._baseline | live())
+            self._ended = True
+
+
+def spawn(argv: list[str], *, memory_mb: int = 0, file_limit: int = 0,
+          place: dict[int, int] | None = None, stdin=subprocess.DEVNULL, stdout=None,
+          stderr=None, cwd=None, env: dict | None = None) -> CaseProcess:
+    """Start a testee's process contained: in its own session, dying with
+    this thread (``PR_SET_PDEATHSIG``), with the limits and descriptors of
+    :func:`child_setup`, registered until :meth:`CaseProcess.end`.  Raises
+    what :class:`subprocess.Popen` raises when it cannot be started."""
+    subreaper = enable_subreaper()
+    baseline = children()
+    proc = subprocess.Popen(
+        argv, stdin=stdin, stdout=stdout, stderr=stderr, cwd=cwd, env=env,
+        preexec_fn=child_setup(memory_mb, file_limit, place, pdeathsig_setup()),
+        start_new_session=True, close_fds=not place)
+    register_live(proc.pid)
+    return CaseProcess(proc, baseline, subreaper)
+
+
 def remove_tree(path) -> None:
     """Remove a folder that a testee may have made unreadable or unwritable;
     never follows a symbolic link out of it."""
@@ -277,3 +386,57 @@ def remove_tree(path) -> None:
                 except OSError:
                     pass
     shutil.rmtree(path, ignore_errors=True)
+
+
+# -- the run itself: SIGTERM and SIGINT ---------------------------------------
+
+_terminating: list[int] = []
+_forward: list[Callable[[], bool]] = []
+_watching: list[bool] = []
+
+
+def _terminate(signum, frame):  # noqa: ARG001 - a signal handler's signature
+    """SIGTERM or SIGINT: end the run through KeyboardInterrupt (the clean-up
+    of a running case holds further signals until it is done).  A process
+    whose children are pytest-xdist workers (``forward()`` says so) first has
+    them end their running cases the same way and waits for them (up to
+    10 s; not on a second signal), so that nothing they started outlives
+    the run."""
+    first = not _terminating
+    _terminating.append(signum)
+    if first and _forward and _forward[0]():
+        workers = children()
+        _signal_all(workers, signal.SIGTERM)
+        wait_childless(workers, 10.0)
+    raise KeyboardInterrupt(f"{signal.Signals(signum).name}: ending the running case")
+
+
+def catch_termination(*, worker: bool, forward: Callable[[], bool] = lambda: False) -> dict:
+    """Install :func:`_terminate` for SIGTERM (and SIGINT, in place of
+    Python's own handler) in the main thread; returns the handlers to give
+    back to :func:`restore_signals`.  An xdist worker also gets SIGTERM when
+    its controller dies, whatever killed it (:func:`die_with_parent`); an
+    exit that skips the running case's clean-up still ends what it started
+    (:func:`end_all_live`, at exit)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    _terminating.clear()
+    _forward[:] = [forward]
+    atexit.register(end_all_live)
+    if worker and not _watching:
+        die_with_parent(signal.SIGTERM)
+        _watching.append(True)
+    previous = {}
+    for signum, default in ((signal.SIGTERM, signal.SIG_DFL),
+                            (signal.SIGINT, signal.default_int_handler)):
+        current = signal.getsignal(signum)
+        if current in (default, signal.SIG_DFL, None):
+            signal.signal(signum, _terminate)
+            previous[signum] = current
+    return previous
+
+
+def restore_signals(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+    _forward.clear()

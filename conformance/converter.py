@@ -40,18 +40,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from importlib import import_module as import_optional
-
 from .cases import Case, citation
 from . import containment
 from .delivery import FD, SOCKET, STREAM_FD, Feed
 from .execute import ACCEPT, CRASH, FILE, FLOOD, HARNESS, MODES, PIPE, REJECT, STDIN, TIMEOUT, \
-    Builtin, Limits, Observed, absolute_path, absolute_words, deliver_command, run_process, \
+    Builtin, Implementation, Limits, Observed, absolute_path, absolute_words, deliver_command, run_process, \
     stream_marks
 from .judge import BAD_OUTPUT, DIFFERS, FAIL, Judgement, failure_message, judge
 from .runner import HANG_STREAK, CaseRun, Runner
-
-REFERENCE_MODULE = "xenstream.reference.legacy_convert"
 
 
 @dataclass(frozen=True)
@@ -98,20 +94,9 @@ def options_from_meta(meta: dict) -> ConvertOptions | None:
                           bool(_first(meta, "xl", "has_xl_header", default=False)), bool(skip_qemu))
 
 
-def reference_available() -> bool:
-    return import_optional(REFERENCE_MODULE) is not None
-
-
-def reference_missing_reason() -> str:
-    return (f"the reference converter ({REFERENCE_MODULE}, `xenstream convert-legacy`) does not "
-            "exist yet: converter cases need it to compare outputs")
-
-
 def run_reference(in_path: Path, out_path: Path, opts: ConvertOptions) -> Observed:
     """The reference converter in-process, through its own command-line parser."""
-    module = import_optional(REFERENCE_MODULE)
-    if module is None:
-        raise RuntimeError(reference_missing_reason())
+    from xenstream.reference import legacy_convert as module
     from xenstream.reference.errors import StreamError, UsageError
 
     parser = argparse.ArgumentParser(prog="xenstream convert-legacy")
@@ -139,7 +124,7 @@ def run_reference(in_path: Path, out_path: Path, opts: ConvertOptions) -> Observ
     return Observed(CRASH, f"exit {rc}", rc, err.getvalue())
 
 
-class ConverterProgram:
+class ConverterProgram(Implementation):
     """An external converter: a path following convert-legacy-stream's options
     (``-i FILE|FD``: every delivery mode), or a template with ``{in}``,
     ``{out}`` and ``{options}`` placeholders (file, stdin and pipe modes;
@@ -246,14 +231,15 @@ def _first_difference(a: bytes, b: bytes) -> int:
 
 def same_stream(fmt: str, a: bytes, b: bytes) -> bool:
     """Equal octets, or both decode to equal values."""
+    from xenstream.reference.errors import StreamError
+    from xenstream.reference.formats import get_codec
+
     if a == b:
         return True
+    codec = get_codec(fmt)
     try:
-        from xenstream.reference.formats import get_codec
-
-        codec = get_codec(fmt)
         return codec.decode(a) == codec.decode(b)
-    except Exception:
+    except StreamError:
         return False
 
 
@@ -280,8 +266,7 @@ class ConverterRunner(Runner):
                     f"after {short:g} s, shortened: every run of the {HANG_STREAK} cases before "
                     "timed out"))
             if seen.verdict == ACCEPT:
-                limits = getattr(self.impl, "limits", Limits())
-                out, why = read_output(out_path, output_limit(len(data), limits.file_limit))
+                out, why = read_output(out_path, output_limit(len(data), self.impl.limits.file_limit))
                 if out is None and why.startswith("an output of"):
                     seen = dataclasses.replace(seen, verdict=FLOOD, detail=why)
                 elif out is None:
@@ -392,4 +377,4 @@ class ConverterRunner(Runner):
 
 
 __all__ = ["ConvertOptions", "ConverterProgram", "ConverterRunner", "options_from_meta",
-           "reference_available", "reference_missing_reason", "run_reference", "STDIN"]
+           "run_reference"]

@@ -48,8 +48,6 @@ from pathlib import Path
 
 FILE, STDIN, PIPE, FD, SOCKET = "file", "stdin", "pipe", "fd", "socket"
 MODES: tuple[str, ...] = (FILE, STDIN, PIPE, FD, SOCKET)
-#: Modes that write the stream in pieces, waiting for the reader between them.
-PIECEWISE = frozenset({PIPE, SOCKET})
 
 #: The descriptor number the stream is inherited on in ``fd`` and ``socket`` modes.
 STREAM_FD = 5
@@ -67,8 +65,6 @@ PIECE_MAX = 48 * 1024
 MARK_CUTS = 24
 #: After the reader drained a piece: time it is given to ask for more.
 PIECE_PAUSE = 0.001
-#: Kept for callers of the first version of this module (same meaning).
-PIPE_PAUSE = PIECE_PAUSE
 
 _DESCRIPTIONS = {
     FILE: "its path on the command line",

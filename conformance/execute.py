@@ -40,10 +40,8 @@ runner (the stream's folder), which is the program's current directory.
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import re
-import resource
 import selectors
 import shlex
 import signal
@@ -55,11 +53,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from . import containment
-from .delivery import (FD, FD_OFFSET, FILE, MODES, PIPE, PIPE_PAUSE, PIPE_PIECES, SOCKET,  # noqa: F401
-                       STDIN, STREAM_FD, Feed, Feeder, describe, feed_blocking, pipe_pieces)
+from .delivery import (FD, FD_OFFSET, FILE, MODES, PIPE, SOCKET, STDIN, STREAM_FD, Feed, Feeder,
+                       feed_blocking, pipe_pieces)
 
 ACCEPT, REJECT = "accept", "reject"
 CRASH, SIGNAL, TIMEOUT, MEMORY, FLOOD, NOEXEC, HARNESS = (
@@ -218,48 +215,6 @@ class _ErrorLog:
         return trim(bytes(self.head) + self.tail, 3 * STDERR_KEEP)
 
 
-def _child_setup(memory_mb: int, file_limit: int = 0, place: dict[int, int] | None = None,
-                 pdeathsig: Callable[[], None] | None = None) -> Callable[[], None]:
-    """What runs in the child between fork and exec: the limits, no core
-    files, death with the runner (``pdeathsig``), and the descriptors of
-    ``place`` (child number -> ours) at their numbers, every other descriptor
-    above 2 closed on exec."""
-    limit = memory_mb << 20
-    place = dict(place or {})
-
-    def setup() -> None:
-        if pdeathsig is not None:
-            pdeathsig()
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if limit:
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        if file_limit:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
-        if place:
-            # first out of the way (a target may be another's source), then in place
-            moved = {target: fcntl.fcntl(src, fcntl.F_DUPFD, 256) for target, src in place.items()}
-            for target, tmp in moved.items():
-                os.dup2(tmp, target)
-            for name in os.listdir("/proc/self/fd"):
-                fd = int(name)
-                if fd > 2 and fd not in place:
-                    try:
-                        fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
-                    except OSError:
-                        pass
-    return setup
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            proc.kill()
-        except ProcessLookupError:
-            pass
-
-
 class ChildIO:
     """The I/O of one running child, until it ends or is killed.
 
@@ -400,25 +355,18 @@ def _why_not_executable(exc: OSError, program: str, cwd) -> str:
     return f"{exc.strerror or exc}: {program}"
 
 
-def run_process(argv: list[str], limits: Limits, *, stdin_path: str | os.PathLike | None = None,
-                pipe_data: bytes | None = None, mode: str = FILE, env: dict | None = None,
+def run_process(argv: list[str], limits: Limits, *, mode: str = FILE, env: dict | None = None,
                 cwd: str | os.PathLike | None = None, feed: Feed | None = None,
                 capture: bool = True, attempt: int = 1) -> Observed:
     """Run ``argv`` under ``limits`` and say what it came to.
 
-    The stream arrives as ``feed`` says (:class:`~.delivery.Feed`); the first
-    version's ``stdin_path`` (stdin from a file) and ``pipe_data`` (a pipe
-    written in pieces) still work.  Without either, stdin is /dev/null.
-    ``cwd`` is the program's working directory.  With ``capture`` false its
-    stdout and stderr are ours (replaying a case) and are not judged.
+    The stream arrives as ``feed`` says (:class:`~.delivery.Feed`); without
+    one, stdin is /dev/null.  ``cwd`` is the program's working directory.
+    With ``capture`` false its stdout and stderr are ours (replaying a case)
+    and are not judged.
 
     Whatever the program starts ends with the run (:mod:`.containment`).
     """
-    if feed is None:
-        if stdin_path is not None:
-            feed = Feed(STDIN, path=Path(stdin_path))
-        elif pipe_data is not None:
-            feed = Feed(PIPE, data=pipe_data)
     start = time.monotonic()
 
     def harness(detail: str) -> Observed:
@@ -458,48 +406,31 @@ def run_process(argv: list[str], limits: Limits, *, stdin_path: str | os.PathLik
         what = feed.path if feed.mode == STDIN else "its stream"
         return harness(f"cannot prepare {what} for the {feed.mode} delivery: {exc.strerror or exc}")
 
-    subreaper = containment.enable_subreaper()
-    baseline = containment.children()
     pipe = subprocess.PIPE if capture else None
     try:
-        proc = subprocess.Popen(
-            argv, stdin=stdin, stdout=pipe, stderr=pipe, cwd=cwd, env=env,
-            preexec_fn=_child_setup(limits.memory_mb, limits.file_limit, place,
-                                    containment.pdeathsig_setup()),
-            start_new_session=True, close_fds=not place)
+        child = containment.spawn(argv, memory_mb=limits.memory_mb, file_limit=limits.file_limit,
+                                  place=place, stdin=stdin, stdout=pipe, stderr=pipe, cwd=cwd,
+                                  env=env)
     except (OSError, subprocess.SubprocessError) as exc:
         _close_all(ours, feeder_fd)
         verdict, detail = _spawn_problem(exc, argv, cwd)
         return Observed(verdict, detail, None, "", time.monotonic() - start, mode, tuple(argv), attempt)
-    containment.register_live(proc.pid)
+    proc = child.proc
     _close_all(ours, None)
-    feeder = None
     io = None
     killed: tuple[str, str] | None = None
     try:
+        feeder = None
         if feeder_fd is not None:
             feeder = Feeder(feeder_fd, feed.pieces(), feed.mode)
             feeder_fd = None
         io = ChildIO(proc, limits, start, feeder)
         killed = io.run()
     finally:
-        with containment.signals_held():
-            if feeder_fd is not None:
-                os.close(feeder_fd)
-            if not subreaper:   # best effort: what is still below it, before it goes
-                containment.kill_tree(containment.descendants({proc.pid}))
-            # its group: the program when it must be killed, what it left in the group anyway
-            _kill_group(proc)
-            proc.wait()
-            containment.forget_live(proc.pid)
-            for f in (proc.stdout, proc.stderr):
-                if f is not None:
-                    try:
-                        f.close()
-                    except OSError:
-                        pass
-            if subreaper:
-                containment.end_orphans(baseline)
+        if feeder_fd is not None:
+            os.close(feeder_fd)
+        # its group: the program when it must be killed, what it left anywhere anyway
+        child.end()
     duration = time.monotonic() - start
     stderr = io.err.text() if capture else ""
     if killed is not None:
@@ -507,12 +438,8 @@ def run_process(argv: list[str], limits: Limits, *, stdin_path: str | os.PathLik
     elif capture:
         verdict, detail = classify(proc.returncode, io.err.scanned())
     else:
-        verdict, detail = _exit_verdict(proc.returncode)
+        verdict, detail = classify(proc.returncode, b"")
     return Observed(verdict, detail, proc.returncode, stderr, duration, mode, tuple(argv), attempt)
-
-
-def _exit_verdict(returncode: int) -> tuple[str, str]:
-    return classify(returncode, b"")
 
 
 def _close_all(items, fd) -> None:
@@ -540,6 +467,8 @@ class Implementation:
     needs_file: bool = True
     #: Delivery modes this implementation can be given streams in.
     modes: tuple[str, ...] = MODES
+    #: The limits of each run (None: it runs in this process, unlimited).
+    limits: Limits | None = None
 
     def verify(self, fmt: str, data: bytes, path: Path | None, mode: str,
                options: dict | None = None) -> Observed:
@@ -552,6 +481,13 @@ class Implementation:
 
     def describe(self) -> str:
         return self.name
+
+    def unavailable(self) -> str | None:
+        """Why it cannot run on this machine at all (one line), or None."""
+        return None
+
+    def close(self) -> None:
+        """Release what it holds for the whole run."""
 
 
 class Program(Implementation):
@@ -800,71 +736,3 @@ def executable_problem(path: str) -> str | None:
     return None
 
 
-def modes_for(impl: Implementation, wanted: Iterable[str]) -> tuple[str, ...]:
-    return tuple(m for m in wanted if m in impl.modes)
-
-
-# --------------------------------------------------------------------------
-# processes that live for a whole case (a daemon under test)
-#
-# run_process() above runs a program to its end.  A daemon (xenstored) is
-# started, talked to, and ended by the case: start_case_process() starts it
-# in its own session (so that killing its process group ends whatever it
-# started), with the runner's limits, fds placed at the numbers it must
-# find them at, and PR_SET_PDEATHSIG so that it dies with the process that
-# started it even when that one is killed with no chance to clean up;
-# end_case_process() ends the whole group and reaps it.
-
-PR_SET_PDEATHSIG = 1
-
-
-def _pdeathsig() -> Callable[[], None]:
-    """prctl(PR_SET_PDEATHSIG, SIGKILL) for the child (Linux), or a no-op."""
-    try:
-        import ctypes
-
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return lambda: None
-    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def start_case_process(argv: list[str], limits: Limits, *, env: dict | None = None,
-                       place: dict[int, int] | None = None, output=None) -> subprocess.Popen:
-    """Start ``argv`` for the length of a case.  ``place`` maps an fd number the
-    child must have to an fd of ours; every other fd of ours is closed in the
-    child.  stdin is /dev/null; stdout and stderr go to ``output`` (a file)."""
-    place = dict(place or {})
-    setup = _child_setup(limits.memory_mb)
-    deathsig = _pdeathsig()
-    parent = os.getpid()
-
-    def child() -> None:
-        deathsig()
-        if os.getppid() != parent:  # the parent is already gone
-            os._exit(127)
-        setup()
-        # first out of the way (a target may be a source's number), then in place
-        moved = {target: fcntl.fcntl(src, fcntl.F_DUPFD, 256) for target, src in place.items()}
-        for target, tmp in moved.items():
-            os.dup2(tmp, target)
-        keep = set(place)
-        for name in os.listdir("/proc/self/fd"):
-            fd = int(name)
-            if fd > 2 and fd not in keep:
-                try:
-                    fcntl.fcntl(fd, fcntl.F_SETFD, fcntl.FD_CLOEXEC)
-                except OSError:
-                    pass
-
-    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=output, stderr=output,
-                            preexec_fn=child, start_new_session=True, close_fds=False, env=env)
-
-
-def end_case_process(proc: subprocess.Popen) -> None:
-    """Kill the process and everything in its process group, and reap it."""
-    _kill_group(proc)
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL does not wait
-        pass

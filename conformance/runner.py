@@ -137,6 +137,7 @@ class Runner:
         return (st.st_dev, st.st_ino) == self._identity
 
     def close(self) -> None:
+        self.impl.close()
         if self._own_workdir and self._workdir_intact():
             containment.remove_tree(self.workdir)
 
@@ -181,8 +182,8 @@ class Runner:
 
     @contextlib.contextmanager
     def _limits_for_this_run(self):
-        limits = getattr(self.impl, "limits", None)
-        if not self.hanging or limits is None or not hasattr(limits, "timeout"):
+        limits = self.impl.limits
+        if not self.hanging or limits is None:
             yield None
             return
         short = self._short_timeout(limits.timeout)
@@ -228,13 +229,13 @@ class Runner:
         return seen
 
     def observe(self, fmt: str, data: bytes, modes: Sequence[str],
-                options: dict | None = None, attempt: int = 1) -> tuple[list[Observed], None]:
+                options: dict | None = None, attempt: int = 1) -> list[Observed]:
         out: list[Observed] = []
         for mode in modes:
             out.append(self.observe_one(fmt, data, mode, options, attempt))
             if self.hanging and out[-1].verdict == TIMEOUT:
                 break   # it hangs on everything: one timeout says enough
-        return out, None
+        return out
 
     def check_again(self, observations: list[Observed], judgement: Judgement, again_fn
                     ) -> tuple[list[Observed], Judgement]:
@@ -260,8 +261,7 @@ class Runner:
         """Run ``case`` once in the implementation's first delivery mode, unjudged
         (the preflight, :mod:`.preflight`); also the words of its command line
         that name files (the stream's private path differs from run to run)."""
-        observations, _ = self.observe(case.format, case.data, self.impl.modes[:1],
-                                       case.options)
+        observations = self.observe(case.format, case.data, self.impl.modes[:1], case.options)
         seen = observations[0]
         return seen, [w for w in seen.argv if os.sep in w]
 
@@ -286,11 +286,11 @@ class Runner:
         """Run and judge one stream; a failure is saved and explained unless
         ``save`` is false (Hypothesis saves only the shrunk stream: :meth:`explain`)."""
         modes = tuple(modes) if modes else self.modes_for(case_id)
-        observations, _ = self.observe(fmt, data, modes, options)
-        verdict = judge(expected, self.role, observations)
+        observations = self.observe(fmt, data, modes, options)
+        verdict = self.verdict_of(expected, observations)
         observations, verdict = self.check_again(
             observations, verdict,
-            lambda: self.observe(fmt, data, [o.mode for o in observations], options, attempt=2)[0])
+            lambda: self.observe(fmt, data, [o.mode for o in observations], options, attempt=2))
         self._note_hangs(observations)
         run = CaseRun(case_id, verdict, observations, sum(o.duration for o in observations))
         run.known = self.known.match(case_id)
@@ -300,6 +300,10 @@ class Runner:
             self.explain(run, fmt, data, expected=expected, rule=rule, description=description,
                          options=options)
         return run
+
+    def verdict_of(self, expected: str, observations: Sequence[Observed]) -> Judgement:
+        """What the runs of a case that asks ``expected`` come to."""
+        return judge(expected, self.role, observations)
 
     def explain(self, run: CaseRun, fmt: str, data: bytes, *, expected: str, rule: str | None,
                 description: str = "", options: dict | None = None) -> None:

@@ -38,7 +38,7 @@ def test_corpus_source(tmp_path):
 def test_corpus_problems_are_notes_not_errors(tmp_path):
     notes = []
     assert cm.from_corpus(notes, tmp_path) == []
-    assert "does not exist" in notes[0]
+    assert "cannot read" in notes[0] and "manifest.json" in notes[0]
     toy.write_corpus(tmp_path)
     (tmp_path / "plain.bin").write_bytes(b"changed")
     notes = []

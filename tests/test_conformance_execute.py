@@ -8,6 +8,7 @@ import pytest
 
 import conformance_toy as toy  # tests/ is on pytest's pythonpath (pyproject.toml)
 from xenstream.conformance import execute as ex
+from xenstream.conformance.delivery import Feed
 from xenstream.conformance.execute import Builtin, Limits, Observed, Program, classify, run_process
 from xenstream.conformance.judge import judge, required_verdict
 from xenstream.conformance.known_failures import KnownFailures
@@ -97,7 +98,7 @@ def test_stderr_is_trimmed_but_keeps_head_and_tail():
 
 def test_pipe_delivers_everything_in_pieces():
     data = bytes(range(256)) * 300
-    o = run_process(["sh", "-c", "wc -c >&2"], FAST, pipe_data=data, mode="pipe")
+    o = run_process(["sh", "-c", "wc -c >&2"], FAST, feed=Feed("pipe", data=data), mode="pipe")
     assert o.stderr.strip() == str(len(data))
     assert b"".join(ex.pipe_pieces(data)) == data
     assert len(ex.pipe_pieces(data)) > 5
@@ -105,7 +106,7 @@ def test_pipe_delivers_everything_in_pieces():
 
 
 def test_reader_that_stops_early_on_a_pipe():
-    o = run_process(["head", "-c", "1"], FAST, pipe_data=b"x" * 1_000_000, mode="pipe")
+    o = run_process(["head", "-c", "1"], FAST, feed=Feed("pipe", data=b"x" * 1_000_000), mode="pipe")
     assert o.verdict == "accept"
 
 

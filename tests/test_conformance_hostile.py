@@ -18,7 +18,7 @@ import conformance_toy as toy  # tests/ is on pytest's pythonpath (pyproject.tom
 from xenstream.conformance import containment
 from xenstream.conformance import execute as ex
 from xenstream.conformance.cases import Case
-from xenstream.conformance.delivery import FD_OFFSET, MODES, pipe_pieces
+from xenstream.conformance.delivery import FD_OFFSET, MODES, Feed, pipe_pieces
 from xenstream.conformance.execute import Limits, Program, run_process, stream_marks
 from xenstream.conformance.runner import Runner
 
@@ -241,7 +241,7 @@ def test_bad_interpreters(tmp_path, clean):
 
 
 def test_a_vanished_stream_is_a_harness_error_not_the_program(tmp_path):
-    o = run_process(["cat"], FAST, stdin_path=tmp_path / "gone.bin", mode="stdin")
+    o = run_process(["cat"], FAST, feed=Feed("stdin", path=tmp_path / "gone.bin"), mode="stdin")
     assert o.verdict == "harness-error" and "gone.bin" in o.detail
     o = run_process(["true"], FAST, cwd=tmp_path / "gone")
     assert o.verdict == "harness-error" and "working directory" in o.detail

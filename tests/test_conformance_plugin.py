@@ -22,12 +22,33 @@ SUITE = pathlib.Path(__file__).resolve().parent.parent / "conformance" / "test_c
 @pytest.fixture
 def suite(pytester, monkeypatch):
     toy.register(monkeypatch)
-    pytester.makeconftest("from xenstream.conformance.conftest import *  # noqa\n"
-                          "from xenstream.conformance.plugin import pytest_collection_modifyitems  # noqa\n")
+    # what a checkout's root conftest.py (or an install's entry point) does
+    pytester.makeconftest('pytest_plugins = ["xenstream.conformance.plugin"]\n')
     pytester.makepyfile(test_conformance=SUITE.read_text())
     toy.write_corpus(pytester.path / "corpus")
     pytester.fake = toy.write_fake_verifier(pytester.path)
     return pytester
+
+
+def test_the_plugin_stays_out_of_runs_that_are_not_the_suites(pytester):
+    """Installed, the plugin is in every pytest run; it runs the suite only when
+    the command line names it or gives one of its options."""
+    pytester.makeconftest('pytest_plugins = ["xenstream.conformance.plugin"]\n')
+    pytester.makepyfile(test_other="def test_other():\n    pass\n")
+    r = pytester.runpytest("-p", "no:cacheprovider")
+    assert r.ret == 0 and "xenstream conformance" not in r.stdout.str()
+    assert not (pytester.path / "failures").exists()
+    # the suite's module, collected in a run that is not the suite's: one skip each, saying why
+    pytester.makepyfile(test_conformance=SUITE.read_text())
+    r = pytester.runpytest("-p", "no:cacheprovider", "-rs", "test_conformance.py")
+    outcomes(r, skipped=3)
+    assert "runs when the command line names it" in r.stdout.str()
+    # a folder that holds the suite (its module and the plugin) names it
+    folder = pytester.mkpydir("suite")
+    (folder / "test_conformance.py").write_text(SUITE.read_text())
+    (folder / "plugin.py").write_text("")
+    r = pytester.runpytest("-p", "no:cacheprovider", "suite", "--collect-only", "-q")
+    assert "suite/test_conformance.py::test_case[libxc/valid/" in r.stdout.str()
 
 
 def outcomes(result, **want):
@@ -156,6 +177,30 @@ def test_known_failures_file_records_the_run_and_must_describe_it(suite):
     suite.runpytest(*args, "--update-known-failures")
     assert "toy.gone" not in (suite.path / "kf.txt").read_text()
     assert suite.runpytest(*args).ret == 0
+
+
+def test_new_failures_only_fails_on_what_the_file_does_not_cover(suite):
+    """The nightly run: more examples, another seed; the known-failures file only
+    tells known failures from new ones, and need not describe the run."""
+    from xenstream.conformance.cases import make_id
+
+    args = [*BASE, f"--impl={suite.fake}", "--delivery=file", "--known-failures=kf.txt"]
+    suite.runpytest(*args, "--update-known-failures")
+    listed = (suite.path / "kf.txt").read_text()
+    with open(suite.path / "kf.txt", "a") as f:
+        f.write(f"{make_id('toy', None, 'plain', toy.VALID)}  passes now\n"
+                "toy/toy.gone/was-here-00000000  not in this run\n")
+    assert suite.runpytest(*args).ret == 1
+    r = suite.runpytest(*args, "--new-failures-only")
+    assert r.ret == 0, r.stdout.str()
+    outcomes(r, passed=len(toy.CASES) - 2, xfailed=2)
+    # a failure the file does not list is new: it fails
+    (suite.path / "kf.txt").write_text("\n".join(l for l in listed.splitlines() if "odd" not in l))
+    r = suite.runpytest(*args, "--new-failures-only")
+    assert r.ret == 1
+    outcomes(r, passed=len(toy.CASES) - 2, xfailed=1, failed=1)
+    r = suite.runpytest(*args, "--new-failures-only", "--update-known-failures")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
 
 
 def test_strategy_runs_are_seeded_and_repeatable(suite):

@@ -265,31 +265,19 @@ REAL_PROFILES = [P.profile_name(r, g, m) for r in ((4, 6), (4, 8), (4, 13), (4, 
 
 
 @pytest.fixture(scope="module")
-def libxenguest(tmp_path_factory):
-    """Xen's own restore code under the fakexen shim (conformance/libxenguest/): the shim and the
-    restore driver built against Debian's libxenguest 4.17 from the package cache."""
-    import os
-    from pathlib import Path
+def libxenguest():
+    """Xen's own restore code under the libxenguest testee's fake hypervisor
+    (conformance/libxenguest/): its shim and restore driver, built against
+    Debian's libxenguest 4.17 from the package cache."""
+    from xen_packages import need_cc, release_dir
+    from xenstream.conformance.libxenguest.build import build
+    from xenstream.conformance.native import Unavailable
 
-    root = Path(__file__).resolve().parent.parent
-    cache = Path(os.environ.get("XEN_TOOLS_DIR") or root / ".cache" / "xen-tools") / REAL_LIBXENGUEST / "root"
-    lib = cache / "usr" / "lib" / "x86_64-linux-gnu"
-    src = root / "conformance" / "libxenguest"
-    if shutil.which("cc") is None:
-        pytest.skip("no C compiler (cc) to build the fakexen shim and the restore driver")
-    if not (lib / "libxenguest.so").exists() or not (cache / "usr" / "include" / "xenguest.h").exists():
-        pytest.skip(f"Debian's libxenguest {REAL_LIBXENGUEST} and headers are not in {cache} "
-                    "(python3 scripts/fetch-xen-tools)")
-    if not (src / "fakexen.c").exists():
-        pytest.skip("the libxenguest testee's sources (conformance/libxenguest/fakexen.c) are not on this branch")
-    out = tmp_path_factory.mktemp("libxenguest")
-    inc = f"-I{cache / 'usr' / 'include'}"
-    subprocess.run(["cc", "-O1", "-fPIC", "-shared", inc, "-o", str(out / "fakexen.so"),
-                    str(src / "fakexen.c"), "-ldl"], check=True, capture_output=True)
-    subprocess.run(["cc", "-O1", inc, "-o", str(out / "restore"), str(src / "restore.c"), f"-L{lib}",
-                    f"-Wl,-rpath,{lib}", "-Wl,--disable-new-dtags", "-lxenguest", "-lxenctrl",
-                    "-lxentoollog", "-ldl"], check=True, capture_output=True)
-    return out
+    need_cc()
+    try:
+        return build(release_dir(REAL_LIBXENGUEST))
+    except Unavailable as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.mark.parametrize("name", REAL_PROFILES)
@@ -301,9 +289,9 @@ def test_libxc_profiles_restore_under_the_real_libxenguest(libxenguest, name, tm
     profile = P.get(name)
     stream = tmp_path / "stream"
     stream.write_bytes(profile.encode("libxc"))
-    env = dict(os.environ, LD_PRELOAD=str(libxenguest / "fakexen.so"),
+    env = dict(os.environ, LD_PRELOAD=str(libxenguest.shim),
                XENSTREAM_FAKEXEN_GUEST="hvm" if profile.guest == "hvm" else "pv")
-    args = [str(libxenguest / "restore")] + (["--remus"] if profile.checkpointed else []) + [str(stream)]
+    args = [str(libxenguest.driver)] + (["--remus"] if profile.checkpointed else []) + [str(stream)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "Restore successful" in done.stderr, done.stderr[-2000:]
 
@@ -325,8 +313,8 @@ def test_reader_profile_xen_4_17_agrees_with_the_real_libxenguest(libxenguest, e
     ours = run("libxc", example.data, reader=reader).accepted
     stream = tmp_path / "stream"
     stream.write_bytes(example.data)
-    env = dict(os.environ, LD_PRELOAD=str(libxenguest / "fakexen.so"), XENSTREAM_FAKEXEN_GUEST=example.meta["guest"])
-    args = [str(libxenguest / "restore")] + (["--remus"] if remus else []) + [str(stream)]
+    env = dict(os.environ, LD_PRELOAD=str(libxenguest.shim), XENSTREAM_FAKEXEN_GUEST=example.meta["guest"])
+    args = [str(libxenguest.driver)] + (["--remus"] if remus else []) + [str(stream)]
     done = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
     assert (done.returncode == 0) is ours, done.stderr[-1500:]
 

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from xenstream.conformance.execute import ACCEPT, Limits
-from xenstream.conformance.xenstored import daemon, fakexen, state, wire
+from xenstream.conformance.native import Unavailable
+from xenstream.conformance.xenstored import daemon, state, wire
 from xenstream.reference import xenstore as xs
 from xenstream.reference.xenstore_build import c_restorable_state
 from xenstream.reference.xenstore_records import encode
@@ -286,8 +287,8 @@ def test_stream_fds_reads_malformed_streams_leniently():
 @pytest.fixture(scope="session")
 def shim() -> Path:
     try:
-        return fakexen.build()
-    except fakexen.Unavailable as exc:
+        return daemon.build_shim()
+    except Unavailable as exc:
         pytest.skip(f"fake hypervisor not built: {exc}")
 
 
@@ -327,15 +328,15 @@ def test_fake_hypervisor_decisions(shim, monkeypatch):
 
 
 def test_fake_hypervisor_is_rebuilt_only_when_its_source_changes(shim, tmp_path):
-    a = fakexen.build(tmp_path)
-    assert fakexen.build(tmp_path) == a and a.name.startswith("fakexen-")
-    assert [p.name for p in tmp_path.iterdir()] == [a.name]  # no temporary file left
+    a = daemon.build_shim(tmp_path)
+    assert daemon.build_shim(tmp_path) == a and a.parent.name.startswith("xenstored-shim-")
+    assert [p.name for p in tmp_path.iterdir()] == [a.parent.name]  # no temporary folder left
 
 
 def test_fake_hypervisor_without_cc_says_why(monkeypatch):
     monkeypatch.setenv("CC", "no-such-compiler-xyz")
-    with pytest.raises(fakexen.Unavailable, match="no C compiler: 'no-such-compiler-xyz'"):
-        fakexen.build()
+    with pytest.raises(Unavailable, match="no C compiler: 'no-such-compiler-xyz'"):
+        daemon.build_shim()
 
 
 # -- the real daemons (quick) -----------------------------------------------------------------
@@ -418,7 +419,7 @@ def test_nothing_survives_a_sigterm_to_pytest(shim, tmp_path, workers):
     base.mkdir()
     tag = f"sigterm-{os.getpid()}-{time.monotonic_ns()}"
     env = dict(os.environ, XENSTREAM_RUN_BASE=str(base), XENSTREAM_RUN_TAG=tag,
-               XENSTREAM_CACHE=str(shim.parent), PYTHONPATH=str(ROOT))
+               XENSTREAM_CACHE=str(shim.parent.parent), PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "conformance", "-q", "-p", "no:cacheprovider", *workers,
          "--impl-kind", "xenstored", f"--impl={fake}", "--impl-timeout", "120",
@@ -446,3 +447,19 @@ def test_nothing_survives_a_sigterm_to_pytest(shim, tmp_path, workers):
     assert _tagged(tag) == []
     assert list(base.iterdir()) == []
     assert stopped < 30, f"pytest took {stopped:.1f} s to stop (the case timeout is 120 s)"
+
+
+def test_a_daemon_is_contained_like_every_testee(shim, tmp_path):
+    """The daemon starts through the runner's one containment (containment.spawn):
+    what it leaves behind in another session ends with its case, as for a program."""
+    token = str(time.monotonic_ns() % 10_000_000 + 7_000_000)
+    fake = tmp_path / "escaping-xenstored"
+    fake.write_text(f"#!/bin/sh\nsetsid sleep {token} &\nsleep {token} &\nexec sleep {token}\n")
+    fake.chmod(0o755)
+    with daemon.Daemon([str(fake)], shim, Limits(timeout=0.5, memory_mb=0),
+                       base=tmp_path / "runs") as d:
+        obs = d.restore(encode(c_restorable_state()))
+        assert obs.verdict == "timeout"
+    left = [p for p in os.listdir("/proc") if p.isdigit() and token.encode() in _cmdline(int(p))]
+    assert left == []
+    assert list((tmp_path / "runs").iterdir()) == []

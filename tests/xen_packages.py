@@ -48,9 +48,6 @@ def need_cc() -> str:
 
 
 def read_env(rel: Path) -> dict[str, str]:
-    out = {}
-    for line in (rel / "env").read_text().splitlines():
-        if "=" in line and not line.lstrip().startswith("#"):
-            k, v = line.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
+    from xenstream.conformance.native import read_env as read
+
+    return read(rel / "env")

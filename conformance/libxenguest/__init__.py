@@ -1,6 +1,6 @@
 """Xen's own restore code, libxenguest's ``xc_domain_restore``, as a testee.
 
-``fakexen.c`` (a fake hypervisor below libxenctrl, loaded with LD_PRELOAD),
+``fake_hypercalls.c`` (a fake hypervisor below libxenctrl, loaded with LD_PRELOAD),
 ``restore.c`` (a small driver), :mod:`.build` (compiling both for a Debian
 release with ``cc``), :mod:`.state` (the restored domain against the stream)
 and :mod:`.testee` (verdicts, the runner the pytest plugin uses).

@@ -1,6 +1,8 @@
-"""``python -m xenstream.conformance.libxenguest [--release DIR] [-v] [--guest hvm|pv] FILE``
+"""``python -m xenstream.conformance.libxenguest [--release DIR] [--delivery MODE] [-v] [--guest hvm|pv] FILE``
 
 Restores FILE with libxenguest's xc_domain_restore under the fake hypervisor,
+given to the driver as the conformance runner gave it (``--delivery``: file,
+stdin, pipe, fd or socket; see :mod:`..delivery`),
 shows the library's own messages (``-v``: at debug level, with the fake
 hypervisor's trace of every hypercall), then the verdict and, after a
 successful restore, the differences between the restored domain and the
@@ -11,14 +13,12 @@ state, 4 the library died (signal, assertion) or hung, 2 usage or build error.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from ..delivery import FILE, MODES
 from ..execute import Limits, run_process
-from . import build as buildmod
-from .testee import ACCEPT, WRONG_STATE, Libxenguest, describe_failure, guest_of
+from .testee import ACCEPT, WRONG_STATE, Libxenguest, describe_failure, feed, guest_of, stream_words
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
                         "$XEN_TOOLS_DIR or .cache/xen-tools)")
     p.add_argument("--guest", choices=("hvm", "pv"), default=None,
                    help="guest type of the fake domain (default: from the stream's domain header)")
+    p.add_argument("--delivery", choices=MODES, default=FILE,
+                   help="how the driver gets the stream (default: its path)")
     p.add_argument("--timeout", type=float, default=20.0)
     p.add_argument("-v", "--verbose", action="store_true")
     p.add_argument("file")
@@ -47,8 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         env = impl.env(args.guest or guest_of(data))
         if args.verbose:
             env["XENSTREAM_FAKEXEN_TRACE"] = "1"
-        argv_ = impl.argv(str(Path(args.file).absolute()), data, state, args.verbose)
-        obs = run_process(argv_, impl.limits, env=env)
+        path = Path(args.file).absolute()
+        argv_ = impl.argv(stream_words(args.delivery, path), data, state, args.verbose)
+        obs = run_process(argv_, impl.limits, mode=args.delivery, env=env,
+                          feed=feed(args.delivery, data, path))
         sys.stderr.write(obs.stderr + ("\n" if obs.stderr else ""))
         if obs.verdict == ACCEPT:
             diff = impl.state_diff(data, state)

@@ -1,9 +1,12 @@
 /*
  * restore.c: restore one libxc stream with libxenguest's xc_domain_restore.
  *
- *     xenstream-restore [-v] [--remus] [--state FILE] STREAM|-
+ *     xenstream-restore [-v] [--remus] [--state FILE] STREAM|-|--fd N
  *
- * The stream comes from STREAM, or standard input for "-".  Domain 1 must
+ * The stream comes from STREAM, standard input for "-", or descriptor N,
+ * inherited and read from where it stands (a socket, or a file positioned
+ * past what is not the stream), as libxl hands its save helper the
+ * migration socket or the save file after the xl header.  Domain 1 must
  * exist (under the fakexen shim it does, of the guest type the shim is told).
  * Exit status: 0 the library restored the stream ("Restore successful"),
  * 1 it refused it (its messages on stderr), 2 usage or setup error.
@@ -46,14 +49,15 @@ static int checkpoint(void *data)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: xenstream-restore [-v] [--remus] [--state FILE] STREAM|-\n");
+    fprintf(stderr, "usage: xenstream-restore [-v] [--remus] [--state FILE] STREAM|-|--fd N\n");
     exit(2);
 }
 
 int main(int argc, char **argv)
 {
     const char *path = NULL, *state = NULL;
-    int verbose = 0, remus = 0, fd, rc, i;
+    int verbose = 0, remus = 0, fd = -1, rc, i;
+    char *end;
     unsigned long store_mfn = 0, console_mfn = 0;
     struct restore_callbacks cb;
     xentoollog_logger *logger;
@@ -67,6 +71,14 @@ int main(int argc, char **argv)
             remus = 1;
         else if ( !strcmp(argv[i], "--state") && i + 1 < argc )
             state = argv[++i];
+        else if ( !strcmp(argv[i], "--fd") && i + 1 < argc && !path && fd < 0 )
+        {
+            errno = 0;
+            fd = (int)strtol(argv[++i], &end, 10);
+            if ( errno || *end || end == argv[i] || fd < 0 )
+                usage();
+            path = argv[i];
+        }
         else if ( argv[i][0] == '-' && argv[i][1] )
             usage();
         else if ( path )
@@ -76,7 +88,16 @@ int main(int argc, char **argv)
     }
     if ( !path )
         usage();
-    fd = strcmp(path, "-") ? open(path, O_RDONLY) : 0;
+    if ( fd >= 0 )
+    {
+        if ( fcntl(fd, F_GETFD) < 0 )
+        {
+            fprintf(stderr, "xenstream-restore: descriptor %d: %s\n", fd, strerror(errno));
+            return 2;
+        }
+    }
+    else
+        fd = strcmp(path, "-") ? open(path, O_RDONLY) : 0;
     if ( fd < 0 )
     {
         fprintf(stderr, "xenstream-restore: %s: %s\n", path, strerror(errno));

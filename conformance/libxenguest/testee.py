@@ -33,13 +33,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..execute import ACCEPT, FILE, PIPE, REJECT, SIGNAL, STDIN, Implementation, Limits, \
-    Observed, run_process
-from ..judge import FAIL, PASS, Judgement, judge
-from ..runner import CaseRun, Runner
-from . import build as buildmod
+from ..delivery import FD, FILE, MODES, PIPE, SOCKET, STREAM_FD, Feed
+from ..execute import ACCEPT, REJECT, SIGNAL, Implementation, Limits, Observed, run_process, \
+    stream_marks
+from ..judge import FAIL, PASS, WRONG_STATE, Judgement, judge
+from ..runner import Runner
+from ..native import DEFAULT_RELEASE, Unavailable
+from .build import Built, build
 
-WRONG_STATE = "wrong-state"
 ABORT = "abort"
 FAKE_PREFIX = "fake hypervisor: "
 
@@ -49,7 +50,6 @@ _XC_ERROR = re.compile(r"^xc: error: (.*?)(?:: Internal error)?$", re.MULTILINE)
 _ASSERT = re.compile(r"^[^\n]*?: ([^\n:]+): Assertion `(.*)' failed\.$", re.MULTILINE)
 _FRAME = re.compile(r"^(\S+?)\((\S*?)\)\[0x[0-9a-f]+\]$", re.MULTILINE)
 
-SUPPORTED_FORMATS = ("libxc",)
 NOT_SUPPORTED = ("libxenguest restores the libxc stream; the libxl and xl layers around it are "
                  "read by libxl, which is not run here")
 
@@ -116,17 +116,35 @@ def first_frame(stderr: str) -> str:
     for m in _FRAME.finditer(stderr):
         obj, where = m.group(1), m.group(2)
         name = os.path.basename(obj)
-        if name.startswith(("fakexen", "libc.so", "ld-linux")) or "xenstream-restore" in name:
+        if name.startswith(("fake_hypercalls", "libc.so", "ld-linux")) or "xenstream-restore" in name:
             continue
         return f"{name}({where})"
     return ""
 
 
+def stream_words(mode: str, path: Path | None) -> list[str]:
+    """How the driver is told where its stream is in ``mode``: the file, ``-``
+    (standard input: ``stdin``, ``pipe``) or ``--fd 5`` (an inherited
+    descriptor: ``fd``, a file at an offset; ``socket``), as libxl gives its
+    save helper the save file or the migration socket."""
+    if mode == FILE:
+        return [str(path)]
+    if mode in (FD, SOCKET):
+        return ["--fd", str(STREAM_FD)]
+    return ["-"]
+
+
+def feed(mode: str, data: bytes, path: Path | None) -> Feed | None:
+    """The stream as the runner delivers it in ``mode`` (pieces cut at its records)."""
+    return Feed.for_mode(mode, data, path,
+                         stream_marks("libxc", data) if mode in (PIPE, SOCKET) else ())
+
+
 class Libxenguest(Implementation):
-    """The driver under the shim, for one release."""
+    """The driver under the shim, for one release; every delivery mode."""
 
     needs_file = True
-    modes = (FILE, STDIN, PIPE)
+    modes = MODES
 
     def __init__(self, where: str | None, limits: Limits = Limits(), *, check_state: bool = True):
         self.where = where
@@ -134,16 +152,19 @@ class Libxenguest(Implementation):
         # address space: RLIMIT_FSIZE would end a restore at the first high page
         self.limits = dataclasses.replace(limits, file_limit=0)
         self.check_state = check_state
-        self.built: buildmod.Built | None = None
+        self.built: Built | None = None
         self.problem: str | None = None
         try:
-            self.built = buildmod.build(where)
+            self.built = build(where)
             self.name = f"libxenguest {self.built.release.name}"
-        except buildmod.BuildError as exc:
+        except Unavailable as exc:
             self.problem = str(exc)
-            self.name = f"libxenguest ({where or buildmod.DEFAULT_RELEASE})"
+            self.name = f"libxenguest ({where or DEFAULT_RELEASE})"
         self.state_dir = Path(tempfile.mkdtemp(prefix="xenstream-libxenguest-"))
         self.diffs: dict[str, list[str]] = {}
+
+    def unavailable(self) -> str | None:
+        return self.problem
 
     def describe(self) -> str:
         if self.built is None:
@@ -155,7 +176,8 @@ class Libxenguest(Implementation):
         env.update(LD_PRELOAD=str(self.built.shim), XENSTREAM_FAKEXEN_GUEST=guest)
         return env
 
-    def argv(self, where: str, data: bytes, state: Path | None = None, verbose: bool = False) -> list[str]:
+    def argv(self, where: list[str], data: bytes, state: Path | None = None,
+             verbose: bool = False) -> list[str]:
         out = [str(self.built.driver)]
         if verbose:
             out.append("-v")
@@ -163,7 +185,7 @@ class Libxenguest(Implementation):
             out.append("--remus")
         if state is not None:
             out += ["--state", str(state)]
-        return out + [where]
+        return out + where
 
     def verify(self, fmt: str, data: bytes, path: Path | None, mode: str,
                options: dict | None = None) -> Observed:
@@ -172,15 +194,10 @@ class Libxenguest(Implementation):
         guest = guest_of(data)
         state = self.state_dir / f"state-{os.getpid()}-{mode}"
         state.unlink(missing_ok=True)
-        where = str(path) if mode == FILE else "-"
-        argv = self.argv(where, data, state if self.check_state else None)
-        env = self.env(guest)
-        if mode == PIPE:
-            obs = run_process(argv, self.limits, pipe_data=data, mode=mode, env=env)
-        elif mode == STDIN:
-            obs = run_process(argv, self.limits, stdin_path=path, mode=mode, env=env)
-        else:
-            obs = run_process(argv, self.limits, mode=mode, env=env)
+        argv = self.argv(stream_words(mode, path), data, state if self.check_state else None)
+        obs = run_process(argv, self.limits, mode=mode, env=self.env(guest),
+                          cwd=path.parent if path is not None else None,
+                          feed=feed(mode, data, path))
         if obs.verdict == ACCEPT and self.check_state:
             diff = self.state_diff(data, state)
             state.unlink(missing_ok=True)
@@ -198,12 +215,13 @@ class Libxenguest(Implementation):
 
     def state_diff(self, data: bytes, state: Path) -> list[str]:
         from xenstream.reference import libxc
+        from xenstream.reference.errors import StreamError
 
         from .state import StateError, compare, parse
 
         try:
             stream = libxc.decode(data)
-        except Exception:
+        except StreamError:
             return []     # accepted what the reference cannot decode: a verdict matter, not a state one
         try:
             restored = parse(state.read_bytes())
@@ -212,10 +230,10 @@ class Libxenguest(Implementation):
         return compare(stream, restored)
 
     def replay(self, fmt: str, path: Path, mode: str, options: dict | None = None) -> str:
-        rel = self.built.release.directory if self.built else (self.where or buildmod.DEFAULT_RELEASE)
-        cmd = shlex.join([sys.executable, "-m", "xenstream.conformance.libxenguest",
-                          "--release", str(rel), "-v", str(path)])
-        return cmd
+        rel = self.built.release.directory if self.built else (self.where or DEFAULT_RELEASE)
+        return shlex.join([sys.executable, "-m", "xenstream.conformance.libxenguest",
+                           "--release", str(rel), *(["--delivery", mode] if mode != FILE else []),
+                           "-v", str(path)])
 
     def close(self) -> None:
         import shutil
@@ -245,22 +263,5 @@ def judge_restore(expected: str, role: str, observations) -> Judgement:
 class LibxenguestRunner(Runner):
     """Runs libxc cases through :class:`Libxenguest`; ``wrong-state`` judged as such."""
 
-    def run_stream(self, case_id, fmt, data, *, expected, rule, description="", modes=None,
-                   save=True, options=None) -> CaseRun:
-        modes = tuple(modes) if modes else self.modes_for(case_id)
-        observations, _ = self.observe(fmt, data, modes, options)
-        verdict = judge_restore(expected, self.role, observations)
-        run = CaseRun(case_id, verdict, observations, sum(o.duration for o in observations))
-        run.known = self.known.match(case_id)
-        if run.known is not None:
-            run.known_reason = self.known.entries[run.known]
-        if verdict.status == FAIL and save:
-            self.explain(run, fmt, data, expected=expected, rule=rule, description=description,
-                         options=options)
-        return run
-
-    def close(self) -> None:
-        super().close()
-        close = getattr(self.impl, "close", None)
-        if close:
-            close()
+    def verdict_of(self, expected, observations) -> Judgement:
+        return judge_restore(expected, self.role, observations)

@@ -26,7 +26,8 @@ def restore_main(argv: list[str]) -> int:
     ap.add_argument("--timeout", type=float, default=5.0)
     ap.add_argument("file", type=Path)
     args = ap.parse_args(argv)
-    from . import fakexen, state
+    from ..native import Unavailable
+    from . import state
     from .runner import XenstoredProgram, applicable
 
     try:
@@ -40,7 +41,7 @@ def restore_main(argv: list[str]) -> int:
     try:
         prog = XenstoredProgram(shlex.split(args.impl), Limits(timeout=args.timeout, memory_mb=0))
         prog.shim()
-    except fakexen.Unavailable as exc:
+    except Unavailable as exc:
         print(f"restore: {exc}", file=sys.stderr)
         return 2
     out = prog.restore(data)

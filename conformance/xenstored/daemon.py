@@ -7,7 +7,8 @@ live-update stream, ``PATH -N`` to start afresh) with
   the case, holding ``state_dump`` (the stream) for a restore, or the files
   that stand for ``/proc/xen/xsd_port`` and ``/proc/xen/xsd_kva`` for a fresh
   start;
-* ``LD_PRELOAD`` the fake hypervisor (:mod:`.fakexen`);
+* ``LD_PRELOAD`` the Xen libraries it calls, faked (``fake_xenlibs.c``,
+  compiled by :func:`build_shim`);
 * the fds the stream names, as a live-update restart inherits them from its
   predecessor: a listening unix socket at GLOBAL_DATA's ``rw-socket-fd``
   (bound to an abstract name, so that no socket file exists), and one end of a
@@ -19,14 +20,15 @@ live-update stream, ``PATH -N`` to start afresh) with
 * a pipe on which the fake hypervisor says "ready" when the daemon enters its
   main loop.
 
-Containment: the daemon runs in its own session and is ended with its whole
-process group when the case ends (:func:`~..execute.end_case_process`); it
-gets SIGKILL from the kernel if the process that started it dies first
-(``PR_SET_PDEATHSIG``); the run dir is removed when the case ends, and a
-restore's run dir as soon as the daemon is ready (it has unlinked
-``state_dump`` by then, and its socket has no file).  Nothing survives a
-case, a run, or a SIGTERM to pytest (the plugin turns SIGTERM into an
-interruption, so that the ``finally`` clauses run).
+Containment is every testee's (:mod:`..containment`): the daemon is started
+by :func:`~..containment.spawn` and ended with its process group and
+whatever it left behind when the case ends; it gets SIGKILL from the kernel
+if the process that started it dies first (``PR_SET_PDEATHSIG``); the run
+dir is removed when the case ends, and a restore's run dir as soon as the
+daemon is ready (it has unlinked ``state_dump`` by then, and its socket has
+no file).  Nothing survives a case, a run, or a SIGTERM to pytest (the
+plugin turns SIGTERM into an interruption, so that the ``finally`` clauses
+run).
 """
 
 from __future__ import annotations
@@ -44,8 +46,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..execute import (ACCEPT, CRASH, NOEXEC, TIMEOUT, Limits, Observed, classify,
-                       end_case_process, start_case_process, trim)
+from .. import containment, native
+from ..execute import ACCEPT, CRASH, NOEXEC, TIMEOUT, Limits, Observed, classify, trim
 from . import wire
 
 #: fds a stream may name that we can place (0-2 are the daemon's stdio).
@@ -54,6 +56,22 @@ FD_FIRST, FD_LIMIT = 3, 1024
 RUN_TAG_VAR = "XENSTREAM_RUN_TAG"
 READY_VAR = "XENSTREAM_FAKEXEN_READY_FD"
 STATE_DUMP = "state_dump"
+
+
+SHIM_SOURCE = Path(__file__).with_name("fake_xenlibs.c")
+SHIM = "fake_xenlibs.so"
+CFLAGS = ["-shared", "-fPIC", "-O2", "-Wall"]
+
+
+def build_shim(dest: Path | None = None) -> Path:
+    """The fake Xen libraries, compiled into the cache (:func:`..native.build`,
+    or ``dest``) when they are not there yet; :class:`..native.Unavailable`
+    says in one line why they cannot be."""
+    cc = native.compiler("the xenstored testee's fake Xen libraries, fake_xenlibs.c,")
+    folder = native.build("xenstored-shim", (SHIM_SOURCE,),
+                          lambda out: [[cc, *CFLAGS, "-o", str(out / SHIM), str(SHIM_SOURCE)]],
+                          (SHIM,), dest=dest)
+    return folder / SHIM
 
 
 def run_base() -> Path:
@@ -112,6 +130,7 @@ class Daemon:
         self.extra_env = dict(env or {})
         self.rundir: Path | None = None
         self.proc: subprocess.Popen | None = None
+        self._process: containment.CaseProcess | None = None
         self.client: wire.Client | None = None
         self.address: str | bytes | None = None
         self.peers: dict[int, socket.socket] = {}
@@ -133,8 +152,8 @@ class Daemon:
         for s in self.peers.values():
             s.close()
         self.peers.clear()
-        if self.proc is not None:
-            end_case_process(self.proc)
+        if self._process is not None:
+            self._process.end()
         if self._output is not None:
             self._output.close()
             self._output = None
@@ -188,8 +207,10 @@ class Daemon:
         self._output = tempfile.TemporaryFile()
         self._start = time.monotonic()
         try:
-            self.proc = start_case_process(self.argv, self.limits, env=self._env(ready_no),
-                                           place=place, output=self._output)
+            self._process = containment.spawn(
+                self.argv, memory_mb=self.limits.memory_mb, file_limit=self.limits.file_limit,
+                place=place, stdout=self._output, stderr=self._output, env=self._env(ready_no))
+            self.proc = self._process.proc
         except OSError as exc:
             os.close(r)
             return -1, Observed(NOEXEC, f"{exc.strerror or exc}: {self.argv[0]}", None, "",
@@ -342,4 +363,4 @@ class Daemon:
         return capture.read_bytes()
 
 
-__all__ = ["Daemon", "StreamFds", "stream_fds", "run_base", "RUN_TAG_VAR"]
+__all__ = ["Daemon", "StreamFds", "build_shim", "stream_fds", "run_base", "RUN_TAG_VAR"]

@@ -31,8 +31,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..execute import ACCEPT, Limits
-from . import fakexen, state, wire
-from .daemon import Daemon
+from ..native import Unavailable
+from . import state, wire
+from .daemon import Daemon, build_shim
 
 #: a quota value no default has, to see whether it survives the update
 QUOTA_NODES = 4321
@@ -177,7 +178,7 @@ class RoundTrip:
 
 def round_trip(writer: list[str], reader: list[str], plan: Plan, *, shim: Path | None = None,
                limits: Limits = Limits(timeout=10, memory_mb=0)) -> RoundTrip:
-    shim = shim or fakexen.build()
+    shim = shim or build_shim()
     with Daemon(writer, shim, limits) as d, tempfile.TemporaryDirectory() as tmp:
         obs = d.start_fresh()
         if obs.verdict != ACCEPT:
@@ -228,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     writer = shlex.split(args.writer)
     reader = shlex.split(args.reader) if args.reader else writer
     try:
-        shim = fakexen.build()
-    except fakexen.Unavailable as exc:
+        shim = build_shim()
+    except Unavailable as exc:
         print(f"dump: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)

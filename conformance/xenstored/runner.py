@@ -39,8 +39,11 @@ from ..cases import citation
 from ..execute import ACCEPT, FILE, Implementation, Limits, Observed
 from ..judge import FAIL, PASS, WRONG_STATE, Judgement, failure_message, judge
 from ..runner import CaseRun, Runner
-from . import fakexen, state, wire
-from .daemon import Daemon, stream_fds
+from xenstream.reference.errors import StreamError
+
+from ..native import Unavailable
+from . import state, wire
+from .daemon import Daemon, build_shim, stream_fds
 
 #: How long a socket connection's watch has to fire after the probe write.
 WATCH_WAIT = 0.3
@@ -84,7 +87,7 @@ class XenstoredProgram(Implementation):
 
     def shim(self) -> Path:
         if self._shim is None:
-            self._shim = fakexen.build()
+            self._shim = build_shim()
         return self._shim
 
     def unavailable(self) -> str | None:
@@ -92,7 +95,7 @@ class XenstoredProgram(Implementation):
         if self._shim_problem is None and self._shim is None:
             try:
                 self.shim()
-            except fakexen.Unavailable as exc:
+            except Unavailable as exc:
                 self._shim_problem = str(exc)
         return self._shim_problem
 
@@ -104,7 +107,7 @@ class XenstoredProgram(Implementation):
                 return Outcome(obs, [], obs.detail)
             try:
                 decoded = _decode(data)
-            except Exception:  # the reference refuses it: the verdict says it all
+            except StreamError:  # the reference refuses it: the verdict says it all
                 return Outcome(obs, [])
             try:
                 diffs = check_state(d, decoded)
@@ -223,7 +226,7 @@ class XenstoredRunner(Runner):
                 description: str = "", options: dict | None = None, diffs=None) -> None:
         run.saved = self.save(run.case_id, data)
         if diffs is None:
-            diffs = [state.Difference(**d) for d in getattr(run, "diff", None) or []]
+            diffs = [state.Difference(**d) for d in run.diff or []]
         extra = ""
         if diffs:
             extra = ("  state (path: what: expected, restored); the stream's own view: "

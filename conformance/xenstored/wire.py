@@ -274,19 +274,12 @@ class Client:
         p = self._b(path)
         self.request(Op.WATCH, strings(p, self._b(token)), 0, p.decode(errors="replace"))
 
-    def unwatch(self, path: bytes | str, token: bytes | str) -> None:
-        p = self._b(path)
-        self.request(Op.UNWATCH, strings(p, self._b(token)), 0, p.decode(errors="replace"))
-
     def transaction_start(self) -> int:
         reply = split_strings(self.request(Op.TRANSACTION_START, b"\0"))
         try:
             return int(reply[0])
         except (IndexError, ValueError):
             raise ProtocolError(f"TRANSACTION_START answered {reply!r}") from None
-
-    def transaction_end(self, tx: int, commit: bool = True) -> None:
-        self.request(Op.TRANSACTION_END, strings("T" if commit else "F"), tx)
 
     def introduce(self, domid: int, gfn: int, evtchn: int) -> None:
         self.request(Op.INTRODUCE, strings(str(domid), str(gfn), str(evtchn)), 0, f"domain {domid}")

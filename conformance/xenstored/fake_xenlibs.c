@@ -1,5 +1,5 @@
 /*
- * fakexen.c: a fake hypervisor for xenstored, loaded with LD_PRELOAD.
+ * fake_xenlibs.c: the Xen libraries xenstored calls, faked (no hypervisor), loaded with LD_PRELOAD.
  *
  * Part of xenstream-conformance (conformance/xenstored/).  It provides the few
  * Xen library functions C xenstored calls (Xen 4.17 and 4.20: see `nm -D
@@ -319,17 +319,8 @@ int open(const char *path, int flags, ...)
     return open_common(path, flags, mode);
 }
 
-int open64(const char *path, int flags, ...)
-{
-    mode_t mode = 0;
-    if (flags & (O_CREAT | O_TMPFILE)) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = va_arg(ap, mode_t);
-        va_end(ap);
-    }
-    return open_common(path, flags, mode);
-}
+/* the same function under its large-file name */
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));
 
 /* ---- readiness -------------------------------------------------------- */
 

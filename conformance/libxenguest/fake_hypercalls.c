@@ -1,5 +1,5 @@
 /*
- * fakexen.c: a fake Xen hypervisor for running Xen's own restore code
+ * fake_hypercalls.c: a fake Xen hypervisor for running Xen's own restore code
  * (libxenguest's xc_domain_restore) with no hypervisor.
  *
  * Loaded with LD_PRELOAD, it takes the place of the libraries below
