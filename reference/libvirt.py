@@ -321,7 +321,7 @@ class LibvirtReader:
             return {"layer": LAYER, "kind": "domain XML", "offset": offset,
                     "fields": {"octets": self.header.xmlLen, "root": value.root, "nul_at": value.nul_at}}
         if isinstance(self.body, legacy.LegacyReader):
-            return legacy.dump_item(item)
+            return self.body.dump_item(item)
         return libxl.dump_item(self.body, item)
 
 
@@ -344,7 +344,7 @@ def decode(data, *, role: Role = Role.RESTORE) -> LibvirtImage:
     header, xml = next(items).value, next(items).value
     rest = list(items)
     if isinstance(reader.body, legacy.LegacyReader):
-        body = reader.body.stream
+        body = legacy.stream_of(rest)
     else:
         body = libxl.stream_of(reader.body, rest)
     return LibvirtImage(header, xml.octets, body)

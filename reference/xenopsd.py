@@ -436,6 +436,15 @@ class XenopsdReader:
         self.inner = None
         self.checker.restore(saved)
 
+    def _embedded_legacy(self, reader: legacy.LegacyReader):
+        """The items of an embedded legacy image; returns the image when building one."""
+        items = []
+        for item in self._embedded(reader):
+            if self.keep:
+                items.append(item)
+            yield item
+        return legacy.stream_of(items) if self.keep else None
+
     # -- the structured image ------------------------------------------------------
     def records_items(self) -> Iterator[Item]:
         src, ck = self.src, self.checker
@@ -521,9 +530,9 @@ class XenopsdReader:
         self._memory_image(h)
         yield self._record(h, keep=False)
         reader = legacy.LegacyReader(self.src, self.checker, collect=self.collect, embedded=True)
-        yield from self._embedded(reader)
+        stream = yield from self._embedded_legacy(reader)
         if self.keep:
-            self.records.append(Record(h.type, reader.stream, h.length))
+            self.records.append(Record(h.type, stream, h.length))
         return False
 
     def _qemu_body(self, length: int, at: int, what: str) -> bytes:
@@ -597,9 +606,8 @@ class XenopsdReader:
                 self.legacy_body = libxl.stream_of(reader, values)
             return
         reader = legacy.LegacyReader(src, ck, collect=self.collect, embedded=True, qemu=False)
-        yield from self._embedded(reader)
-        self.legacy_body = reader.stream
-        if reader.guest == "hvm":
+        self.legacy_body = yield from self._embedded_legacy(reader)
+        if reader.guest is legacy.HVM:
             yield from self.read_legacy_qemu()
         self._check_trailing()
 
@@ -637,7 +645,7 @@ class XenopsdReader:
         if isinstance(inner, libxc.LibxcReader):
             return libxc.dump_item(item, inner.index - 1)
         if isinstance(inner, legacy.LegacyReader):
-            return legacy.dump_item(item)
+            return inner.dump_item(item)
         if isinstance(inner, libxl.LibxlReader):
             return libxl.dump_item(inner, item)
         offset, h, value = item

@@ -41,7 +41,7 @@ def legacy_image(d: Draw, *, guest=None, qemu_record=None) -> G.LegacyStream:
     """A legacy image as xenopsd's xenguest wrote it: no xl header; an HVM image's qemu
     record, when there is one, with a length (DeviceModelRecord0002)."""
     s = SG.build(d, guest=guest, xl=False, qemu=False)
-    if s.guest == "hvm" and qemu_record:
+    if s.guest is G.HVM and qemu_record:
         from dataclasses import replace
 
         s = replace(s, qemu=G.QemuRecord(b"DeviceModelRecord0002", qemu(d)))
@@ -51,7 +51,7 @@ def legacy_image(d: Draw, *, guest=None, qemu_record=None) -> G.LegacyStream:
 def build(d: Draw, *, legacy=None, guest=None, **opts) -> tuple[X.SuspendImage, str]:
     if pick(d, legacy, lambda: d.int(0, 4) == 0):
         body = legacy_image(d, guest=guest)
-        q = X.LegacyQemu(qemu(d)) if body.guest == "hvm" else None
+        q = X.LegacyQemu(qemu(d)) if body.guest is G.HVM else None
         return X.SuspendImage(X.LEGACY_SIGNATURE, legacy_body=body, legacy_qemu=q), \
             f"legacy xenopsd image, {SG.describe(body)}"
     records = [X.xenops(xenops_record(d))]
@@ -65,7 +65,7 @@ def build(d: Draw, *, legacy=None, guest=None, **opts) -> tuple[X.SuspendImage, 
     else:
         image = legacy_image(d, guest=guest, qemu_record=True)
         records.append(X.Record(T.LIBXC_LEGACY, image))
-        hvm = image.guest == "hvm"
+        hvm = image.guest is G.HVM
         desc = SG.describe(image)
     extras = []
     if hvm and d.bool():

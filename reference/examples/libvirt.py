@@ -108,6 +108,7 @@ def _detectable(examples) -> list:
         det = legacy.detect(ex.data[:64], xl_header=False)
         if ex.meta.get("xl") or ex.meta.get("qemu") is False and ex.meta.get("guest") == "hvm":
             continue
-        if (det.width, det.guest) == (ex.meta.get("width"), ex.meta.get("guest")) and not det.ambiguous:
+        if (det.width, legacy.guest_name(det.guest)) == (ex.meta.get("width"), ex.meta.get("guest")) \
+                and not det.ambiguous:
             out.append(ex)
     return out
