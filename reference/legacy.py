@@ -47,7 +47,7 @@ from .errors import UsageError
 from .formats import Codec, spans_of_dump
 from .framing import Item, dump_items, make_item
 from . import xl
-from .layout import Declared, Endian, Layout, i32, octets, reserved, u32, u64
+from .layout import Bytes, Declared, Endian, Layout, count, i32, octets, reserved, u32, u64
 from .libxc import DomainType
 from .rules import Role, Severity, definer
 from .source import Source, Truncated
@@ -64,14 +64,14 @@ ULONG = {32: Layout("unsigned long (32-bit toolstack)", u32("value")),
          64: Layout("unsigned long (64-bit toolstack)", u64("value"))}
 CHUNK_TYPE = Layout("chunk type", i32("type"))
 EXTENDED_INFO_SIZE = Layout("extended-info total size", u32("total_size"))
-EXTENDED_INFO_BLOCK = Layout("extended-info block header", octets("id", 4), u32("size"))
 XCNT_BLOCK = Layout("extended-info xcnt block", u32("xsave_size"))
 VCPU_INFO = Layout("XC_SAVE_ID_VCPU_INFO", i32("max_vcpu_id"))
 TOOLSTACK_CHUNK = Layout("XC_SAVE_ID_TOOLSTACK", u32("length"))
 UNMAPPED_PFN_COUNT = Layout("unmapped PFN count", u32("count"))
 XSAVE_HEADER = Layout("vcpu xsave header", u64("xfeature_mask"), u64("size"))
-HVM_MAGIC_PFNS = Layout("HVM magic PFNs", u64("ioreq_pfn"), u64("bufioreq_pfn"), u64("store_pfn"))
-HVM_CONTEXT_SIZE = Layout("HVM context size", u32("size"))
+HVM_MAGIC_PFNS = Layout("HVM magic PFNs", u64("ioreq_pfn", default=0), u64("bufioreq_pfn", default=0),
+                        u64("store_pfn", default=0))
+HVM_CONTEXT_SIZE = Layout("HVM context size", count("size"), tail=(Bytes("context", "size"),))
 QEMU_SIGNATURE = Layout("qemu signature", octets("signature", 21))
 QEMU_SIZE = Layout("qemu record size", u32("size"))
 TOOLSTACK_HEADER = Layout("libxl toolstack header", u32("version"), u32("count"))
@@ -247,12 +247,13 @@ QEMU_SIG = _rule("legacy.qemu.signature", R, f"{LIBXC_DOC} HVM TAIL (Qemu contex
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ExtInfoBlock:
-    """One extended-info block: ``id`` (4 octets) and its data."""
+class ExtInfoBlock(Declared):
+    """One extended-info block: ``char id[4]``, ``uint32 size`` and that many octets of data."""
 
-    id: bytes
-    data: bytes = b""
+    LAYOUT = Layout("extended-info block header", octets("id", 4), count("size"), tail=(Bytes("data", "size"),))
+
+
+EXTENDED_INFO_BLOCK = ExtInfoBlock.LAYOUT
 
 
 @dataclass(frozen=True)
@@ -442,12 +443,10 @@ class PvTail:
     unmapped_count: int | None = None  # None: len(unmapped_pfns)
 
 
-@dataclass(frozen=True)
-class HvmTail:
-    ioreq_pfn: int = 0
-    bufioreq_pfn: int = 0
-    store_pfn: int = 0
-    context: bytes = b""
+class HvmTail(Declared):
+    """The HVM tail: the ioreq, bufioreq and store PFNs, a ``uint32`` size and the HVM context."""
+
+    LAYOUT = HVM_MAGIC_PFNS + HVM_CONTEXT_SIZE
 
 
 @dataclass(frozen=True)
@@ -960,10 +959,9 @@ class LegacyReader:
         self.at("HVM tail")
         off = src.offset
         ioreq, bufioreq, store = self.read(HVM_MAGIC_PFNS)
-        coff = src.offset
         size = self.read(HVM_CONTEXT_SIZE)[0]
         if size == 0:
-            ck.report(HVM_CONTEXT_EMPTY, coff, "empty HVM context")
+            ck.report(HVM_CONTEXT_EMPTY, HvmTail.LAYOUT.at(off, "size"), "empty HVM context")
         ctx = self.blob(size, "HVM context")
         ck.note(f"HVM tail: magic PFNs 0x{ioreq:x} 0x{bufioreq:x} 0x{store:x}, context {size} octets")
         yield make_item((off, "hvm_tail", HvmTail(ioreq, bufioreq, store, ctx) if self.collect else None))
@@ -1070,7 +1068,7 @@ def encode_chunk(chunk: LegacyChunk, width: int) -> bytes:
 
 
 def encode_extended_info(ext: ExtendedInfo, width: int) -> bytes:
-    body = b"".join(EXTENDED_INFO_BLOCK.pack(LE, b.id, len(b.data)) + b.data for b in ext.blocks)
+    body = b"".join(b.encode_body(LE) for b in ext.blocks)
     sig = EXTENDED_INFO_SIGNATURE[width] if ext.signature is None else ext.signature
     total = len(body) if ext.total_size is None else ext.total_size
     return ULONG[width].pack(LE, sig) + EXTENDED_INFO_SIZE.pack(LE, total) + body
@@ -1105,8 +1103,7 @@ def iter_encode(stream: LegacyStream) -> Iterator[bytes]:
                 yield XSAVE_HEADER.pack(LE, v.xsave.xfeature_mask, size) + v.xsave.data
         yield tail.shared_info
     else:
-        yield HVM_MAGIC_PFNS.pack(LE, tail.ioreq_pfn, tail.bufioreq_pfn, tail.store_pfn)
-        yield HVM_CONTEXT_SIZE.pack(LE, len(tail.context)) + tail.context
+        yield tail.encode_body(LE)
     if stream.qemu is not None:
         yield encode_qemu(stream.qemu)
 
