@@ -147,6 +147,41 @@ CPS_DIRECTION = _rule("libxl.checkpoint_state.direction", E, "CHECKPOINT_STATE",
                       "of a saved image does with one")
 
 # --------------------------------------------------------------------------
+# Where a record may come with respect to the libxc stream: (record, phases, rule) as data
+# --------------------------------------------------------------------------
+
+
+class Phase(enum.Enum):
+    """Where a libxl stream is with respect to the libxc stream it hands over to."""
+
+    BEFORE_LIBXC = "before LIBXC_CONTEXT"
+    LIBXC_ENDED = "after the libxc stream's END"
+    IN_CHECKPOINT = "inside a checkpoint: after libxc's CHECKPOINT, before CHECKPOINT_END"
+
+
+@dataclass(frozen=True)
+class PhaseRule:
+    """A ``record`` read in one of ``phases`` breaks ``rule``."""
+
+    record: int
+    phases: frozenset
+    rule: str
+    message: str
+
+
+ORDER: tuple[PhaseRule, ...] = (
+    PhaseRule(RecordType.END, frozenset({Phase.IN_CHECKPOINT}), END_IN_CHECKPOINT, "END before CHECKPOINT_END"),
+    PhaseRule(RecordType.END, frozenset({Phase.BEFORE_LIBXC}), LIBXC_MISSING,
+              "END of a libxl stream without LIBXC_CONTEXT"),
+    PhaseRule(RecordType.CHECKPOINT_END, frozenset({Phase.BEFORE_LIBXC, Phase.LIBXC_ENDED}), CPE_OUTSIDE,
+              "CHECKPOINT_END without a libxc CHECKPOINT before it"),
+    PhaseRule(RecordType.LIBXC_CONTEXT, frozenset({Phase.LIBXC_ENDED, Phase.IN_CHECKPOINT}), LIBXC_REPEATED,
+              "second LIBXC_CONTEXT"),
+)
+_ORDER_BY_RECORD: dict[int, tuple[PhaseRule, ...]] = {
+    int(t): tuple(row for row in ORDER if row.record == t) for t in {row.record for row in ORDER}}
+
+# --------------------------------------------------------------------------
 # Layouts and typed values, declared once (reference/layout.py)
 # --------------------------------------------------------------------------
 
@@ -360,7 +395,7 @@ class LibxlReader(BodyReader):
             self.ended = True
         elif rtype == RecordType.LIBXC_CONTEXT:
             saved = self.checker.save()
-            reader = self._start_libxc()
+            reader = self._start_libxc(h)
             yield make_item((h.offset, h, LibxcContext(reader.image_header, reader.domain_header)))
             at = h.padding_offset
             yield make_item((at, "image header", reader.image_header))
@@ -402,10 +437,24 @@ class LibxlReader(BodyReader):
                 return False
         return True
 
+    @property
+    def phase(self) -> Phase:
+        if self.libxc is None:
+            return Phase.BEFORE_LIBXC
+        return Phase.IN_CHECKPOINT if self.libxc_paused else Phase.LIBXC_ENDED
+
+    def order_rules(self, h: RecordHeader) -> None:
+        """The rows of :data:`ORDER` for the record ``h`` in the current phase."""
+        rows = _ORDER_BY_RECORD.get(h.type)
+        if rows:
+            phase = self.phase
+            for row in rows:
+                if phase in row.phases:
+                    self.checker.report(row.rule, h.offset, row.message)
+
     # -- the embedded libxc stream ----------------------------------------------
-    def _start_libxc(self) -> libxc.LibxcReader:
-        if self.libxc is not None:
-            self.checker.report(LIBXC_REPEATED, self.src.offset - RECORD_HEADER.size, "second LIBXC_CONTEXT")
+    def _start_libxc(self, h: RecordHeader) -> libxc.LibxcReader:
+        self.order_rules(h)
         reader = self.libxc = libxc.LibxcReader(self.src, self.checker, collect=self.collect,
                                                 stop_at_checkpoint=True)
         reader.read_headers()
@@ -446,10 +495,7 @@ class LibxlReader(BodyReader):
 
 def _parse_end(r: LibxlReader, h: RecordHeader):
     r.empty(h, END_LENGTH)
-    if r.libxc_paused:
-        r.checker.report(END_IN_CHECKPOINT, h.offset, "END before CHECKPOINT_END")
-    if r.libxc is None:
-        r.checker.report(LIBXC_MISSING, h.offset, "END of a libxl stream without LIBXC_CONTEXT")
+    r.order_rules(h)
     return End()
 
 
@@ -460,9 +506,8 @@ def _parse_libxc_context(r: LibxlReader, h: RecordHeader):
 
 def _parse_checkpoint_end(r: LibxlReader, h: RecordHeader):
     r.empty(h, CPE_LENGTH)
-    if not r.libxc_paused:
-        r.checker.report(CPE_OUTSIDE, h.offset, "CHECKPOINT_END without a libxc CHECKPOINT before it")
-    else:
+    r.order_rules(h)
+    if r.libxc_paused:
         r._resumable = True
     return CheckpointEnd()
 
