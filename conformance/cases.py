@@ -224,9 +224,12 @@ def large_streams() -> list[tuple[str, str, bytes, dict, str]]:
     from xenstream.reference.libxc import DomainType
     from xenstream.reference import xenstore_build
 
+    from xenstream.reference import container_profiles, libvirt, xenopsd
+
     pages = 1024  # 4 MiB of page contents
+    xc_pv = build.libxc_stream(DomainType.X86_PV, pages=pages, batch=128)
     out = [
-        ("libxc", "pv-4mib", libxc.encode(build.libxc_stream(DomainType.X86_PV, pages=pages, batch=128)),
+        ("libxc", "pv-4mib", libxc.encode(xc_pv),
          {}, "an x86 PV stream of 1024 pages in PAGE_DATA records of 128"),
         ("libxl", "hvm-4mib", libxl.encode(build.libxl_stream(DomainType.X86_HVM, pages=pages)), {},
          "an HVM libxl stream of 1024 pages"),
@@ -240,6 +243,13 @@ def large_streams() -> list[tuple[str, str, bytes, dict, str]]:
          get_codec("xenstore").encode(xenstore_build.live_update_state(
              domains=tuple(range(1, 3001)), transactions=False)),
          {}, "a live-update stream of a host with 3000 guests"),
+        ("libvirt", "hvm-4mib", libvirt.encode(libvirt.LibvirtImage.make(
+            container_profiles.domain_xml("hvm"), build.libxl_stream(DomainType.X86_HVM, pages=pages))), {},
+         "a libvirt save image of an HVM guest with 1024 pages"),
+        ("xenopsd", "pv-4mib", xenopsd.encode(xenopsd.structured(
+            xenopsd.xenops(), xenopsd.Record(xenopsd.RecordType.LIBXC, xc_pv),
+            xenopsd.Record(xenopsd.RecordType.END_OF_IMAGE))), {},
+         "a xenopsd suspend image of a PV guest with 1024 pages"),
     ]
     return out
 

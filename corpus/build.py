@@ -172,6 +172,12 @@ def from_profiles(notes: list[str]) -> list[Item]:
                     "writer-profile: C xenstored live-update dump, Xen 4.17",
                     {"profile": "c-xenstored"}, "a live-update dump as C xenstored writes it "
                     "(tools/xenstored/lu.c lu_dump_state() and the dump_state_* functions)"))
+    from xenstream.reference import container_profiles as CP
+
+    for name in CP.SHOWCASE:
+        prof = CP.get(name)
+        streams.append((prof.format, name, prof.encode(), CP.origin(prof), {"profile": name},
+                        f"a {prof.guest} guest's {prof.format} image as {prof.writer} writes it; {prof.sources}"))
     # libxl only: the legacy builder's page contents and contexts are synthetic, so a real
     # restore of the converted libxc stream fails on content (see profiles.convert_legacy)
     for fmt, guest, width in (("libxl", "hvm", 64), ("libxl", "pv", 32)):

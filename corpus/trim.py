@@ -95,5 +95,5 @@ def legacy_variants(data: bytes, options: dict | None = None) -> Iterator[bytes]
 def variants(fmt: str, data: bytes, options: dict | None = None) -> Iterator[bytes]:
     if fmt == "legacy":
         yield from legacy_variants(data, options)
-    if fmt in ("libxc", "libxl", "xl"):
+    if fmt in ("libxc", "libxl", "xl", "libvirt", "xenopsd"):
         yield from libxc_variants(fmt, data)

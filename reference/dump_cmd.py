@@ -21,7 +21,8 @@ from .verify_cmd import add_format_options, format_options, open_input
 def add_arguments(p) -> None:
     p.add_argument("-i", "--in", dest="input", default="0", metavar="FILE|FD",
                    help="stream to dump: a path or a file descriptor number (default 0, stdin)")
-    p.add_argument("-f", "--format", default="libxc", choices=list(names()))
+    p.add_argument("-f", "--format", default=None, choices=list(names()),
+                   help="format of the stream; without it, the one whose magic the input starts with")
     p.add_argument("--json", action="store_true", help="one JSON object per header or record")
     p.add_argument("--role", choices=[r.value for r in Role], default=Role.RESTORE.value,
                    help="which findings make the exit code 1 (default restore)")
@@ -67,11 +68,19 @@ def _emit(line: str) -> None:
 
 
 def run(args) -> int:
-    codec = get_codec(args.format)
+    from .verify_cmd import recognised_format
+
+    src = open_input(args.input)
+    args.format, _ = recognised_format(args, src)
+    try:
+        codec = get_codec(args.format)
+        options = format_options(args, codec)
+    except UsageError:
+        src.close()
+        raise
     role = Role(args.role)
     checker = Checker(role)
-    src = open_input(args.input)
-    items = codec.dump(src, checker, **format_options(args, codec))
+    items = codec.dump(src, checker, **options)
     try:
         if args.json:
             for item in items:

@@ -7,7 +7,7 @@ catalogue, the hand-written examples (``reference/examples/<format>.py``),
 the strategies (``strategies/<format>.py``), the corpus folders, the fuzz
 targets and the command line all take their formats from here, and what the
 corpus, fuzzers and strategies need to know of a format (sniffing its header,
-the spans of its items) is a property of its codec.  This module imports
+the spans of its items, recognising it by its magic) is a property of its codec.  This module imports
 nothing of the package at load time: the rules (:mod:`.rules`) take
 :data:`SPECS` from it.
 """
@@ -25,6 +25,8 @@ FORMAT_MODULES: dict[str, str] = {
     "xl": "xenstream.reference.xl",
     "xenstore": "xenstream.reference.xenstore",
     "legacy": "xenstream.reference.legacy",
+    "libvirt": "xenstream.reference.libvirt",
+    "xenopsd": "xenstream.reference.xenopsd",
 }
 
 #: Specification documents, by the format (the ``spec`` of its rules).
@@ -36,10 +38,20 @@ SPECS: dict[str, str] = {
     "xenstore": "xenstore-migration.md (Xenstore Migration)",
     "legacy": "legacy libxc/libxl image (libxc spec 'Legacy Images'; Xen "
               "tools/python/xen/migration/legacy.py, Xen 4.6 and later)",
+    # Containers without a spec document: each rule's section names the source
+    # file and function it is based on, its summary whether reader or writer (docs/containers.md).
+    "libvirt": "libvirt libxl save image (no spec document: libvirt src/libxl/libxl_conf.h "
+               "libxlSavefileHeader, libxl_driver.c libxlDoDomainSave(), libxlDomainSaveImageOpen(); "
+               "docs/containers.md)",
+    "xenopsd": "xenopsd suspend image (no spec document: xapi-project/xenopsd lib/suspend_image.ml, "
+               "xc/domain.ml suspend and restore_common; docs/containers.md)",
 }
 
 #: An item of a stream found without trusting it: (start, end, layer).
 Span = tuple[int, int, str]
+
+#: How many first octets a codec's ``recognise`` is given.
+RECOGNISE_OCTETS = 64
 
 
 def names() -> tuple[str, ...]:
@@ -75,10 +87,50 @@ class Codec:
     #: (bytes, options) -> (the spans of the whole items found from offset 0, where the walk
     #: stopped); never raises, never trusts a length (the reducer and the mutating fuzzers)
     spans: Callable[..., tuple[list[Span], int]] = lambda data, options=None: ([], 0)
+    #: the first octets of a file (up to :data:`RECOGNISE_OCTETS`) -> why they are this
+    #: format's (its magic), or None; for ``xenstream verify`` without ``-f`` (:mod:`.detect`)
+    recognise: Callable[[bytes], str | None] = lambda prefix: None
+    #: False for a format without a magic (legacy images): tried after every other one
+    recognise_by_magic: bool = True
 
     def pick_options(self, meta: dict) -> dict:
         """The entries of ``meta`` (an example's or a corpus entry's) that are options of this codec."""
         return {k: meta[k] for k in self.options if meta.get(k) is not None}
+
+
+def by_magic(*magics: tuple[bytes, str]) -> Callable[[bytes], str | None]:
+    """A codec's ``recognise`` for a format told by its first octets: ``(magic, what it is)``
+    pairs, the first that the prefix starts with names the reason."""
+    def recognise(prefix: bytes) -> str | None:
+        for magic, what in magics:
+            if prefix.startswith(magic):
+                return f"starts with {what}"
+        return None
+    return recognise
+
+
+def spans_of_dump(dump: Callable[..., Iterator[dict]], data: bytes, options: dict | None = None, base: int = 0,
+                  out: list | None = None, layer: str = "") -> tuple[list[Span], int]:
+    """A codec's ``spans`` for a format whose items only its reader can find (a legacy image,
+    a container): the spans between the offsets ``dump`` reports from ``base``, each labelled
+    with the layer of the first item dumped at its start (``layer`` where none is); where
+    they stop.  A malformed stream stops the dump anywhere, and what it reported stands."""
+    from .checker import Checker
+    from .source import Source
+
+    out = [] if out is None else out
+    starts: dict[int, str] = {}
+    try:
+        for item in dump(Source.from_bytes(data), Checker(), **(options or {})):
+            off = item.get("offset")
+            if isinstance(off, int) and base <= off <= len(data):
+                starts.setdefault(off, str(item.get("layer") or layer))
+    except Exception:  # noqa: BLE001 - a malformed stream stops the dump anywhere
+        pass
+    starts.setdefault(base, layer)
+    points = sorted(starts)
+    out += [(a, b, starts[a]) for a, b in zip(points, points[1:])]
+    return out, points[-1]
 
 
 def get_codec(name: str) -> Codec:

@@ -77,6 +77,15 @@ class Item(NamedTuple):
 #: ``make_item((offset, header, value))``: an Item without the Python-level ``__new__``.
 make_item = partial(tuple.__new__, Item)
 
+
+def dump_items(reader) -> Iterator[dict]:
+    """``xenstream dump``'s dicts of the items ``reader`` yields, from its ``dump_item`` (called as
+    each item arrives, while the reader's state is that item's); None from it skips the item."""
+    for item in reader.items():
+        out = reader.dump_item(item)
+        if out is not None:
+            yield out
+
 #: The zero padding of each length 0-7, by ``body_length & 7``.
 _ZERO_PADS = tuple(ZERO_PAD[:padding_length(n)] for n in range(ALIGN))
 

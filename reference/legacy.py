@@ -37,15 +37,18 @@ keyword arguments (see ``_DEFAULTS``).
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 from .checker import Checker
 from .errors import UsageError
-from .formats import Codec
+from .formats import Codec, spans_of_dump
+from .framing import Item, dump_items, make_item
 from . import xl
-from .layout import Endian, Layout, i32, octets, reserved, u32, u64
+from .layout import Bytes, Declared, Endian, Layout, count, i32, octets, reserved, u32, u64
+from .libxc import DomainType
 from .rules import Role, Severity, definer
 from .source import Source, Truncated
 
@@ -61,16 +64,14 @@ ULONG = {32: Layout("unsigned long (32-bit toolstack)", u32("value")),
          64: Layout("unsigned long (64-bit toolstack)", u64("value"))}
 CHUNK_TYPE = Layout("chunk type", i32("type"))
 EXTENDED_INFO_SIZE = Layout("extended-info total size", u32("total_size"))
-EXTENDED_INFO_BLOCK = Layout("extended-info block header", octets("id", 4), u32("size"))
 XCNT_BLOCK = Layout("extended-info xcnt block", u32("xsave_size"))
 VCPU_INFO = Layout("XC_SAVE_ID_VCPU_INFO", i32("max_vcpu_id"))
-HVM_PARAM_CHUNK = Layout("XC_SAVE_ID_HVM_* chunk", reserved("pad"), u64("data"))
-TSC_INFO = Layout("XC_SAVE_ID_TSC_INFO", u32("tsc_mode"), u64("nsec"), u32("khz"), u32("incarnation"))
 TOOLSTACK_CHUNK = Layout("XC_SAVE_ID_TOOLSTACK", u32("length"))
 UNMAPPED_PFN_COUNT = Layout("unmapped PFN count", u32("count"))
 XSAVE_HEADER = Layout("vcpu xsave header", u64("xfeature_mask"), u64("size"))
-HVM_MAGIC_PFNS = Layout("HVM magic PFNs", u64("ioreq_pfn"), u64("bufioreq_pfn"), u64("store_pfn"))
-HVM_CONTEXT_SIZE = Layout("HVM context size", u32("size"))
+HVM_MAGIC_PFNS = Layout("HVM magic PFNs", u64("ioreq_pfn", default=0), u64("bufioreq_pfn", default=0),
+                        u64("store_pfn", default=0))
+HVM_CONTEXT_SIZE = Layout("HVM context size", count("size"), tail=(Bytes("context", "size"),))
 QEMU_SIGNATURE = Layout("qemu signature", octets("signature", 21))
 QEMU_SIZE = Layout("qemu record size", u32("size"))
 TOOLSTACK_HEADER = Layout("libxl toolstack header", u32("version"), u32("count"))
@@ -246,12 +247,13 @@ QEMU_SIG = _rule("legacy.qemu.signature", R, f"{LIBXC_DOC} HVM TAIL (Qemu contex
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ExtInfoBlock:
-    """One extended-info block: ``id`` (4 octets) and its data."""
+class ExtInfoBlock(Declared):
+    """One extended-info block: ``char id[4]``, ``uint32 size`` and that many octets of data."""
 
-    id: bytes
-    data: bytes = b""
+    LAYOUT = Layout("extended-info block header", octets("id", 4), count("size"), tail=(Bytes("data", "size"),))
+
+
+EXTENDED_INFO_BLOCK = ExtInfoBlock.LAYOUT
 
 
 @dataclass(frozen=True)
@@ -325,23 +327,23 @@ class VcpuInfo:
                 if self.vcpumap[i // 64] >> (i % 64) & 1]
 
 
-@dataclass(frozen=True)
-class HvmParamChunk:
-    type: int   # one of HVM_PARAM_CHUNKS
-    value: int
-    pad: int = 0
+class HvmParamChunk(Declared):
+    """A chunk carrying one HVM parameter: ``int type; uint32 pad; uint64 value`` (the type is
+    the chunk type, one of :data:`HVM_PARAM_CHUNKS`)."""
+
+    LAYOUT = Layout("XC_SAVE_ID_HVM_* chunk", reserved("pad"), u64("value"))
+    FIRST = (("type", int, dataclasses.MISSING),)
 
     @property
     def param(self) -> int:
         return HVM_PARAM_CHUNKS[self.type]
 
 
-@dataclass(frozen=True)
-class TscInfo:
-    mode: int = 0
-    nsec: int = 0
-    khz: int = 0
-    incarnation: int = 0
+class TscInfo(Declared):
+    """``XC_SAVE_ID_TSC_INFO``: ``uint32 tsc_mode; uint64 nsec; uint32 khz, incarnation``."""
+
+    LAYOUT = Layout("XC_SAVE_ID_TSC_INFO", u32("mode", default=0), u64("nsec", default=0),
+                    u32("khz", default=0), u32("incarnation", default=0))
 
 
 @dataclass(frozen=True)
@@ -441,12 +443,10 @@ class PvTail:
     unmapped_count: int | None = None  # None: len(unmapped_pfns)
 
 
-@dataclass(frozen=True)
-class HvmTail:
-    ioreq_pfn: int = 0
-    bufioreq_pfn: int = 0
-    store_pfn: int = 0
-    context: bytes = b""
+class HvmTail(Declared):
+    """The HVM tail: the ioreq, bufioreq and store PFNs, a ``uint32`` size and the HVM context."""
+
+    LAYOUT = HVM_MAGIC_PFNS + HVM_CONTEXT_SIZE
 
 
 @dataclass(frozen=True)
@@ -456,11 +456,21 @@ class QemuRecord:
 
 
 @dataclass(frozen=True)
-class ImageInfo:
-    """What precedes the chunks (for :func:`read_items`)."""
+class ImageKind:
+    """What an image is read as (the ``image`` item): the toolstack width and the guest type,
+    given or detected, and what detection found (:func:`detect`)."""
 
     width: int
-    guest: str
+    guest: DomainType
+    detected: str
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What precedes the chunks (the ``image info`` item)."""
+
+    width: int
+    guest: DomainType
     p2m_size: int
     extended_info: ExtendedInfo | None
     p2m_frames: tuple[int, ...]
@@ -472,7 +482,7 @@ LegacyChunk = PageBatch | VcpuInfo | HvmParamChunk | TscInfo | ToolstackChunk | 
 @dataclass(frozen=True)
 class LegacyStream:
     width: int             # toolstack: 32 or 64
-    guest: str             # "pv" or "hvm"
+    guest: DomainType      # X86_PV or X86_HVM ("pv" and "hvm" are taken too)
     p2m_size: int
     chunks: tuple[LegacyChunk, ...]
     tail: PvTail | HvmTail
@@ -481,9 +491,12 @@ class LegacyStream:
     qemu: QemuRecord | None = None              # HVM
     xl: Any = None  # xl.XlHeader when an xl savefile header precedes the image
 
+    def __post_init__(self):
+        object.__setattr__(self, "guest", guest_type(self.guest))
+
     @property
     def pv(self) -> bool:
-        return self.guest == "pv"
+        return self.guest is PV
 
     def vcpu_info(self) -> VcpuInfo | None:
         last = None
@@ -518,6 +531,23 @@ def p2m_frame_count(p2m_size: int, guest_width: int) -> int:
     return (p2m_size + per_frame - 1) // per_frame
 
 
+PV, HVM = DomainType.X86_PV, DomainType.X86_HVM
+#: The guest types by the names the options, dumps and Xen's converter use.
+GUEST_NAMES = {PV: "pv", HVM: "hvm"}
+_GUEST_TYPES = {name: dtype for dtype, name in GUEST_NAMES.items()}
+
+
+def guest_type(guest: "DomainType | str") -> DomainType:
+    """The guest type of ``"pv"``, ``"hvm"`` or a :class:`DomainType`."""
+    if isinstance(guest, str):
+        return _GUEST_TYPES[guest]
+    return DomainType(guest)
+
+
+def guest_name(guest: DomainType | None) -> str | None:
+    return None if guest is None else GUEST_NAMES[guest]
+
+
 # --------------------------------------------------------------------------
 # Detection
 # --------------------------------------------------------------------------
@@ -526,7 +556,7 @@ def p2m_frame_count(p2m_size: int, guest_width: int) -> int:
 @dataclass(frozen=True)
 class Detection:
     width: int | None
-    guest: str | None
+    guest: DomainType | None
     xl: bool
     reason: str
     ambiguous: bool = False
@@ -555,34 +585,34 @@ def detect(prefix: bytes, *, xl_header: bool = True) -> Detection:
     if octets == b"\0\0\0\0":
         sig = prefix[8:16]
         if sig == b"\xff" * 8:
-            return Detection(64, "pv", xl_in_front, "octets 4-7 zero (64-bit); extended-info signature at 8")
+            return Detection(64, PV, xl_in_front, "octets 4-7 zero (64-bit); extended-info signature at 8")
         first = CHUNK_TYPE.unpack(LE, prefix, 8)[0] if len(prefix) >= 12 else None
         if first is not None and not LOWEST_CHUNK <= first <= MAX_BATCH:
             # Octets 4-7 are the END chunk of a 32-bit image with an empty body
             # and octets 8-11 a magic PFN: the one case the spec's test misses.
-            return Detection(32, "hvm", xl_in_front, f"octets 4-7 zero but octets 8-11 ({first}) are no chunk type: "
+            return Detection(32, HVM, xl_in_front, f"octets 4-7 zero but octets 8-11 ({first}) are no chunk type: "
                                             "a 32-bit HVM image with an empty body", ambiguous=True)
-        return Detection(64, "hvm", xl_in_front,
+        return Detection(64, HVM, xl_in_front,
                          f"octets 4-7 zero (64-bit); no extended-info signature, first chunk {first}",
                          ambiguous=first == 0)
     value = CHUNK_TYPE.unpack(LE, prefix, 4)[0]
     if value == -1 and prefix[12:16] in (b"vcpu", b"extv", b"xcnt"):
-        return Detection(32, "pv", xl_in_front, "octets 4-7 0xffffffff: 32-bit extended-info signature")
+        return Detection(32, PV, xl_in_front, "octets 4-7 0xffffffff: 32-bit extended-info signature")
     if value == -1 and len(prefix) >= 16 and prefix[12:16] not in (b"vcpu", b"extv", b"xcnt"):
-        return Detection(32, "hvm", xl_in_front, "octets 4-7 -1 without extended-info block: 32-bit HVM, "
+        return Detection(32, HVM, xl_in_front, "octets 4-7 -1 without extended-info block: 32-bit HVM, "
                                          "first chunk XC_SAVE_ID_ENABLE_VERIFY_MODE")
     if value == -1:
-        return Detection(32, "pv", xl_in_front, "octets 4-7 0xffffffff: 32-bit extended-info signature")
+        return Detection(32, PV, xl_in_front, "octets 4-7 0xffffffff: 32-bit extended-info signature")
     if value < 0:
-        return Detection(32, "hvm", xl_in_front, f"octets 4-7 negative ({value}): 32-bit HVM chunk type")
-    return Detection(32, "hvm", xl_in_front, f"octets 4-7 positive ({value}): 32-bit HVM page count")
+        return Detection(32, HVM, xl_in_front, f"octets 4-7 negative ({value}): 32-bit HVM chunk type")
+    return Detection(32, HVM, xl_in_front, f"octets 4-7 positive ({value}): 32-bit HVM page count")
 
 
 # --------------------------------------------------------------------------
 # Parameters the stream does not carry
 # --------------------------------------------------------------------------
 
-#: Options (None: detect from the stream): ``width`` 32|64, ``guest`` "pv"|"hvm",
+#: Options (None: detect from the stream): ``width`` 32|64, ``guest`` "pv"|"hvm" (or a DomainType),
 #: ``libxl`` whether the toolstack chunk is a libxl blob, ``qemu`` whether an
 #: HVM image ends with the qemu record, ``xl`` whether an xl header precedes it.
 _DEFAULTS: dict[str, Any] = {"width": None, "guest": None, "libxl": None, "qemu": None, "xl": None}
@@ -597,8 +627,11 @@ def _options(kw: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
     if out["width"] not in (None, 32, 64):
         raise UsageError("legacy: width is 32 or 64")
-    if out["guest"] not in (None, "pv", "hvm"):
-        raise UsageError("legacy: guest is pv or hvm")
+    if out["guest"] is not None:
+        try:
+            out["guest"] = guest_type(out["guest"])
+        except (KeyError, ValueError):
+            raise UsageError("legacy: guest is pv or hvm") from None
     return out
 
 
@@ -607,18 +640,33 @@ def _options(kw: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------
 
 
-class _Reader:
-    """One parser for validation (``collect=False``) and decoding (``collect=True``)."""
+class LegacyReader:
+    """Reads (and validates) a legacy image; :meth:`items` yields, in stream order, an
+    ``Item(offset, kind, value)`` for each part of it, ``kind`` naming it as ``xenstream dump``
+    does (see :data:`KINDS`).  The value is the typed part when ``collect`` is set (None
+    otherwise, but for the small parts the reader needs itself: the xl header, ``image``,
+    ``p2m_size``, the extended-info blocks, ``image info``).  Nothing is kept: memory stays
+    bounded by the largest single part (a 1024-page batch, a context blob); :func:`stream_of`
+    builds the :class:`LegacyStream` from the items.
 
-    def __init__(self, src: Source, checker: Checker, collect: bool, options: dict[str, Any],
-                 visit=None, sink=None):
-        self.sink = sink
-        self.src = src
-        self.checker = checker
-        self.collect = collect
-        self.opt = options
-        self.visit = visit  # called with (kind, offset, dict) for dump
+    ``embedded``: inside a container (libvirt's save image, xenopsd's suspend image) whose
+    own data follows the image: no xl header, a qemu record only where one starts
+    (``qemu=None``), and what follows is the container's business.  ``width``, ``guest``
+    and ``detection`` are what the image is read as, once its ``image`` item is out."""
+
+    def __init__(self, src: Source, checker: Checker, *, collect: bool = False, embedded: bool = False,
+                 **options: Any):
+        self.src, self.checker, self.collect, self.embedded = src, checker, collect, embedded
+        self.opt = _options({"xl": False, **options} if embedded else options)
         self.index = 0
+        self.width: int | None = None
+        self.guest: DomainType | None = None
+        self.detection: Detection | None = None
+        self.ext: ExtendedInfo | None = None
+        #: the last XC_SAVE_ID_VCPU_INFO: which vcpus the PV tail holds
+        self.vcpu_info: VcpuInfo | None = None
+        #: the octets of the last XC_SAVE_ID_TOOLSTACK chunk (a dump shows them)
+        self.toolstack_length = 0
 
     # helpers ---------------------------------------------------------------
     def at(self, name: str, index: int | None = None) -> None:
@@ -639,43 +687,40 @@ class _Reader:
             out.extend(struct.unpack(fmt % (len(piece) // size), piece))
         return tuple(out)
 
-    def blob(self, n: int, what: str, keep: bool | None = None) -> bytes | None:
-        if keep is None:
-            keep = self.collect
-        if not keep:
+    def dump_item(self, item: Item) -> dict | None:
+        return dump_item(self, item)
+
+    def blob(self, n: int, what: str) -> bytes | None:
+        if not self.collect:
             self.src.skip(n, what)
             return None
         return self.src.read_exact(n, what)
 
-    def emit(self, kind: str, offset: int, **info) -> None:
-        if self.visit is not None:
-            self.visit(kind, offset, info)
-
     # the stream ------------------------------------------------------------
-    def run(self) -> LegacyStream | None:
+    def items(self) -> Iterator[Item]:
         try:
-            return self._run()
+            yield from self._run()
         except Truncated as exc:
             self.checker.fail(TRUNCATED, exc.end,
-                         f"input ends after {exc.got} of {exc.wanted} octets of {exc.what}")
+                              f"input ends after {exc.got} of {exc.wanted} octets of {exc.what}")
 
-    def _run(self) -> LegacyStream | None:
+    def _run(self) -> Iterator[Item]:
         src, ck = self.src, self.checker
         self.at("image")
-        xl_header = None
         want_xl = self.opt["xl"]
         if want_xl or (want_xl is None and src.peek(len(xl.MAGIC)) == xl.MAGIC):
-            xl_header = self.read_xl()
-            if self.sink:
-                self.sink(xl_header)
+            off = src.offset
+            saved = ck.save()
+            header = xl.read_header(src, ck)
+            ck.restore(saved)
+            yield make_item((off, "xl_header", header))
         prefix = src.peek(64)
         # the xl header, if any, is behind us: octets that look like another one are the image's
-        det = detect(prefix, xl_header=False)
-        self.detection = det
+        det = self.detection = detect(prefix, xl_header=False)
         width = self.opt["width"] or det.width
         guest = self.opt["guest"] or det.guest
         ck.note(f"legacy image: detected {det.width or '?'}-bit toolstack, "
-                f"{det.guest or '?'} guest ({det.reason})"
+                f"{guest_name(det.guest) if det.guest else '?'} guest ({det.reason})"
                 + ("; ambiguous" if det.ambiguous else ""))
         if self.opt["width"] and det.width and self.opt["width"] != det.width:
             ck.note(f"given width {self.opt['width']} overrides the detected {det.width}-bit")
@@ -683,59 +728,45 @@ class _Reader:
             self.width = width or 64
             src.read_exact(len(prefix) + 1, "legacy image header")  # raises Truncated
         self.width, self.guest = width, guest
-        ck.note(f"reading as {width}-bit toolstack, {guest} guest")
-        self.emit("image", src.offset, width=width, guest=guest, detected=det.reason)
+        ck.note(f"reading as {width}-bit toolstack, {guest_name(guest)} guest")
+        yield make_item((src.offset, "image", ImageKind(width, guest, det.reason)))
 
         self.at("p2m_size")
         off = src.offset
         p2m_size = self.read(ULONG[width], "p2m_size")[0]
         if not 1 <= p2m_size <= MAX_P2M_SIZE:
             ck.report(P2M_SIZE, off, f"p2m_size 0x{p2m_size:x} outside 1..0x{MAX_P2M_SIZE:x}")
-        self.emit("p2m_size", off, p2m_size=p2m_size)
-        self.p2m_size = p2m_size
+        yield make_item((off, "p2m_size", p2m_size))
 
-        ext = None
         frames: tuple[int, ...] = ()
-        if guest == "pv":
-            ext = self.read_extended_info()
+        if guest is PV:
+            self.ext = yield from self.read_extended_info()
             self.at("p2m frame list")
-            n = p2m_frame_count(p2m_size, ext.guest_width or 8)
+            n = p2m_frame_count(p2m_size, self.ext.guest_width or 8)
             off = src.offset
-            frames = self.ulongs(n, "p2m frame list") or ()
-            self.emit("p2m_frames", off, count=n)
-        if self.sink:
-            self.sink(ImageInfo(width, guest, p2m_size, ext, frames))
+            frames = self.ulongs(n, "p2m frame list")
+            yield make_item((off, "p2m_frames", frames))
+        yield make_item((src.offset, "image info", ImageInfo(width, guest, p2m_size, self.ext, frames or ())))
 
-        chunks = self.read_chunks()
-        if guest == "pv":
-            tail = self.read_pv_tail(ext, chunks)
+        yield from self.read_chunks()
+        if guest is PV:
+            yield from self.read_pv_tail()
         else:
-            tail = self.read_hvm_tail()
-        qemu = None
-        if guest == "hvm":
+            yield from self.read_hvm_tail()
             want = self.opt["qemu"]
+            if want is None and self.embedded:
+                want = src.peek(QEMU_SIGNATURE.size) in QEMU_HAS_LENGTH
             if want or (want is None and not src.at_eof()):
-                qemu = self.read_qemu()
+                yield from self.read_qemu()
         self.at("end")
-        if not src.at_eof():
+        if not self.embedded and not src.at_eof():
             off = src.offset
             ck.report(TRAILING, off, "octets follow the end of the legacy image")
             while src.read_upto(1 << 16):
                 pass
-        if not self.collect or self.sink:
-            return None
-        return LegacyStream(width, guest, p2m_size, tuple(chunks), tail, ext, frames, qemu, xl_header)
 
-    def read_xl(self):
-        off = self.src.offset
-        saved = self.checker.save()
-        header = xl.read_header(self.src, self.checker)
-        self.checker.restore(saved)
-        self.emit("xl_header", off, mandatory_flags=header.mandatory_flags,
-                  optional_flags=header.optional_flags, optional_data_len=len(header.optional_data))
-        return header
-
-    def read_extended_info(self) -> ExtendedInfo:
+    def read_extended_info(self) -> Iterator[Item]:
+        """The extended-info chunk's blocks, one item each; returns the :class:`ExtendedInfo`."""
         src, ck = self.src, self.checker
         self.at("extended-info")
         off = src.offset
@@ -752,28 +783,28 @@ class _Reader:
             if src.offset - start + size > total:
                 ck.fail(EXT_SIZE, boff, f"block {ident!r} of {size} octets runs past the "
                                         f"extended-info size {total}")
+            size_at = EXTENDED_INFO_BLOCK.at(boff, "size")
             if ident == b"vcpu":
                 if size not in VCPU_CONTEXT_SIZES:
-                    ck.fail(EXT_VCPU_SIZE, boff + 4, f"vcpu block of 0x{size:x} octets: neither a 32-bit "
-                                                     "(0xaf0) nor a 64-bit (0x1430) vcpu context")
+                    ck.fail(EXT_VCPU_SIZE, size_at, f"vcpu block of 0x{size:x} octets: neither a 32-bit "
+                                                    "(0xaf0) nor a 64-bit (0x1430) vcpu context")
                 data = src.read_exact(size, "extended-info vcpu block")
             elif ident == b"xcnt":
                 if size < XCNT_BLOCK.size:
-                    ck.fail(EXT_XCNT_SIZE, boff + 4, f"xcnt block of {size} octets, not 4")
+                    ck.fail(EXT_XCNT_SIZE, size_at, f"xcnt block of {size} octets, not 4")
                 data = src.read_exact(size, "extended-info xcnt block")
                 value = XCNT_BLOCK.unpack(LE, data)[0]
                 if value < XSAVE_HEADER.size:
-                    ck.fail(EXT_XCNT_SIZE, boff + 8, f"xcnt size {value} is smaller than the "
-                                                     "16-octet mask and size")
+                    ck.fail(EXT_XCNT_SIZE, boff + EXTENDED_INFO_BLOCK.size, f"xcnt size {value} is smaller "
+                                                                            "than the 16-octet mask and size")
             else:
                 if ident != b"extv":
                     ck.report(EXT_BLOCK_ID, boff, f"unknown extended-info block {ident!r} "
                                                   f"({size} octets, skipped)")
                 data = src.read_exact(size, f"extended-info {ident!r} block")
-            blocks.append(ExtInfoBlock(ident, data))
-            self.emit("ext_block", boff, id=ident.decode("latin-1"), size=size)
-        if src.offset - start != total:  # pragma: no cover - the loop stops exactly
-            ck.fail(EXT_SIZE, start, "extended-info size mismatch")
+            block = ExtInfoBlock(ident, data)
+            blocks.append(block)
+            yield make_item((boff, "ext_block", block))
         ext = ExtendedInfo(tuple(blocks))
         if ext.block(b"vcpu") is None:
             ck.fail(EXT_VCPU_MISSING, off, "no vcpu block: the guest width is unknown")
@@ -782,9 +813,8 @@ class _Reader:
                 f"{f', xsave {ext.xsave_size} octets' if ext.xsave_size else ''}")
         return ext
 
-    def read_chunks(self) -> list:
+    def read_chunks(self) -> Iterator[Item]:
         src, ck = self.src, self.checker
-        chunks: list = []
         batches = pages = 0
         while True:
             self.at("chunk", self.index)
@@ -794,52 +824,39 @@ class _Reader:
                 break
             name = "page batch" if ctype > 0 else CHUNK_NAMES.get(ctype, f"chunk {ctype}")
             self.at(name, self.index)
+            kind = "chunk"
             if ctype > 0:
-                chunk = self.read_batch(ctype, off)
+                chunk, present = self.read_batch(ctype, off)
                 batches += 1
-                pages += chunk[1]
-                chunk = chunk[0]
+                pages += present
+                kind = "page_batch"
             elif ctype < LOWEST_CHUNK:
                 ck.fail(CHUNK_TYPE_RULE, off, f"unknown chunk type {ctype}")
             elif ctype in UNSUPPORTED_CHUNKS:
                 ck.fail(CHUNK_UNSUPPORTED, off, f"{name} cannot be converted to a v2 stream")
             elif ctype in MARKER_CHUNKS:
                 chunk = MarkerChunk(ctype)
-                self.emit("chunk", off, type=ctype, name=name)
             elif ctype == Chunk.VCPU_INFO:
-                chunk = self.read_vcpu_info(off)
+                chunk = self.vcpu_info = self.read_vcpu_info()
             elif ctype in HVM_PARAM_CHUNKS:
-                if self.guest == "pv":
+                if self.guest is PV:
                     ck.report(CHUNK_HVM_ONLY, off, f"{name} in a PV image")
                 poff = src.offset
-                pad, value = self.read(HVM_PARAM_CHUNK, name)
-                if pad:
-                    ck.report(CHUNK_PAD, poff, f"pad is 0x{pad:x}, not zero")
-                chunk = HvmParamChunk(ctype, value, pad)
-                self.emit("chunk", off, type=ctype, name=name, value=value)
+                chunk = HvmParamChunk.from_fixed(LE, src.read_exact(HvmParamChunk.LAYOUT.size, name), type=ctype)
+                if chunk.pad:
+                    ck.report(CHUNK_PAD, HvmParamChunk.LAYOUT.at(poff, "pad"), f"pad is 0x{chunk.pad:x}, not zero")
             elif ctype == Chunk.TSC_INFO:
-                mode, nsec, khz, incarn = self.read(TSC_INFO)
-                chunk = TscInfo(mode, nsec, khz, incarn)
-                self.emit("chunk", off, type=ctype, name=name, mode=mode, nsec=nsec, khz=khz,
-                          incarnation=incarn)
+                chunk = TscInfo.from_fixed(LE, src.read_exact(TscInfo.LAYOUT.size, TscInfo.LAYOUT.name))
             else:  # TOOLSTACK
-                chunk = self.read_toolstack(off)
+                chunk = self.read_toolstack()
             self.index += 1
-            if self.sink:
-                self.sink(chunk)
-                if isinstance(chunk, VcpuInfo):
-                    chunks.append(chunk)
-            elif self.collect:
-                chunks.append(chunk)
-            elif isinstance(chunk, VcpuInfo):
-                chunks.append(chunk)  # small; the PV tail needs it
-        self.emit("chunk", off, type=0, name="end of body")
-        if self.guest == "pv" and not batches:
+            yield make_item((off, kind, chunk if self.collect or kind == "chunk" else None))
+        yield make_item((off, "end_of_body", None))
+        if self.guest is PV and not batches:
             ck.report(BATCH_NONE, off, "the body of a PV image ends without a page batch")
         self.index += 1
         ck.note(f"body: {batches} page batches, {pages} pages with data, "
                 f"{self.index - batches - 1} metadata chunks")
-        return chunks
 
     def read_batch(self, count: int, off: int) -> tuple[PageBatch | None, int]:
         src, ck = self.src, self.checker
@@ -867,73 +884,56 @@ class _Reader:
             if ptype not in NO_DATA_TYPES:
                 present += 1
         pages = self.blob(present * PAGE_SIZE, "page batch data")
-        self.emit("page_batch", off, count=count, present=present)
         if not self.collect:
             return None, present
         return PageBatch(entries, pages or b""), present
 
-    def read_vcpu_info(self, off: int) -> VcpuInfo:
-        ck = self.checker
-        moff = self.src.offset
+    def read_vcpu_info(self) -> VcpuInfo:
+        ck, src = self.checker, self.src
+        moff = src.offset
         max_id = self.read(VCPU_INFO)[0]
         if not 0 <= max_id <= MAX_VCPU_ID:
             ck.fail(VCPU_MAX, moff, f"max_vcpu_id {max_id} outside 0..{MAX_VCPU_ID}")
         words = max_id // 64 + 1
-        woff = self.src.offset
-        raw = self.src.read_exact(words * 8, "vcpumap")
-        vmap = struct.unpack(f"<{words}Q", raw)
+        woff = src.offset
+        vmap = struct.unpack(f"<{words}Q", src.read_exact(words * 8, "vcpumap"))
         top_bits = vmap[-1] >> (max_id % 64 + 1)
         if top_bits:
             ck.report(VCPU_MAP, woff + 8 * (words - 1),
                       f"vcpumap bits above max_vcpu_id {max_id} are set (0x{vmap[-1]:x})")
-        info = VcpuInfo(max_id, vmap)
-        self.emit("chunk", off, type=Chunk.VCPU_INFO, name=CHUNK_NAMES[Chunk.VCPU_INFO],
-                  max_vcpu_id=max_id, online=info.online())
-        return info
+        return VcpuInfo(max_id, vmap)
 
-    def read_toolstack(self, off: int) -> ToolstackChunk:
+    def read_toolstack(self) -> ToolstackChunk:
         src = self.src
-        length = self.read(TOOLSTACK_CHUNK)[0]
+        length = self.toolstack_length = self.read(TOOLSTACK_CHUNK)[0]
         boff = src.offset
         want = self.opt["libxl"]
         if want is False:
-            data = self.blob(length, "toolstack data")
-            self.emit("chunk", off, type=Chunk.TOOLSTACK, name="XC_SAVE_ID_TOOLSTACK", length=length)
-            return ToolstackChunk(data or b"")
+            return ToolstackChunk(self.blob(length, "toolstack data") or b"")
         raw = src.read_exact(length, "toolstack data")
         looks_libxl = len(raw) >= 4 and TOOLSTACK_HEADER.le.unpack_from(raw.ljust(8, b"\0"))[0] == 1
         if want is None and not looks_libxl:
             self.checker.note(f"toolstack chunk of {length} octets is not a libxl version 1 blob; kept opaque")
-            self.emit("chunk", off, type=Chunk.TOOLSTACK, name="XC_SAVE_ID_TOOLSTACK", length=length)
             return ToolstackChunk(raw)
         saved = self.checker.save()
         self.at("libxl toolstack", self.index)
         ts = decode_toolstack(raw, self.width, checker=self.checker, offset=boff)
         self.checker.restore(saved)
         self.checker.note(f"libxl toolstack v{ts.version}: {len(ts.entries)} physmap entries")
-        self.emit("chunk", off, type=Chunk.TOOLSTACK, name="XC_SAVE_ID_TOOLSTACK", length=length,
-                  physmap=[{"phys_offset": e.phys_offset, "start_addr": e.start_addr, "size": e.size,
-                            "name": None if e.name is None else e.name.decode("latin-1")}
-                           for e in ts.entries])
         return ToolstackChunk(ts)
 
-    def read_pv_tail(self, ext: ExtendedInfo, chunks: list) -> PvTail | None:
-        src, ck = self.src, self.checker
+    def read_pv_tail(self) -> Iterator[Item]:
+        src, ck, ext = self.src, self.checker, self.ext
         self.at("PV tail")
         off = src.offset
         count = self.read(UNMAPPED_PFN_COUNT)[0]
         if count > MAX_UNMAPPED_PFNS:
             ck.fail(UNMAPPED_COUNT, off, f"{count} unmapped PFNs exceed 2^28")
-        unmapped = self.ulongs(count, "unmapped PFNs") or ()
-        self.emit("unmapped_pfns", off, count=count)
-        info = None
-        for c in chunks:
-            if isinstance(c, VcpuInfo):
-                info = c
+        yield make_item((off, "unmapped_pfns", self.ulongs(count, "unmapped PFNs")))
+        info = self.vcpu_info
         online = [0] if info is None else info.online()
         if info is None:
             ck.note("no XC_SAVE_ID_VCPU_INFO chunk: vcpu 0 alone is online (legacy restore's default)")
-        vcpus = []
         for vcpu_id in online:
             self.at(f"vcpu {vcpu_id} context")
             voff = src.offset
@@ -944,48 +944,29 @@ class _Reader:
                 xoff = src.offset
                 mask, size = self.read(XSAVE_HEADER)
                 if size != ext.xsave_size - XSAVE_HEADER.size:
-                    ck.fail(XSAVE_SIZE, xoff + 8, f"xsave size {size}, but xcnt says "
+                    ck.fail(XSAVE_SIZE, XSAVE_HEADER.at(xoff, "size"), f"xsave size {size}, but xcnt says "
                                                   f"{ext.xsave_size} - 16 = {ext.xsave_size - 16}")
                 data = self.blob(size, "xsave area")
                 xsave = XsaveState(mask, data or b"")
-            self.emit("vcpu", voff, vcpu_id=vcpu_id)
-            if self.sink:
-                self.sink(PvVcpu(vcpu_id, ctx, extd, xsave))
-            elif self.collect:
-                vcpus.append(PvVcpu(vcpu_id, ctx, extd, xsave))
+            yield make_item((voff, "vcpu", PvVcpu(vcpu_id, ctx, extd, xsave) if self.collect else None))
         self.at("shared info")
         soff = src.offset
-        shinfo = self.blob(SHARED_INFO_SIZE, "shared info page")
-        self.emit("shared_info", soff)
+        yield make_item((soff, "shared_info", self.blob(SHARED_INFO_SIZE, "shared info page")))
         ck.note(f"PV tail: {count} unmapped PFNs, vcpus {online}")
-        if not self.collect:
-            return None
-        tail = PvTail(unmapped, tuple(vcpus), shinfo)
-        if self.sink:
-            self.sink(tail)
-        return tail
 
-    def read_hvm_tail(self) -> HvmTail | None:
+    def read_hvm_tail(self) -> Iterator[Item]:
         src, ck = self.src, self.checker
         self.at("HVM tail")
         off = src.offset
         ioreq, bufioreq, store = self.read(HVM_MAGIC_PFNS)
-        coff = src.offset
         size = self.read(HVM_CONTEXT_SIZE)[0]
         if size == 0:
-            ck.report(HVM_CONTEXT_EMPTY, coff, "empty HVM context")
+            ck.report(HVM_CONTEXT_EMPTY, HvmTail.LAYOUT.at(off, "size"), "empty HVM context")
         ctx = self.blob(size, "HVM context")
-        self.emit("hvm_tail", off, ioreq_pfn=ioreq, bufioreq_pfn=bufioreq, store_pfn=store,
-                  context_size=size)
         ck.note(f"HVM tail: magic PFNs 0x{ioreq:x} 0x{bufioreq:x} 0x{store:x}, context {size} octets")
-        if not self.collect:
-            return None
-        tail = HvmTail(ioreq, bufioreq, store, ctx or b"")
-        if self.sink:
-            self.sink(tail)
-        return tail
+        yield make_item((off, "hvm_tail", HvmTail(ioreq, bufioreq, store, ctx) if self.collect else None))
 
-    def read_qemu(self) -> QemuRecord | None:
+    def read_qemu(self) -> Iterator[Item]:
         src, ck = self.src, self.checker
         self.at("qemu record")
         off = src.offset
@@ -1006,14 +987,8 @@ class _Reader:
                 if self.collect:
                     parts.append(piece)
             data = b"".join(parts)
-        self.emit("qemu", off, signature=sig.decode("latin-1"), size=size)
         ck.note(f"qemu record {sig.decode('latin-1')}: {size} octets")
-        if not self.collect:
-            return None
-        record = QemuRecord(sig, data or b"")
-        if self.sink:
-            self.sink(record)
-        return record
+        yield make_item((off, "qemu", QemuRecord(sig, data or b"") if self.collect else None))
 
 
 def decode_toolstack(blob: bytes, width: int, *, checker: Checker | None = None,
@@ -1081,10 +1056,9 @@ def encode_chunk(chunk: LegacyChunk, width: int) -> bytes:
         return (CHUNK_TYPE.pack(LE, Chunk.VCPU_INFO) + VCPU_INFO.pack(LE, chunk.max_vcpu_id)
                 + struct.pack(f"<{len(chunk.vcpumap)}Q", *chunk.vcpumap))
     if isinstance(chunk, HvmParamChunk):
-        return CHUNK_TYPE.pack(LE, chunk.type) + HVM_PARAM_CHUNK.pack(LE, chunk.pad, chunk.value)
+        return CHUNK_TYPE.pack(LE, chunk.type) + chunk.encode_body(LE)
     if isinstance(chunk, TscInfo):
-        return CHUNK_TYPE.pack(LE, Chunk.TSC_INFO) + TSC_INFO.pack(LE, chunk.mode, chunk.nsec, chunk.khz,
-                                                                   chunk.incarnation)
+        return CHUNK_TYPE.pack(LE, Chunk.TSC_INFO) + chunk.encode_body(LE)
     if isinstance(chunk, ToolstackChunk):
         blob = chunk.blob(width)
         return CHUNK_TYPE.pack(LE, Chunk.TOOLSTACK) + TOOLSTACK_CHUNK.pack(LE, len(blob)) + blob
@@ -1094,7 +1068,7 @@ def encode_chunk(chunk: LegacyChunk, width: int) -> bytes:
 
 
 def encode_extended_info(ext: ExtendedInfo, width: int) -> bytes:
-    body = b"".join(EXTENDED_INFO_BLOCK.pack(LE, b.id, len(b.data)) + b.data for b in ext.blocks)
+    body = b"".join(b.encode_body(LE) for b in ext.blocks)
     sig = EXTENDED_INFO_SIGNATURE[width] if ext.signature is None else ext.signature
     total = len(body) if ext.total_size is None else ext.total_size
     return ULONG[width].pack(LE, sig) + EXTENDED_INFO_SIZE.pack(LE, total) + body
@@ -1129,8 +1103,7 @@ def iter_encode(stream: LegacyStream) -> Iterator[bytes]:
                 yield XSAVE_HEADER.pack(LE, v.xsave.xfeature_mask, size) + v.xsave.data
         yield tail.shared_info
     else:
-        yield HVM_MAGIC_PFNS.pack(LE, tail.ioreq_pfn, tail.bufioreq_pfn, tail.store_pfn)
-        yield HVM_CONTEXT_SIZE.pack(LE, len(tail.context)) + tail.context
+        yield tail.encode_body(LE)
     if stream.qemu is not None:
         yield encode_qemu(stream.qemu)
 
@@ -1206,7 +1179,7 @@ def build_pv_stream(*, width: int = 64, guest_width: int = 8, p2m_size: int = 16
                XsaveState(0x7, bytes([0x5A]) * xsave_area) if xsave_area else None)
         for v in sorted(vcpus))
     tail = PvTail(tuple(unmapped), tail_vcpus, bytes([0x51]) * SHARED_INFO_SIZE)
-    return LegacyStream(width, "pv", p2m_size, tuple(chunks), tail, ext, frames, None, xl)
+    return LegacyStream(width, PV, p2m_size, tuple(chunks), tail, ext, frames, None, xl)
 
 
 def build_hvm_stream(*, width: int = 64, p2m_size: int = 32,
@@ -1244,7 +1217,7 @@ def build_hvm_stream(*, width: int = 64, p2m_size: int = 32,
     if last_checkpoint:
         chunks.append(MarkerChunk(Chunk.LAST_CHECKPOINT))
     tail = HvmTail(*magic, context)
-    return LegacyStream(width, "hvm", p2m_size, tuple(chunks), tail, None, (), qemu, xl)
+    return LegacyStream(width, HVM, p2m_size, tuple(chunks), tail, None, (), qemu, xl)
 
 
 def sample_physmap(n: int = 2) -> list[PhysmapEntry]:
@@ -1259,40 +1232,98 @@ def sample_physmap(n: int = 2) -> list[PhysmapEntry]:
 
 
 def validate(src: Source, checker: Checker, **options: Any) -> None:
-    _Reader(src, checker, False, _options(options)).run()
+    for _ in LegacyReader(src, checker, **options).items():
+        pass
 
 
 def decode(data: bytes | bytearray | memoryview | Source, *, role: Role = Role.RESTORE,
            **options: Any) -> LegacyStream:
     """Decode a legacy image; ``options`` as in ``_DEFAULTS``.  Raises StreamError."""
     src = data if isinstance(data, Source) else Source.from_bytes(data)
-    checker = Checker(role, fail_fast=True)
-    stream = _Reader(src, checker, True, _options(options)).run()
-    assert stream is not None
-    return stream
+    return stream_of(LegacyReader(src, Checker(role, fail_fast=True), collect=True, **options).items())
 
 
-def read_items(src: Source, checker: Checker, sink, **options: Any) -> "_Reader":
-    """Decode a legacy image piece by piece: ``sink(item)`` receives, in stream
-    order, the xl header (if any), an :class:`ImageInfo`, each chunk, each
-    :class:`PvVcpu`, the :class:`PvTail` (without vcpus) or :class:`HvmTail`,
-    and the :class:`QemuRecord`; nothing is kept (memory stays bounded by the
-    largest single item).  Returns the reader (``width``, ``guest``, ``detection``)."""
-    reader = _Reader(src, checker, True, _options(options), sink=sink)
-    reader.run()
-    return reader
+def stream_of(items) -> LegacyStream:
+    """The :class:`LegacyStream` of the items a collecting :class:`LegacyReader` yields."""
+    xl_header = info = tail = qemu = None
+    chunks: list = []
+    vcpus: list[PvVcpu] = []
+    unmapped: tuple[int, ...] = ()
+    for _, kind, value in items:
+        if kind in ("chunk", "page_batch"):
+            chunks.append(value)
+        elif kind == "vcpu":
+            vcpus.append(value)
+        elif kind == "image info":
+            info = value
+        elif kind == "xl_header":
+            xl_header = value
+        elif kind == "unmapped_pfns":
+            unmapped = value
+        elif kind == "shared_info":
+            tail = PvTail(unmapped, tuple(vcpus), value)
+        elif kind == "hvm_tail":
+            tail = value
+        elif kind == "qemu":
+            qemu = value
+    return LegacyStream(info.width, info.guest, info.p2m_size, tuple(chunks), tail, info.extended_info,
+                        info.p2m_frames, qemu, xl_header)
+
+
+def dump_item(reader: LegacyReader, item: Item) -> dict | None:
+    """The ``xenstream dump`` dict of the item a (collecting) ``reader`` just yielded; None for
+    ``image info``, which repeats what the items before it said."""
+    offset, kind, value = item
+    if kind == "image info":
+        return None
+    if kind == "end_of_body":
+        kind, fields = "chunk", {"type": Chunk.END, "name": CHUNK_NAMES[Chunk.END]}
+    else:
+        fields = _DUMP_FIELDS[kind](reader, value)
+    return {"layer": LAYER, "kind": kind.replace("_", " "), "offset": offset, "fields": fields}
+
+
+def _chunk_fields(reader: LegacyReader, chunk) -> dict:
+    out = {"type": chunk.type if not isinstance(chunk, (VcpuInfo, ToolstackChunk, TscInfo))
+           else Chunk.VCPU_INFO if isinstance(chunk, VcpuInfo)
+           else Chunk.TSC_INFO if isinstance(chunk, TscInfo) else Chunk.TOOLSTACK}
+    out["name"] = CHUNK_NAMES[out["type"]]
+    if isinstance(chunk, HvmParamChunk):
+        out["value"] = chunk.value
+    elif isinstance(chunk, TscInfo):
+        out.update(mode=chunk.mode, nsec=chunk.nsec, khz=chunk.khz, incarnation=chunk.incarnation)
+    elif isinstance(chunk, VcpuInfo):
+        out.update(max_vcpu_id=chunk.max_vcpu_id, online=chunk.online())
+    elif isinstance(chunk, ToolstackChunk):
+        out["length"] = reader.toolstack_length
+        if isinstance(chunk.data, LibxlToolstack):
+            out["physmap"] = [{"phys_offset": e.phys_offset, "start_addr": e.start_addr, "size": e.size,
+                               "name": None if e.name is None else e.name.decode("latin-1")}
+                              for e in chunk.data.entries]
+    return out
+
+
+_DUMP_FIELDS = {
+    "xl_header": lambda r, h: {"mandatory_flags": h.mandatory_flags, "optional_flags": h.optional_flags,
+                               "optional_data_len": len(h.optional_data)},
+    "image": lambda r, k: {"width": k.width, "guest": guest_name(k.guest), "detected": k.detected},
+    "p2m_size": lambda r, n: {"p2m_size": n},
+    "ext_block": lambda r, b: {"id": b.id.decode("latin-1"), "size": len(b.data)},
+    "p2m_frames": lambda r, frames: {"count": len(frames)},
+    "chunk": _chunk_fields,
+    "page_batch": lambda r, b: {"count": len(b.pfns), "present": b.present()},
+    "unmapped_pfns": lambda r, pfns: {"count": len(pfns)},
+    "vcpu": lambda r, v: {"vcpu_id": v.vcpu_id},
+    "shared_info": lambda r, data: {},
+    "hvm_tail": lambda r, t: {"ioreq_pfn": t.ioreq_pfn, "bufioreq_pfn": t.bufioreq_pfn, "store_pfn": t.store_pfn,
+                              "context_size": len(t.context)},
+    "qemu": lambda r, q: {"signature": q.signature.decode("latin-1"), "size": len(q.data)},
+}
 
 
 def dump(src: Source, checker: Checker, **options: Any) -> Iterator[dict]:
-    items: list[dict] = []
-
-    def visit(kind: str, offset: int, info: dict) -> None:
-        items.append({"layer": LAYER, "kind": kind.replace("_", " "), "offset": offset, "fields": info})
-
-    try:
-        _Reader(src, checker, False, _options(options), visit).run()
-    finally:
-        yield from items
+    """``xenstream dump``: each part as it is read (nothing is kept)."""
+    return dump_items(LegacyReader(src, checker, collect=True, **options))
 
 
 def sniff(data: bytes) -> tuple[int | None, str | None]:
@@ -1302,18 +1333,27 @@ def sniff(data: bytes) -> tuple[int | None, str | None]:
 def spans(data: bytes, options: dict | None = None, base: int = 0, out: list | None = None) -> tuple[list, int]:
     """The items from ``base`` at the offsets the dump reports (an image says nothing of its
     items' sizes but through the reader); where they stop."""
-    out = [] if out is None else out
-    offsets: set[int] = {base}
-    try:
-        for item in dump(Source.from_bytes(data), Checker(), **(options or {})):
-            off = item.get("offset")
-            if isinstance(off, int) and base <= off <= len(data):
-                offsets.add(off)
-    except Exception:  # noqa: BLE001 - a malformed image stops the dump anywhere
-        pass
-    points = sorted(offsets)
-    out += [(a, b, LAYER) for a, b in zip(points, points[1:])]
-    return out, points[-1]
+    return spans_of_dump(dump, data, options, base, out, LAYER)
+
+
+def recognise(prefix: bytes) -> str | None:
+    """No magic: the libxc spec's "Legacy Images" test on octets 4-7 (:func:`detect`), with a
+    ``p2m_size`` in range and, after it, the extended-info signature (PV) or a chunk type (HVM)."""
+    if len(prefix) < 16 or prefix[:8] == b"\xff" * 8 or prefix.startswith(xl.MAGIC):
+        return None
+    det = detect(prefix, xl_header=False)
+    if det.width is None or det.guest is None:
+        return None
+    word = ULONG[det.width]
+    if not 1 <= word.unpack(LE, prefix)[0] <= MAX_P2M_SIZE:
+        return None
+    if det.guest is PV:
+        plausible = word.unpack(LE, prefix, word.size)[0] == EXTENDED_INFO_SIGNATURE[det.width]
+    else:
+        plausible = LOWEST_CHUNK <= CHUNK_TYPE.unpack(LE, prefix, word.size)[0] <= MAX_BATCH
+    if not plausible:
+        return None
+    return f"no magic; a legacy image by the libxc spec's 'Legacy Images' test: {det.reason}"
 
 
 CODEC = Codec(
@@ -1327,4 +1367,6 @@ CODEC = Codec(
     options=tuple(_DEFAULTS),
     sniff=sniff,
     spans=spans,
+    recognise=recognise,
+    recognise_by_magic=False,
 )

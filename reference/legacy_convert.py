@@ -94,7 +94,8 @@ def qemu_mode(qemu: str | bool) -> str:
 
 
 class Converter:
-    """Receives legacy items (``legacy.read_items``) and writes v2 records."""
+    """Writes the v2 records of the legacy items it is given (``legacy.LegacyReader.items``) as
+    they arrive."""
 
     def __init__(self, out: BinaryIO, *, fmt: str = "libxc", qemu: str | bool = REFUSE, log=None):
         self.out = out
@@ -120,50 +121,55 @@ class Converter:
         self.write(encode_record(record.type, record.encode_body(LE), LE))
 
     # items ----------------------------------------------------------------
-    def __call__(self, item) -> None:
-        if isinstance(item, xl.XlHeader):
-            flags = item.mandatory_flags | (xl.FLAG_STREAMV2 if self.libxl else 0)
-            self.write(xl.XlHeader(item.endian, flags, item.optional_flags, item.optional_data,
-                                   item.magic, item.byteorder).encode())
+    def item(self, item) -> None:
+        """Write what the legacy reader's ``Item(offset, kind, value)`` becomes."""
+        _, kind, value = item
+        if kind == "xl_header":
+            flags = value.mandatory_flags | (xl.FLAG_STREAMV2 if self.libxl else 0)
+            self.write(xl.XlHeader(value.endian, flags, value.optional_flags, value.optional_data,
+                                   value.magic, value.byteorder).encode())
             self.log("xl header copied" + (", STREAMv2 flag set" if self.libxl else ""))
-        elif isinstance(item, legacy.ImageInfo):
-            self.start(item)
-        elif isinstance(item, legacy.PageBatch):
-            self.page_batch(item)
-        elif isinstance(item, legacy.TscInfo):
-            self.xc(libxc.X86TscInfo(item.mode, item.khz, item.nsec, item.incarnation))
-        elif isinstance(item, legacy.HvmParamChunk):
-            self.hvm_params.append((item.param, item.value))
-        elif isinstance(item, legacy.ToolstackChunk):
-            if isinstance(item.data, legacy.LibxlToolstack) and self.libxl:
-                self.xenstore.extend(item.data.xenstore())
+        elif kind == "image info":
+            self.start(value)
+        elif kind == "page_batch":
+            self.page_batch(value)
+        elif kind == "chunk":
+            self.chunk(value)
+        elif kind == "vcpu":
+            self.end_body()
+            self.pv_vcpu(value)
+        elif kind == "shared_info":
+            self.end_body()
+            self.xc(libxc.SharedInfo(value))
+            self.xc(libxc.End())
+        elif kind == "hvm_tail":
+            self.end_body()
+            self.xc(libxc.HvmParams(((legacy.HVM_PARAM_IOREQ_PFN, value.ioreq_pfn),
+                                     (legacy.HVM_PARAM_BUFIOREQ_PFN, value.bufioreq_pfn),
+                                     (legacy.HVM_PARAM_STORE_PFN, value.store_pfn))))
+            self.xc(libxc.HvmContext(value.context))
+            self.xc(libxc.End())
+        elif kind == "qemu":
+            self.qemu_record(value)
+        # image, p2m_size, ext_block, p2m_frames (in image info), unmapped_pfns (no v2 record),
+        # end_of_body: nothing to write
+
+    def chunk(self, chunk) -> None:
+        if isinstance(chunk, legacy.TscInfo):
+            self.xc(libxc.X86TscInfo(chunk.mode, chunk.khz, chunk.nsec, chunk.incarnation))
+        elif isinstance(chunk, legacy.HvmParamChunk):
+            self.hvm_params.append((chunk.param, chunk.value))
+        elif isinstance(chunk, legacy.ToolstackChunk):
+            if isinstance(chunk.data, legacy.LibxlToolstack) and self.libxl:
+                self.xenstore.extend(chunk.data.xenstore())
             else:
                 self.log("toolstack chunk discarded")
-        elif isinstance(item, (legacy.VcpuInfo, legacy.MarkerChunk)):
-            pass  # the online map is applied by the reader; markers have no v2 counterpart
-        elif isinstance(item, legacy.PvVcpu):
-            self.end_body()
-            self.pv_vcpu(item)
-        elif isinstance(item, legacy.PvTail):
-            self.end_body()
-            self.xc(libxc.SharedInfo(item.shared_info))
-            self.xc(libxc.End())
-        elif isinstance(item, legacy.HvmTail):
-            self.end_body()
-            self.xc(libxc.HvmParams(((legacy.HVM_PARAM_IOREQ_PFN, item.ioreq_pfn),
-                                     (legacy.HVM_PARAM_BUFIOREQ_PFN, item.bufioreq_pfn),
-                                     (legacy.HVM_PARAM_STORE_PFN, item.store_pfn))))
-            self.xc(libxc.HvmContext(item.context))
-            self.xc(libxc.End())
-        elif isinstance(item, legacy.QemuRecord):
-            self.qemu_record(item)
-        else:  # pragma: no cover - every item type is handled above
-            raise TypeError(f"unexpected legacy item {item!r}")
+        # VcpuInfo: the reader applies the online map; markers have no v2 counterpart
 
     def start(self, info: legacy.ImageInfo) -> None:
         self.info = info
         self.ext = info.extended_info
-        pv = info.guest == "pv"
+        pv = info.guest is legacy.PV
         if self.libxl:
             self.write(libxl.LibxlHeader(options=libxl.OPT_LEGACY).encode())
             self.xl_record(libxl.LibxcContext())
@@ -175,7 +181,8 @@ class Converter:
         self.xc(libxc.StaticDataEnd())
         if pv:
             self.xc(libxc.X86PvP2mFrames(0, info.p2m_size - 1, info.p2m_frames))
-        self.log(f"{info.width}-bit toolstack, {info.guest} guest, p2m_size 0x{info.p2m_size:x}")
+        self.log(f"{info.width}-bit toolstack, {legacy.guest_name(info.guest)} guest, "
+                 f"p2m_size 0x{info.p2m_size:x}")
 
     def page_batch(self, batch: legacy.PageBatch) -> None:
         pfns = tuple(((e & legacy.PFN_TYPE_MASK) << 32) | (e & legacy.PFN_MASK)
@@ -246,8 +253,10 @@ def convert(src: Source, out: BinaryIO, *, width: int | None = None, guest: str 
     want_qemu = True if fmt == "libxl" else None
     # The toolstack blob is libxl's physmap only for a libxl image; a libxc
     # conversion discards it unread, as Xen's converter does.
-    legacy.read_items(src, ck, conv, width=width, guest=guest, libxl=fmt == "libxl",
-                      qemu=want_qemu, xl=xl_header or None)
+    reader = legacy.LegacyReader(src, ck, collect=True, width=width, guest=guest, libxl=fmt == "libxl",
+                                 qemu=want_qemu, xl=xl_header or None)
+    for item in reader.items():
+        conv.item(item)
     conv.finish()
     return ck
 

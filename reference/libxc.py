@@ -17,7 +17,7 @@ from typing import ClassVar, Iterator
 
 from . import fastpath, framing
 from .checker import Checker
-from .formats import Codec
+from .formats import Codec, by_magic
 from .framing import (
     OPTIONAL_BIT, RECORD_HEADER, BodyReader, Item, RawRecord, RecordHeader, check_padding, encode_record,
     make_header, make_item, padding_length,
@@ -653,7 +653,7 @@ class LibxcReader(BodyReader):
         src, ck = self.src, self.checker
         try:
             ck.at(LAYER, None, "image header")
-            base = src.offset
+            base = image_base = src.offset
             image = ImageHeader(**ImageHeader.decode_fixed(Endian.BIG, src.read_exact(IMAGE_HEADER.size,
                                                                                       "image header")))
             if image.marker != MARKER:
@@ -688,7 +688,7 @@ class LibxcReader(BodyReader):
             if domain.type not in (DomainType.X86_PV, DomainType.X86_HVM):
                 ck.fail(DOMAIN_TYPE, base, f"domain type 0x{domain.type:08x} is reserved")
             if self.endian is Endian.BIG:
-                ck.report(ENDIAN_X86, IMAGE_HEADER.offset("options"), "big-endian image of an x86 guest")
+                ck.report(ENDIAN_X86, IMAGE_HEADER.at(image_base, "options"), "big-endian image of an x86 guest")
             if domain.reserved:
                 ck.report(DOMAIN_RESERVED, DOMAIN_HEADER.at(base, "reserved"),
                           f"reserved field is 0x{domain.reserved:04x}")
@@ -1357,4 +1357,6 @@ CODEC = Codec(
     dump=dump,
     sniff=framing.sniffer(IMAGE_HEADER, "version", "options"),
     spans=spans,
+    recognise=by_magic((IMAGE_HEADER.encode(Endian.BIG, marker=MARKER, id=IDENT)[:IMAGE_HEADER.offset("version")],
+                        "the libxc image header's marker and id \"XENF\"")),
 )

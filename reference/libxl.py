@@ -21,7 +21,7 @@ from typing import ClassVar, Iterator
 
 from . import framing, libxc
 from .checker import Checker
-from .formats import Codec
+from .formats import Codec, by_magic
 from .framing import (
     OPTIONAL_BIT, RECORD_HEADER, BodyReader, Item, RawRecord, RecordHeader, check_padding, encode_record,
     make_header, make_item,
@@ -145,6 +145,41 @@ UNKNOWN_OPTIONAL = _rule("libxl.record.unknown_optional", E, "Record Overview",
 CPS_DIRECTION = _rule("libxl.checkpoint_state.direction", E, "CHECKPOINT_STATE",
                       "CHECKPOINT_STATE is COLO control information; the spec does not say what a reader "
                       "of a saved image does with one")
+
+# --------------------------------------------------------------------------
+# Where a record may come with respect to the libxc stream: (record, phases, rule) as data
+# --------------------------------------------------------------------------
+
+
+class Phase(enum.Enum):
+    """Where a libxl stream is with respect to the libxc stream it hands over to."""
+
+    BEFORE_LIBXC = "before LIBXC_CONTEXT"
+    LIBXC_ENDED = "after the libxc stream's END"
+    IN_CHECKPOINT = "inside a checkpoint: after libxc's CHECKPOINT, before CHECKPOINT_END"
+
+
+@dataclass(frozen=True)
+class PhaseRule:
+    """A ``record`` read in one of ``phases`` breaks ``rule``."""
+
+    record: int
+    phases: frozenset
+    rule: str
+    message: str
+
+
+ORDER: tuple[PhaseRule, ...] = (
+    PhaseRule(RecordType.END, frozenset({Phase.IN_CHECKPOINT}), END_IN_CHECKPOINT, "END before CHECKPOINT_END"),
+    PhaseRule(RecordType.END, frozenset({Phase.BEFORE_LIBXC}), LIBXC_MISSING,
+              "END of a libxl stream without LIBXC_CONTEXT"),
+    PhaseRule(RecordType.CHECKPOINT_END, frozenset({Phase.BEFORE_LIBXC, Phase.LIBXC_ENDED}), CPE_OUTSIDE,
+              "CHECKPOINT_END without a libxc CHECKPOINT before it"),
+    PhaseRule(RecordType.LIBXC_CONTEXT, frozenset({Phase.LIBXC_ENDED, Phase.IN_CHECKPOINT}), LIBXC_REPEATED,
+              "second LIBXC_CONTEXT"),
+)
+_ORDER_BY_RECORD: dict[int, tuple[PhaseRule, ...]] = {
+    int(t): tuple(row for row in ORDER if row.record == t) for t in {row.record for row in ORDER}}
 
 # --------------------------------------------------------------------------
 # Layouts and typed values, declared once (reference/layout.py)
@@ -360,7 +395,7 @@ class LibxlReader(BodyReader):
             self.ended = True
         elif rtype == RecordType.LIBXC_CONTEXT:
             saved = self.checker.save()
-            reader = self._start_libxc()
+            reader = self._start_libxc(h)
             yield make_item((h.offset, h, LibxcContext(reader.image_header, reader.domain_header)))
             at = h.padding_offset
             yield make_item((at, "image header", reader.image_header))
@@ -402,10 +437,24 @@ class LibxlReader(BodyReader):
                 return False
         return True
 
+    @property
+    def phase(self) -> Phase:
+        if self.libxc is None:
+            return Phase.BEFORE_LIBXC
+        return Phase.IN_CHECKPOINT if self.libxc_paused else Phase.LIBXC_ENDED
+
+    def order_rules(self, h: RecordHeader) -> None:
+        """The rows of :data:`ORDER` for the record ``h`` in the current phase."""
+        rows = _ORDER_BY_RECORD.get(h.type)
+        if rows:
+            phase = self.phase
+            for row in rows:
+                if phase in row.phases:
+                    self.checker.report(row.rule, h.offset, row.message)
+
     # -- the embedded libxc stream ----------------------------------------------
-    def _start_libxc(self) -> libxc.LibxcReader:
-        if self.libxc is not None:
-            self.checker.report(LIBXC_REPEATED, self.src.offset - RECORD_HEADER.size, "second LIBXC_CONTEXT")
+    def _start_libxc(self, h: RecordHeader) -> libxc.LibxcReader:
+        self.order_rules(h)
         reader = self.libxc = libxc.LibxcReader(self.src, self.checker, collect=self.collect,
                                                 stop_at_checkpoint=True)
         reader.read_headers()
@@ -446,10 +495,7 @@ class LibxlReader(BodyReader):
 
 def _parse_end(r: LibxlReader, h: RecordHeader):
     r.empty(h, END_LENGTH)
-    if r.libxc_paused:
-        r.checker.report(END_IN_CHECKPOINT, h.offset, "END before CHECKPOINT_END")
-    if r.libxc is None:
-        r.checker.report(LIBXC_MISSING, h.offset, "END of a libxl stream without LIBXC_CONTEXT")
+    r.order_rules(h)
     return End()
 
 
@@ -460,9 +506,8 @@ def _parse_libxc_context(r: LibxlReader, h: RecordHeader):
 
 def _parse_checkpoint_end(r: LibxlReader, h: RecordHeader):
     r.empty(h, CPE_LENGTH)
-    if not r.libxc_paused:
-        r.checker.report(CPE_OUTSIDE, h.offset, "CHECKPOINT_END without a libxc CHECKPOINT before it")
-    else:
+    r.order_rules(h)
+    if r.libxc_paused:
         r._resumable = True
     return CheckpointEnd()
 
@@ -586,6 +631,12 @@ def validate(src: Source, checker: Checker) -> None:
     for _ in reader.items():
         pass
     reader.check_trailing()
+    summary(reader)
+
+
+def summary(reader: LibxlReader) -> None:
+    """``verify -v``: how many records of each type the stream held."""
+    checker = reader.checker
     if checker.verbose:
         for rtype, n in sorted(reader.counts.items()):
             checker.note(f"libxl {record_name(rtype)}: {n} record(s)")
@@ -594,12 +645,18 @@ def validate(src: Source, checker: Checker) -> None:
                 checker.note(f"libxc {libxc.record_name(rtype)}: {n} record(s)")
 
 
+def stream_of(reader: LibxlReader, items) -> LibxlStream:
+    """The typed value of the libxl stream whose ``items`` (collected) ``reader`` yields."""
+    values = tuple(value for _, h, value in items if value is not None and not isinstance(h, str))
+    return LibxlStream(reader.header, values)
+
+
 def read_stream(src: Source, checker: Checker) -> LibxlStream:
     """The typed value of the libxl stream in ``src``, which ends it (decode, and xl's)."""
     reader = LibxlReader(src, checker, collect=True)
-    items = tuple(value for _, h, value in reader.items() if value is not None and not isinstance(h, str))
+    stream = stream_of(reader, reader.items())
     reader.check_trailing()
-    return LibxlStream(reader.header, items)
+    return stream
 
 
 def decode(data, *, role: Role = Role.RESTORE) -> LibxlStream:
@@ -615,29 +672,30 @@ def describe_record(rec) -> dict:
     return libxc.describe_record(rec)
 
 
-def dump_items(reader: LibxlReader) -> Iterator[dict]:
-    """``xenstream dump`` items of the libxl stream ``reader`` reads: the header, libxl records,
-    the libxc part after LIBXC_CONTEXT."""
-    for item in reader.items():
-        offset, h, value = item
-        if h == "header":
-            yield {"layer": LAYER, "kind": "header", "offset": 0,
-                   "fields": {"version": value.version, "endian": value.endian.value,
-                              "legacy": value.legacy, "options": value.options}}
-        elif value is None:
-            continue
-        elif isinstance(h, str) or value.layer == libxc.LAYER:
-            out = libxc.dump_item(item, reader.libxc.index - 1)
-            yield {**out, "offset": offset} if isinstance(h, str) else out
-        else:
-            yield {"layer": LAYER, "kind": "record", "index": reader.index - 1, "offset": offset,
-                   "type": record_name(value.type), "type_value": value.type,
-                   "body_length": h.body_length, "fields": describe_record(value)}
+def dump_item(reader: LibxlReader, item: Item) -> dict | None:
+    """The ``xenstream dump`` dict of an item ``reader`` just yielded: the header, a libxl
+    record, or the libxc part after LIBXC_CONTEXT; None for a record that could not be decoded."""
+    offset, h, value = item
+    if h == "header":
+        return {"layer": LAYER, "kind": "header", "offset": offset,
+                "fields": {"version": value.version, "endian": value.endian.value,
+                           "legacy": value.legacy, "options": value.options}}
+    if value is None:
+        return None
+    if isinstance(h, str) or value.layer == libxc.LAYER:
+        out = libxc.dump_item(item, reader.libxc.index - 1)
+        return {**out, "offset": offset} if isinstance(h, str) else out
+    return {"layer": LAYER, "kind": "record", "index": reader.index - 1, "offset": offset,
+            "type": record_name(value.type), "type_value": value.type,
+            "body_length": h.body_length, "fields": describe_record(value)}
 
 
 def dump(src: Source, checker: Checker) -> Iterator[dict]:
     reader = LibxlReader(src, checker, collect=True)
-    yield from dump_items(reader)
+    for item in reader.items():
+        out = dump_item(reader, item)
+        if out is not None:
+            yield out
     reader.check_trailing()
 
 
@@ -681,4 +739,5 @@ CODEC = Codec(
     dump=dump,
     sniff=framing.sniffer(HEADER, "version", "options"),
     spans=spans,
+    recognise=by_magic((HEADER.encode(Endian.BIG)[:HEADER.offset("version")], "the libxl header's ident \"LibxlFmt\"")),
 )

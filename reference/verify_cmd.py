@@ -23,8 +23,10 @@ from .source import Source
 def add_arguments(p) -> None:
     p.add_argument("-i", "--in", dest="input", default="0", metavar="FILE|FD",
                    help="stream to verify: a path, or a file descriptor number (default 0, stdin)")
-    p.add_argument("-f", "--format", default="libxc", choices=list(names()),
-                   help="format of the stream (default libxc)")
+    p.add_argument("-f", "--format", default=None, choices=list(names()),
+                   help="format of the stream; without it, the format (or container) whose magic the input "
+                        "starts with (-v says which); an input no format recognises is not judged "
+                        "(one line, exit 2)")
     p.add_argument("--role", choices=[r.value for r in Role], default=None,
                    help="strict: refuse writer-rule violations too (default); restore: refuse only what "
                         "a restorer must refuse (the default with --reader)")
@@ -95,18 +97,45 @@ class _Out:
             print(line, file=sys.stderr)
 
 
+def recognised_format(args, src: Source) -> tuple[str, str | None]:
+    """``-f``, or the format the input's first octets say (and why); UsageError when none does."""
+    if args.format is not None:
+        return args.format, None
+    from .detect import detect, unrecognised_message
+    from .formats import RECOGNISE_OCTETS
+
+    name = args.input if not args.input.isdigit() else f"fd {args.input}"
+    try:
+        prefix = src.peek(RECOGNISE_OCTETS)
+    except OSError as exc:
+        src.close()
+        raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from None
+    found = detect(prefix)
+    if found is None:
+        src.close()
+        raise UsageError(unrecognised_message(name, prefix))
+    return found.format, found.reason
+
+
 def run(args) -> int:
-    codec = get_codec(args.format)  # UsageError for a format not built
-    options = format_options(args, codec)
+    src = open_input(args.input)
+    args.format, why = recognised_format(args, src)
+    try:
+        codec = get_codec(args.format)  # UsageError for a format not built
+        options = format_options(args, codec)
+    except UsageError:
+        src.close()
+        raise
     reader = None
     if args.reader:
         from . import readers
 
         reader = readers.get(args.reader)
     role = Role(args.role) if args.role else (Role.RESTORE if reader is not None else Role.STRICT)
-    src = open_input(args.input)
     out = _Out(args)
     checker = Checker(role, verbose=args.verbose and not args.quiet, reader=reader)
+    if why is not None and checker.verbose:
+        checker.note(f"format {args.format}: {why}")
     try:
         validate(src, args.format, checker, **options)
     except OSError as exc:

@@ -38,7 +38,7 @@ from typing import Iterator
 
 from .checker import Checker
 from .errors import StreamError
-from .formats import Codec
+from .formats import Codec, by_magic
 from . import fastpath
 from .framing import (
     MAX_SPANS, RECORD_HEADER, Item, RawRecord, RecordHeader, check_padding, frames, make_header, make_item,
@@ -845,6 +845,7 @@ CODEC = Codec(
     dump=_dump,
     render_text=_render_text,
     sniff=sniffer(HEADER, "version", "flags"),
+    recognise=by_magic((IDENT, "the xenstore migration header's ident \"xenstore\"")),
     spans=spans,
 )
 

@@ -20,7 +20,7 @@ from typing import Iterator
 
 from . import libxc, libxl
 from .checker import Checker
-from .formats import Codec, get_codec
+from .formats import Codec, by_magic, get_codec
 from .layout import Bytes, Declared, Endian, Layout, count, octets, u32
 from .rules import Role, Severity, definer
 from .source import Source, Truncated, as_source
@@ -285,4 +285,5 @@ CODEC = Codec(
     dump=dump,
     sniff=sniff,
     spans=spans,
+    recognise=by_magic((MAGIC, "the xl savefile magic \"Xen saved domain, xl format\\n \\0 \\r\"")),
 )

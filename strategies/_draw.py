@@ -107,3 +107,10 @@ def pick(d: Draw, value, default: Callable[[], T]) -> T:
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
         return d.int(*value)
     return value
+
+
+def broken_magic(d: Draw, data: bytes, magic: bytes) -> tuple[bytes, str]:
+    """``data`` (which starts with ``magic``) with one octet of the magic changed."""
+    i = d.int(0, len(magic) - 1)
+    value = (data[i] + d.int(1, 255)) & 0xFF
+    return data[:i] + bytes([value]) + data[i + 1:], f"magic octet {i} is 0x{value:02x}"

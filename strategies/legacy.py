@@ -71,7 +71,7 @@ def build(d: Draw, *, width=None, guest=None, pages=None, physmap=None, qemu=Non
 
 
 def describe(s: G.LegacyStream) -> str:
-    parts = [f"legacy {s.width}-bit {s.guest.upper()} image"]
+    parts = [f"legacy {s.width}-bit {G.guest_name(s.guest).upper()} image"]
     if s.toolstack() is not None:
         parts.append(f"libxl toolstack blob ({len(s.toolstack().entries)} physmap entries)")
     if s.qemu is not None:
@@ -206,7 +206,7 @@ def _truncated(d: Draw):
     s = build(d)
     data = enc(s)
     end = len(data)
-    if s.guest == "hvm" and s.qemu is not None:
+    if s.guest is G.HVM and s.qemu is not None:
         qlen = len(G.encode_qemu(s.qemu))
         if s.qemu.signature in G.QEMU_HAS_LENGTH and not G.QEMU_HAS_LENGTH[s.qemu.signature]:
             end -= qlen  # the xend-era record runs to EOF: cut before it
@@ -215,7 +215,7 @@ def _truncated(d: Draw):
             return data[:cut], f"input cut at {cut}, inside the qemu record"
         else:
             end -= qlen
-    elif s.guest == "hvm":
+    elif s.guest is G.HVM:
         pass
     start = 16 + (len(s.xl.encode()) if s.xl is not None else 0)
     cut = d.int(start, end - 1)

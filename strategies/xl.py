@@ -13,7 +13,7 @@ from xenstream.reference.layout import Endian
 
 from . import legacy as SG
 from . import libxl as SL
-from ._draw import Draw, pick
+from ._draw import Draw, broken_magic, pick
 from ._registry import MUTATIONS, Mutation, mutation, valid_builder
 
 FORMAT = "xl"
@@ -73,7 +73,7 @@ def _hdr(endian=LE, mandatory=XL.FLAG_STREAMV2, optional=0, optdata=b"") -> byte
 @mutation(FORMAT, "framing", XL.TRUNCATED)
 def _truncated(d: Draw):
     data, _ = build(d, body="libxl")
-    h_len = OPTDATA + int.from_bytes(data[44:48], "little" if data[32:36] == b"\x04\x03\x02\x01" else "big")
+    h_len = XL.header_length(data)
     cut = d.int(0, h_len - 1)
     return data[:cut], f"input cut at {cut}, inside the xl header ({h_len} octets)"
 
@@ -81,9 +81,7 @@ def _truncated(d: Draw):
 @mutation(FORMAT, "semantics", XL.MAGIC_RULE)
 def _magic(d: Draw):
     data, _ = build(d)
-    i = d.int(0, len(XL.MAGIC) - 1)
-    value = (data[i] + d.int(1, 255)) & 0xFF
-    return data[:i] + bytes([value]) + data[i + 1:], f"magic octet {i} is 0x{value:02x}"
+    return broken_magic(d, data, XL.MAGIC)
 
 
 @mutation(FORMAT, "semantics", XL.BYTEORDER)

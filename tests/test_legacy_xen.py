@@ -45,7 +45,7 @@ def run_xen(tool: Path, tmp_path: Path, stream: L.LegacyStream, fmt: str, *extra
     src, out = tmp_path / "xen.in", tmp_path / "xen.out"
     src.write_bytes(L.encode(stream))
     r = subprocess.run([str(tool), "-i", str(src), "-o", str(out), "-w", str(stream.width),
-                        "-g", stream.guest, "-f", fmt, *extra], capture_output=True, text=True, timeout=120)
+                        "-g", L.guest_name(stream.guest), "-f", fmt, *extra], capture_output=True, text=True, timeout=120)
     return r.returncode, out.read_bytes() if out.exists() else b"", r.stderr
 
 
@@ -75,7 +75,7 @@ def _cases():
         if any(isinstance(c, L.ToolstackChunk) and isinstance(c.data, L.LibxlToolstack)
                and any(e.name is None for e in c.data.entries) for c in stream.chunks):
             continue  # see findings: nameless physmap entries
-        fmts = ["libxc"] + (["libxl"] if stream.guest == "pv" or stream.qemu is not None else [])
+        fmts = ["libxc"] + (["libxl"] if stream.pv or stream.qemu is not None else [])
         for fmt in fmts:
             out.append(pytest.param(stream, fmt, id=f"{ex.name}-{fmt}"))
     return out
@@ -83,7 +83,7 @@ def _cases():
 
 @pytest.mark.parametrize("stream,fmt", _cases())
 def test_same_records_as_xen(xen_convert, tmp_path, stream, fmt):
-    extra = ("--skip-qemu",) if fmt == "libxc" and stream.guest == "hvm" else ()
+    extra = ("--skip-qemu",) if fmt == "libxc" and not stream.pv else ()
     rc, theirs, err = run_xen(xen_convert, tmp_path, stream, fmt, *extra)
     assert rc == 0, err
     ours = run_ours(stream, fmt, skip_qemu=bool(extra))

@@ -20,7 +20,7 @@ FORMAT = "legacy"
 
 
 def _meta(stream: L.LegacyStream, **extra) -> dict:
-    meta = {"width": stream.width, "guest": stream.guest,
+    meta = {"width": stream.width, "guest": L.guest_name(stream.guest),
             "libxl": stream.toolstack() is not None,
             "qemu": stream.qemu is not None, "xl": stream.xl is not None}
     meta.update(extra)
