@@ -11,7 +11,8 @@ counts the NUL (:class:`CString`).  From that one declaration come
 
 * the fixed part's ``struct.Struct`` for both byte orders (:attr:`Layout.le`,
   :attr:`Layout.be`, :meth:`Layout.of`), for the readers' hot paths;
-* a decoder of the fixed part by name (:meth:`Layout.values`);
+* a decoder of the fixed part by name (:meth:`Layout.values`, and
+  :meth:`Layout.named`, a named tuple, for the parsers);
 * an encoder by name (:meth:`Layout.encode`: defaults, constants and counts
   filled in, variable parts appended);
 * field-named offsets for findings (:meth:`Layout.offset`, :meth:`Layout.at`);
@@ -25,6 +26,7 @@ reserved fields.  Standard library only.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import struct
@@ -227,7 +229,7 @@ class Layout:
     """
 
     __slots__ = ("name", "fields", "tail", "le", "be", "size", "_offsets", "_by_name", "_parts",
-                 "_value_fields", "_counted")
+                 "_value_fields", "_counted", "_named", "_split")
 
     def __init__(self, name: str, *fields: Field, tail: tuple = ()):
         self.name = name
@@ -251,6 +253,8 @@ class Layout:
                 index += len(f.codes)
             at += struct.calcsize("<" + f.fmt)
         self._counted = {part.count: part for part in self.tail if part.count is not None}
+        self._named = collections.namedtuple("Fixed", [f.attr for f, _, _ in self._parts])
+        self._split = any(n > 1 for _, _, n in self._parts)
         for counted in self._counted:
             if counted not in self._by_name:
                 raise ValueError(f"{name}: no field {counted} to count a variable part")
@@ -270,6 +274,14 @@ class Layout:
         """The fixed part by field name (split fields joined)."""
         raw = self.of(endian).unpack_from(data, offset)
         return {f.name: f.join(raw[i:i + n]) for f, i, n in self._parts}
+
+    def named(self, endian: Endian, data, offset: int = 0) -> tuple:
+        """The fixed part as a named tuple of the fields' Python names (``conn-id`` is
+        ``conn_id``; split fields joined): what a parser reads its fields by."""
+        raw = self.of(endian).unpack_from(data, offset)
+        if self._split:
+            raw = [f.join(raw[i:i + n]) for f, i, n in self._parts]
+        return self._named._make(raw)
 
     def get(self, endian: Endian, data, name: str, base: int = 0):
         """Field ``name`` of the layout at ``base`` in ``data``, or None when ``data`` ends before it
