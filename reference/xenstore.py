@@ -48,7 +48,7 @@ from .layout import Endian, Layout, u16
 from .rules import Role, Severity, definer
 from .source import Source, Truncated, as_source
 from .xenstore_records import (
-    CONNECTION_DATA, DOMAIN_DATA, DOMID_INVALID, FIELD_UNIQUE_ID, GLOBAL_DATA, GLOBAL_QUOTA_DATA,
+    ACCESS_KNOWN, FLAG_ENDIAN, CONNECTION_DATA, DOMAIN_DATA, DOMID_INVALID, FIELD_UNIQUE_ID, GLOBAL_DATA, GLOBAL_QUOTA_DATA,
     HEADER, IDENT, MIN_VERSION, NODE_DATA, NODE_PERMISSION, PERM_LETTERS, QUOTA_VAL,
     SHARED_RING_SPEC, SOCKET_SPEC, TRANSACTION_DATA, UNIQUE_ID, VERSIONS, WATCH_DATA,
     WATCH_DATA_EXTENDED, ConnectionData, ConnType, DomainData, GlobalData, GlobalQuotaData, Header,
@@ -325,20 +325,22 @@ class XenstoreReader:
         ck.at(LAYER, None, "header")
         base = src.offset
         try:
-            ident, version, flags = HEADER.be.unpack(src.read_exact(HEADER.size, "header"))
+            fixed = HEADER.named(Endian.BIG, src.read_exact(HEADER.size, "header"))
         except Truncated as t:
             self._truncated(t)
+        ident, version, flags = fixed.ident, fixed.version, fixed.flags
         if ident != IDENT:
             ck.fail(IDENT_RULE, base, f"ident is {ident!r}, not b'xenstore'")
         if version not in VERSIONS:
             ck.fail(VERSION_RULE, HEADER.at(base, "version"), f"version is {version}, not 1 or 2")
-        if flags & ~1:
-            ck.report(FLAGS_RESERVED, HEADER.at(base, "flags"), f"reserved flags bits set: 0x{flags & ~1:08x}")
+        if flags & ~FLAG_ENDIAN:
+            ck.report(FLAGS_RESERVED, HEADER.at(base, "flags"),
+                      f"reserved flags bits set: 0x{flags & ~FLAG_ENDIAN:08x}")
         self.endian = Endian.from_bit(flags)
         self._domid = _DOMID.of(self.endian)
         self._node_record = _NODE_RECORD.of(self.endian)
         self.version = version
-        self.header = Header(version, self.endian, flags & ~1)
+        self.header = Header(version, self.endian, flags & ~FLAG_ENDIAN)
         ck.note(f"xenstore header: version {version}, {self.endian.value}-endian")
         return self.header
 
@@ -642,7 +644,7 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
         elif (conn_id, tx_id) not in st.transactions:
             ck.report(NODE_TX_UNKNOWN, NODE_DATA.at(base, "tx-id"),
                       f"transaction {tx_id} of connection {conn_id} has no earlier TRANSACTION_DATA")
-        if access & ~3:
+        if access & ~ACCESS_KNOWN:
             ck.report(ACCESS_RESERVED, NODE_DATA.at(base, "access"), f"access 0x{access:04x} has undefined bits")
         if not nperm and (vlen or access):
             ck.report(DELETED_NOT_EMPTY, NODE_DATA.at(base, "value-len" if vlen else "access"),

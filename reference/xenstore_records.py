@@ -66,6 +66,9 @@ GOOD_PERM_FLAGS = bytes(f for f in range(256) if not f & ~PERM_FLAGS_KNOWN)
 #: NODE_DATA ``access`` bits.
 ACCESS_READ = 0x0001
 ACCESS_WRITTEN = 0x0002
+ACCESS_KNOWN = ACCESS_READ | ACCESS_WRITTEN
+#: Header ``flags``: bit 0 is the endianness, bits 1-31 are reserved.
+FLAG_ENDIAN = 0x1
 #: Permission letters of a node permission specifier (``perm``).
 PERM_LETTERS = b"wrbn"
 
@@ -104,7 +107,7 @@ class Header:
 
     @property
     def flags(self) -> int:
-        return (self.reserved_flags & ~1) | self.endian.bit
+        return (self.reserved_flags & ~FLAG_ENDIAN) | self.endian.bit
 
 
 class GlobalData(Declared):
