@@ -34,6 +34,7 @@ only reported (``xenstore.node_data.parent_outside_stream``, ``either``).
 from __future__ import annotations
 
 import re
+from itertools import starmap
 from typing import Iterator
 
 from .checker import Checker
@@ -60,6 +61,7 @@ LAYER = "xenstore"
 _DOMID = Layout("domid of perm1", u16("domid"))
 _DOMID_AT = NODE_PERMISSION.offset("domid")
 _PERM_AT, _FLAGS_AT = NODE_PERMISSION.offset("perm"), NODE_PERMISSION.offset("flags")
+_PERMS_AT = NODE_DATA.offset("perms")
 #: A NODE_DATA record's header and fixed fields, read in one go by the validation fast path.
 _NODE_RECORD = RECORD_HEADER + NODE_DATA
 #: Node permission specifiers that break no rule: perm one of PERM_LETTERS (PERM_LETTER), flags only
@@ -275,6 +277,7 @@ class XenstoreReader:
         self.state = _State()
         self._end = 0  # absolute offset of the end of the current body
         self._domid = _DOMID.le
+        self._node = NODE_DATA.reader(Endian.LITTLE)  # NODE_DATA's fixed part, by name
         self._node_record = _NODE_RECORD.le
         self.counts: dict[int, int] = {}
 
@@ -338,6 +341,7 @@ class XenstoreReader:
                       f"reserved flags bits set: 0x{flags & ~FLAG_ENDIAN:08x}")
         self.endian = Endian.from_bit(flags)
         self._domid = _DOMID.of(self.endian)
+        self._node = NODE_DATA.reader(self.endian)
         self._node_record = _NODE_RECORD.of(self.endian)
         self.version = version
         self.header = Header(version, self.endian, flags & ~FLAG_ENDIAN)
@@ -618,14 +622,14 @@ def _parse_transaction(r: XenstoreReader, h: RecordHeader):
 def _parse_node(r: XenstoreReader, h: RecordHeader):
     ck, st = r.checker, r.state
     base = h.body_offset
-    fixed = NODE_DATA.named(r.endian, r.take(NODE_DATA.size, "NODE_DATA fields"))
+    fixed = r._node(r.take(NODE_DATA.size, "NODE_DATA fields"))
     conn_id, tx_id, access, nperm = fixed.conn_id, fixed.tx_id, fixed.access, fixed.perm_count
     plen, vlen = fixed.path_len, fixed.value_len
     psize = NODE_PERMISSION.size * nperm
     var = r.take(psize + plen + vlen, "permissions, path and value")
     perms = var[:psize]
     path = var[psize:psize + plen]
-    poff = NODE_DATA.at(base, "perms", nperm)  # the path
+    poff = base + _PERMS_AT + psize  # the path
 
     if perms:
         letters = perms[_PERM_AT::NODE_PERMISSION.size]
@@ -657,7 +661,7 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
         if not nperm:
             ck.report(PERM_COUNT_ZERO, NODE_DATA.at(base, "perm-count"), "committed node without permissions")
         else:
-            st.domids.add(NODE_PERMISSION.get(r.endian, perms, "domid"))
+            st.domids.add(r._domid.unpack_from(perms, _DOMID_AT)[0])
 
     if plen and path.find(0) == plen - 1:
         name = path[:-1]
@@ -678,7 +682,7 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
     trailing = r.tail() if r._end != r.src.offset else b""
     if not r.collect:
         return None
-    plist = tuple(Permission.from_wire(*p) for p in NODE_PERMISSION.of(r.endian).iter_unpack(perms))
+    plist = tuple(starmap(Permission.from_wire, NODE_PERMISSION.of(r.endian).iter_unpack(perms)))
     return NodeData(path[:-1], var[psize + plen:], plist, conn_id, tx_id, access, trailing)
 
 

@@ -152,15 +152,15 @@ class ConnectionData:
     def encode_body(self, endian: Endian) -> bytes:
         spec = self.spec
         if isinstance(spec, Socket):
-            conn_spec = SOCKET_SPEC.encode(endian, **{"socket-fd": spec.socket_fd, "pad": spec.pad})
+            conn_spec = SOCKET_SPEC.encode_from(endian, {"socket-fd": spec.socket_fd, "pad": spec.pad})
         else:
             conn_spec = SHARED_RING_SPEC.encode(endian, domid=spec.domid, tdomid=spec.tdomid, evtchn=spec.evtchn)
-        body = CONNECTION_DATA.encode(endian, **{
+        body = CONNECTION_DATA.encode_from(endian, {
             "conn-id": self.conn_id, "conn-type": self.conn_type, "fields": self.fields,
             "conn-spec": conn_spec, "out-resp-len": self.out_resp_len,
             "in-data": self.in_data, "out-data": self.out_data})
         if self.unique_id is not None:
-            body += bytes(padding_length(len(body))) + UNIQUE_ID.encode(endian, **{"unique-id": self.unique_id})
+            body += bytes(padding_length(len(body))) + UNIQUE_ID.encode_from(endian, {"unique-id": self.unique_id})
         return body + self.trailing
 
 
@@ -224,7 +224,7 @@ class NodeData:
         return self.pending and not self.perms
 
     def encode_body(self, endian: Endian) -> bytes:
-        return NODE_DATA.encode(endian, **{
+        return NODE_DATA.encode_from(endian, {
             "conn-id": self.conn_id, "tx-id": self.tx_id, "access": self.access,
             "perms": [p.wire for p in self.perms], "path": self.path, "value": self.value,
             "trailing": self.trailing})
@@ -247,7 +247,7 @@ class GlobalQuotaData:
     trailing: bytes = b""
 
     def encode_body(self, endian: Endian) -> bytes:
-        return GLOBAL_QUOTA_DATA.encode(endian, **{
+        return GLOBAL_QUOTA_DATA.encode_from(endian, {
             "n-dom-quota": len(self.dom_quota), "n-glob-quota": len(self.glob_quota),
             **_quota_parts(self.dom_quota + self.glob_quota), "trailing": self.trailing})
 
@@ -260,7 +260,7 @@ class DomainData:
     trailing: bytes = b""
 
     def encode_body(self, endian: Endian) -> bytes:
-        return DOMAIN_DATA.encode(endian, **{
+        return DOMAIN_DATA.encode_from(endian, {
             "domain-id": self.domid, "n-quota": len(self.quota), "features": self.features,
             **_quota_parts(self.quota), "trailing": self.trailing})
 
