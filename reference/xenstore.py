@@ -49,8 +49,8 @@ from .layout import Endian, Layout, u16
 from .rules import Role, Severity, definer
 from .source import Source, Truncated, as_source
 from .xenstore_records import (
-    ACCESS_KNOWN, FLAG_ENDIAN, CONNECTION_DATA, DOMAIN_DATA, DOMID_INVALID, FIELD_UNIQUE_ID, GLOBAL_DATA, GLOBAL_QUOTA_DATA,
-    HEADER, IDENT, MIN_VERSION, NODE_DATA, NODE_PERMISSION, PERM_LETTERS, QUOTA_VAL,
+    ACCESS_KNOWN, CONNECTION_DATA, DOMAIN_DATA, DOMID_INVALID, FIELD_UNIQUE_ID, FLAG_ENDIAN, GLOBAL_DATA,
+    GLOBAL_QUOTA_DATA, HEADER, IDENT, MIN_VERSION, NODE_DATA, NODE_PERMISSION, PERM_LETTERS, QUOTA_VAL,
     SHARED_RING_SPEC, SOCKET_SPEC, TRANSACTION_DATA, UNIQUE_ID, VERSIONS, WATCH_DATA,
     WATCH_DATA_EXTENDED, ConnectionData, ConnType, DomainData, GlobalData, GlobalQuotaData, Header,
     NodeData, Permission, Quota, RecordType, SharedRing, Socket, TransactionData, WatchData,
@@ -494,9 +494,10 @@ def _parse_connection(r: XenstoreReader, h: RecordHeader):
     conn_id, ctype, fields, resp_len = fixed.conn_id, fixed.conn_type, fixed.fields, fixed.out_resp_len
     in_len, out_len = fixed.in_data_len, fixed.out_data_len
     if conn_id == 0:
-        ck.report(CONN_ID_ZERO, base, "conn-id is 0")
+        ck.report(CONN_ID_ZERO, CONNECTION_DATA.at(base, "conn-id"), "conn-id is 0")
     elif conn_id in st.conns:
-        ck.report(CONN_ID_DUPLICATE, base, f"conn-id {conn_id} was defined by an earlier record")
+        ck.report(CONN_ID_DUPLICATE, CONNECTION_DATA.at(base, "conn-id"),
+                  f"conn-id {conn_id} was defined by an earlier record")
     else:
         st.conns.add(conn_id)
     if ctype == ConnType.SOCKET:
@@ -512,13 +513,16 @@ def _parse_connection(r: XenstoreReader, h: RecordHeader):
             st.domids.add(ring.tdomid)
         cspec = SharedRing(ring.domid, ring.evtchn, ring.tdomid)
     else:
-        ck.report(CONN_TYPE_RESERVED, CONNECTION_DATA.at(base, "conn-type"), f"conn-type 0x{ctype:04x} is reserved")
+        ck.report(CONN_TYPE_RESERVED, CONNECTION_DATA.at(base, "conn-type"),
+                  f"conn-type 0x{ctype:04x} is reserved")
         r.skip_rest("CONNECTION_DATA body")
         return None
     if fields & ~FIELD_UNIQUE_ID:
-        ck.report(FIELDS_RESERVED, CONNECTION_DATA.at(base, "fields"), f"fields has reserved flags 0x{fields & ~FIELD_UNIQUE_ID:04x}")
+        ck.report(FIELDS_RESERVED, CONNECTION_DATA.at(base, "fields"),
+                  f"fields has reserved flags 0x{fields & ~FIELD_UNIQUE_ID:04x}")
     if resp_len > out_len:
-        ck.report(OUT_RESP_LEN, CONNECTION_DATA.at(base, "out-resp-len"), f"out-resp-len {resp_len} exceeds out-data-len {out_len}")
+        ck.report(OUT_RESP_LEN, CONNECTION_DATA.at(base, "out-resp-len"),
+                  f"out-resp-len {resp_len} exceeds out-data-len {out_len}")
     if r.collect:
         data = r.take(in_len + out_len, "pending data")
         in_data, out_data = data[:in_len], data[in_len:]
@@ -541,7 +545,8 @@ def _parse_connection(r: XenstoreReader, h: RecordHeader):
             ck.report(UNIQUE_ID_PADDING, at + first, f"padding octet {first} is 0x{pad[first]:02x}")
         unique_id = UNIQUE_ID.named(endian, r.take(UNIQUE_ID.size, "unique-id")).unique_id
         if ctype == ConnType.SOCKET:
-            ck.report(UNIQUE_ID_SOCKET, CONNECTION_DATA.at(base, "fields"), "unique-id on a socket connection")
+            ck.report(UNIQUE_ID_SOCKET, CONNECTION_DATA.at(base, "fields"),
+                      "unique-id on a socket connection")
     trailing = r.tail()
     if not r.collect:
         return None
@@ -591,7 +596,7 @@ def _parse_watch(r: XenstoreReader, h: RecordHeader):
     if extended and fixed.pad:
         ck.report(WEXT_PAD, WATCH_DATA_EXTENDED.at(base, "pad"), f"pad is 0x{fixed.pad:04x}")
     if conn_id not in st.conns:
-        ck.report(conn_rule, base, f"conn-id {conn_id} has no earlier CONNECTION_DATA")
+        ck.report(conn_rule, layout.at(base, "conn-id"), f"conn-id {conn_id} has no earlier CONNECTION_DATA")
     at = r.src.offset
     data = r.take(wlen + tlen, "wpath and token")
     wpath, token = data[:wlen], data[wlen:]
@@ -611,7 +616,8 @@ def _parse_transaction(r: XenstoreReader, h: RecordHeader):
     fixed = TRANSACTION_DATA.named(r.endian, r.take(TRANSACTION_DATA.size, "TRANSACTION_DATA fields"))
     conn_id, tx_id = fixed.conn_id, fixed.tx_id
     if conn_id not in st.conns:
-        ck.report(TX_CONN_UNKNOWN, base, f"conn-id {conn_id} has no earlier CONNECTION_DATA")
+        ck.report(TX_CONN_UNKNOWN, TRANSACTION_DATA.at(base, "conn-id"),
+                  f"conn-id {conn_id} has no earlier CONNECTION_DATA")
     if tx_id == 0:
         ck.report(TX_ID_ZERO, TRANSACTION_DATA.at(base, "tx-id"), "tx-id is 0")
     st.transactions.add((conn_id, tx_id))
@@ -761,12 +767,14 @@ def _parse_domain(r: XenstoreReader, h: RecordHeader):
     fixed = DOMAIN_DATA.named(r.endian, r.take(DOMAIN_DATA.size, "DOMAIN_DATA fields"))
     domid, n_quota, features = fixed.domain_id, fixed.n_quota, fixed.features
     if domid in st.domain_data:
-        ck.report(DOM_DUPLICATE, base, f"second DOMAIN_DATA for domain {domid}")
+        ck.report(DOM_DUPLICATE, DOMAIN_DATA.at(base, "domain-id"), f"second DOMAIN_DATA for domain {domid}")
     elif domid not in st.domids:
-        ck.report(DOM_UNKNOWN, base, f"domain {domid} was not named by an earlier record")
+        ck.report(DOM_UNKNOWN, DOMAIN_DATA.at(base, "domain-id"),
+                  f"domain {domid} was not named by an earlier record")
     st.domain_data.add(domid)
     if features and r.version < 2:
-        ck.report(DOM_FEATURES_V1, DOMAIN_DATA.at(base, "features"), f"features 0x{features:08x} in a version 1 stream")
+        ck.report(DOM_FEATURES_V1, DOMAIN_DATA.at(base, "features"),
+                  f"features 0x{features:08x} in a version 1 stream")
     quota, trailing = _read_quota(r, n_quota, DOM_NAMES)
     if quota is None:
         return None
