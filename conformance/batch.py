@@ -68,7 +68,7 @@ from .execute import (ACCEPT, CRASH, FLOOD, HARNESS, REJECT, TIMEOUT, Implementa
                       Observed, Program, _ErrorLog, _spawn_problem,
                       absolute_words, classify, option_words)
 from .judge import FLAKY, Judgement
-from .runner import EVERY_MODE_SOURCES, HANG_STREAK, Runner
+from .runner import EVERY_MODE_SOURCES, Runner, shortened
 
 #: The delivery mode of a batch request (the stream's path in a request).
 BATCH = "batch"
@@ -412,10 +412,7 @@ class BatchRunner(Runner):
             path = self._stream_file(data)
             with self._limits_for_this_run() as short:
                 seen = self.impl.verify(fmt, data, path, mode, options)
-            if short is not None and seen.verdict == TIMEOUT:
-                seen = dataclasses.replace(seen, detail=(
-                    f"after {short:g} s, shortened: every run of the {HANG_STREAK} cases before "
-                    "timed out"))
+            seen = shortened(seen, short)
         except Exception as exc:  # noqa: BLE001 - the runner's failure, not the implementation's
             seen = Observed(HARNESS, f"{type(exc).__name__}: {exc}", mode=mode)
         return seen if attempt == 1 else dataclasses.replace(seen, attempt=attempt)

@@ -47,7 +47,7 @@ from .execute import ACCEPT, CRASH, FILE, FLOOD, HARNESS, MODES, PIPE, REJECT, S
     Builtin, Implementation, Limits, Observed, absolute_path, absolute_words, deliver_command, run_process, \
     stream_marks
 from .judge import BAD_OUTPUT, DIFFERS, FAIL, Judgement, failure_message, judge
-from .runner import HANG_STREAK, CaseRun, Runner
+from .runner import CaseRun, Runner, shortened
 
 
 @dataclass(frozen=True)
@@ -261,10 +261,7 @@ class ConverterRunner(Runner):
             out_path = folder / "converted.bin"
             with self._limits_for_this_run() as short:
                 seen = self.impl.convert(data, in_path, out_path, opts, mode)
-            if short is not None and seen.verdict == TIMEOUT:
-                seen = dataclasses.replace(seen, detail=(
-                    f"after {short:g} s, shortened: every run of the {HANG_STREAK} cases before "
-                    "timed out"))
+            seen = shortened(seen, short)
             if seen.verdict == ACCEPT:
                 out, why = read_output(out_path, output_limit(len(data), self.impl.limits.file_limit))
                 if out is None and why.startswith("an output of"):

@@ -17,7 +17,7 @@ it beside ``results.json``; ``xenstream report A B C --html`` merges runs.
 from __future__ import annotations
 
 import html
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass, field
 
 from .results import CaseResult, Run
@@ -172,15 +172,6 @@ def rows_of(runs: list[Run]) -> list[_Row]:
                 _section_parts(r.group)[1].lower(), r.group, rank.get(r.key, len(rank)), r.key)
     return sorted(rows.values(), key=order)
 
-
-def _label(run: Run, used: set[str], hint: str) -> str:
-    label = run.implementation
-    if run.kind != "verifier" or run.role != "strict":
-        label += f" ({run.kind}, {run.role})"
-    if label in used:
-        label = f"{label} [{hint}]"
-    used.add(label)
-    return label
 
 
 def _e(text) -> str:
@@ -366,7 +357,7 @@ def _case_html(c: CaseResult) -> str:
 def render_html(runs: list[tuple[str, Run]], title: str = "Conformance matrix") -> str:
     """The matrix of ``runs`` ((folder, Run) pairs, one column each) as one HTML page."""
     used: set[str] = set()
-    labels = [_label(run, used, folder.rstrip("/").rsplit("/", 1)[-1] or folder)
+    labels = [run.label(used, folder.rstrip("/").rsplit("/", 1)[-1] or folder)
               for folder, run in runs]
     plain = [run for _, run in runs]
     rows = rows_of(plain)

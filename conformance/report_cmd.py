@@ -41,15 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="FILE", help="write the table here, not stdout")
 
 
-def _label(run: Run, folder: str, used: set[str]) -> str:
-    label = run.implementation
-    if run.kind != "verifier" or run.role != "strict":
-        label += f" ({run.kind}, {run.role})"
-    if label in used:
-        label = f"{label} [{Path(folder).name}]"
-    used.add(label)
-    return label
-
 
 def _cell(cases: list[CaseResult]) -> str:
     if not cases:
@@ -71,7 +62,7 @@ def _cell(cases: list[CaseResult]) -> str:
 
 def table(runs: list[tuple[str, Run]], by: str = "family", only_differences: bool = False) -> str:
     used: set[str] = set()
-    labels = [_label(run, folder, used) for folder, run in runs]
+    labels = [run.label(used, Path(folder).name) for folder, run in runs]
     rows: dict[str, list[list[CaseResult]]] = defaultdict(lambda: [[] for _ in runs])
     for i, (_, run) in enumerate(runs):
         for c in run.cases:

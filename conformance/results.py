@@ -106,6 +106,17 @@ class Run:
     known_failures: str | None = None          # the --known-failures file
     known_failures_problems: list[str] = field(default_factory=list)  # why it does not fit the run
 
+    def label(self, used: set[str], hint: str) -> str:
+        """The run's name in a table of runs: the implementation, its kind and role unless a
+        strict verifier, then ``[hint]`` (its folder) where ``used`` already has that name."""
+        label = self.implementation
+        if self.kind != "verifier" or self.role != "strict":
+            label += f" ({self.kind}, {self.role})"
+        if label in used:
+            label = f"{label} [{hint}]"
+        used.add(label)
+        return label
+
     def to_json(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "cases"}
         d["summary"] = dict(Counter(c.outcome for c in self.cases))

@@ -40,6 +40,14 @@ EVERY_MODE_SOURCES = frozenset({"large"})
 #: Cases in a row that time out in every mode they are given before the
 #: runner shortens the timeout (an implementation that hangs on everything).
 HANG_STREAK = 8
+
+
+def shortened(seen: Observed, short: float | None) -> Observed:
+    """``seen`` of a run given the ``short`` timeout after a streak of hangs: a timeout says so."""
+    if short is None or seen.verdict != TIMEOUT:
+        return seen
+    return dataclasses.replace(seen, detail=(
+        f"after {short:g} s, shortened: every run of the {HANG_STREAK} cases before timed out"))
 #: The shortened timeout: a tenth of ``--impl-timeout``, at least this.
 HANG_TIMEOUT = 0.5
 _EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Warning|Exit)\b")
@@ -215,10 +223,7 @@ class Runner:
                     seen = self.impl.verify(fmt, data, path, mode, options)
                 else:
                     seen = self.impl.verify(fmt, data, path, mode)
-            if short is not None and seen.verdict == TIMEOUT:
-                seen = dataclasses.replace(seen, detail=(
-                    f"after {short:g} s, shortened: every run of the {HANG_STREAK} cases before "
-                    "timed out"))
+            seen = shortened(seen, short)
         except Exception as exc:  # noqa: BLE001 - the runner's failure, not the implementation's
             seen = Observed(HARNESS, f"{type(exc).__name__}: {exc}", mode=mode)
         finally:

@@ -30,20 +30,17 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xenstream.reference.formats import get_codec
 from xenstream.reference.rules import get_rule
 
 from . import manifest as mf
 from .reduce import reduce
-from .trim import variants as trim_variants
 from .verdict import options_of, reader_of, record_kinds, signature, sniff
 
 #: Streams above this size are reduced (page payloads dominate valid streams).
 REDUCE_ABOVE = 8 * 1024
 #: Reducer budget per stream (predicate calls); ample for item-level reduction.
 REDUCE_TESTS = 4000
-#: Formats whose valid (and writer-rule) streams are never reduced: they carry a
-#: guest a real restorer restores (reference/xen_abi.py).
-WHOLE_FORMATS = ("libxc", "libxl", "xl")
 #: Smallest piece the octet pass deletes from a malformed stream.
 OCTET_CHUNK = 1024
 
@@ -80,11 +77,9 @@ def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None,
     Streams of ``above`` octets or fewer are left as they are; the octet pass
     over a malformed stream deletes pieces of ``octet_chunk`` octets or more.
     """
-    if len(data) <= above or ((valid or expected == "writer") and fmt in WHOLE_FORMATS):
-        # a stream a restorer must restore (valid, or breaking only a rule that
-        # binds writers) is kept whole: its records hang together (page tables,
-        # start info, p2m frames, vCPU contexts name each other's pfns), so that
-        # a real restorer restores it; removing a batch would break that
+    codec = get_codec(fmt)
+    if len(data) <= above or ((valid or expected == "writer") and codec.keep_whole):
+        # a stream a restorer must restore is kept whole (Codec.keep_whole)
         return data
     opts = options_of(fmt, meta)
     reader = reader_of(meta)
@@ -98,7 +93,7 @@ def shrink(fmt: str, data: bytes, valid: bool, meta: dict | None = None,
         def keep(candidate: bytes) -> bool:
             return signature(fmt, candidate, opts, reader) == want
     data = reduce(data, keep, fmt=fmt, max_tests=REDUCE_TESTS, options=opts,
-                  variants=lambda d: trim_variants(fmt, d, opts))
+                  variants=lambda d: codec.trim(d, opts))
     if not valid and len(data) > above:
         # a malformed stream the reader gives up on early: whatever follows
         # the finding is opaque to the item pass; drop it in pieces

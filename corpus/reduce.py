@@ -3,7 +3,7 @@
 Two passes, repeated until neither shrinks the input:
 
 0. *variants*: smaller variants the caller knows how to make (page batches
-   cut to their first pages, :mod:`.trim`), first one that keeps wins;
+   cut to their first pages, :attr:`Codec.trim <xenstream.reference.formats.Codec.trim>`), first one that keeps wins;
 1. *items*: delete runs of whole items (records, chunks, headers; see
    :mod:`.frames`), long runs first, then single items, from the end of the
    stream towards its start;

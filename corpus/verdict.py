@@ -21,21 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from xenstream.reference.checker import Checker
-from xenstream.reference.formats import validate
+from xenstream.reference.formats import get_codec, validate
 from xenstream.reference.rules import ACCEPT, Role, Severity
 from xenstream.reference.source import Source
 
 
-
 def options_of(fmt: str, meta: dict | None) -> dict:
     """The codec options in an entry's ``meta`` (a legacy image's width, guest type, ...)."""
-    from xenstream.reference.formats import get_codec
-
-    if not meta:
-        return {}
-    codec = get_codec(fmt)
-    pick = getattr(codec, "pick_options", None)
-    return pick(meta) if pick is not None else {}
+    return get_codec(fmt).pick_options(meta) if meta else {}
 
 
 def reader_of(meta: dict | None):

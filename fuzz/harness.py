@@ -43,6 +43,8 @@ from xenstream.reference import xl
 from xenstream.reference.checker import Checker
 from xenstream.reference.errors import StreamError
 from xenstream.reference.formats import get_codec, names, validate
+from xenstream.reference.framing import OPTIONAL_BIT, RECORD_HEADER, encode_record
+from xenstream.reference.layout import Endian
 from xenstream.reference.rules import Role
 from xenstream.reference.source import Source
 
@@ -124,10 +126,10 @@ def roundtrip_target(fmt: str) -> Callable[[bytes], None]:
 
 
 def convert_legacy(data: bytes) -> None:
-    from xenstream.reference.legacy_convert import convert
+    from xenstream.reference.legacy_convert import OUTPUT_FORMATS, convert
 
     data = bytes(data[:MAX_INPUT])
-    for fmt in ("libxc", "libxl"):
+    for fmt in OUTPUT_FORMATS:
         out = io.BytesIO()
         try:
             convert(Source.from_bytes(data), out, fmt=fmt, qemu=False)
@@ -218,17 +220,16 @@ def mutate(fmt: str, data: bytes, ch: Chooser) -> bytes:
             continue
         a, b, layer = items[ch.int(len(items))]
         op = MUTATIONS[ch.int(len(MUTATIONS))]
-        little = not (len(out) > 0 and _big_endian(fmt, bytes(out)))
-        e = "<" if little else ">"
+        endian = Endian.BIG if len(out) > 0 and _big_endian(fmt, bytes(out)) else Endian.LITTLE
         if op == "flip" and b > a:
             i = a + ch.int(b - a)
             out[i] ^= 1 << ch.int(8)
-        elif op == "set_length" and b - a >= 8:
+        elif op == "set_length" and b - a >= RECORD_HEADER.size:
             value = (0, 1, 7, 8, b - a - 8, b - a, 0xFFFFFFFF, 0x7FFFFFFF, ch.u32())[ch.int(9)]
-            out[a + 4:a + 8] = struct.pack(e + "I", value & 0xFFFFFFFF)
-        elif op == "set_type" and b - a >= 8:
-            value = (ch.int(0x20), 0x80000000 | ch.int(0x20), ch.u32())[ch.int(3)]
-            out[a:a + 4] = struct.pack(e + "I", value)
+            _set_field(out, a, endian, "body_length", value & 0xFFFFFFFF)
+        elif op == "set_type" and b - a >= RECORD_HEADER.size:
+            value = (ch.int(0x20), OPTIONAL_BIT | ch.int(0x20), ch.u32())[ch.int(3)]
+            _set_field(out, a, endian, "type", value)
         elif op == "delete":
             del out[a:b]
         elif op == "duplicate":
@@ -243,13 +244,12 @@ def mutate(fmt: str, data: bytes, ch: Chooser) -> bytes:
             del out[a + ch.int(b - a + 1):]
         elif op == "insert":
             body = ch.bytes(ch.int(24))
-            rtype = (ch.int(0x20), 0x80000000 | ch.int(0x20))[ch.int(2)]
-            rec = struct.pack(e + "II", rtype, len(body)) + body + bytes(-len(body) & 7)
-            out[a:a] = rec
+            rtype = (ch.int(0x20), OPTIONAL_BIT | ch.int(0x20))[ch.int(2)]
+            out[a:a] = encode_record(rtype, body, endian)
         elif op == "set_u32" and b - a >= 4:
             i = a + (ch.int(max((b - a) // 4, 1)) * 4)
             if i + 4 <= len(out):
-                out[i:i + 4] = struct.pack(e + "I", (0, 1, 0xFFFFFFFF, 0x80000000, ch.u32())[ch.int(5)])
+                out[i:i + 4] = struct.pack(endian.prefix + "I", (0, 1, 0xFFFFFFFF, 0x80000000, ch.u32())[ch.int(5)])
         elif op == "splice":
             other = seeds(fmt)[ch.int(len(seeds(fmt)))]
             o_items = spans(fmt, other)
@@ -259,6 +259,13 @@ def mutate(fmt: str, data: bytes, ch: Chooser) -> bytes:
         if len(out) > MAX_INPUT:
             del out[MAX_INPUT:]
     return bytes(out)
+
+
+def _set_field(out: bytearray, at: int, endian: Endian, name: str, value: int) -> None:
+    """Field ``name`` of the record header at ``at`` (the framing of libxc, libxl, xenstore)."""
+    start = RECORD_HEADER.at(at, name)
+    octets = RECORD_HEADER.pack_field(endian, name, value)
+    out[start:start + len(octets)] = octets
 
 
 def _big_endian(fmt: str, data: bytes) -> bool:

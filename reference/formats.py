@@ -7,7 +7,8 @@ catalogue, the hand-written examples (``reference/examples/<format>.py``),
 the strategies (``strategies/<format>.py``), the corpus folders, the fuzz
 targets and the command line all take their formats from here, and what the
 corpus, fuzzers and strategies need to know of a format (sniffing its header,
-the spans of its items, recognising it by its magic) is a property of its codec.  This module imports
+the spans of its items, recognising it by its magic, the smaller variants the
+reducer tries, whether a valid stream is kept whole) is a property of its codec.  This module imports
 nothing of the package at load time: the rules (:mod:`.rules`) take
 :data:`SPECS` from it.
 """
@@ -92,6 +93,14 @@ class Codec:
     recognise: Callable[[bytes], str | None] = lambda prefix: None
     #: False for a format without a magic (legacy images): tried after every other one
     recognise_by_magic: bool = True
+    #: (bytes, options) -> smaller variants of the stream, each a page batch cut to its first
+    #: pages with its count (and a record's length) fixed: what the reducer tries where
+    #: deleting whole items cannot shrink a stream's one batch; never raises
+    trim: Callable[..., Iterator[bytes]] = lambda data, options=None: iter(())
+    #: True where a valid stream (or one breaking only rules that bind writers) carries a guest
+    #: a real restorer restores: its records name each other's pfns (page tables, start info,
+    #: p2m frames, vCPU contexts), so the corpus keeps such a stream whole, never reduced
+    keep_whole: bool = False
 
     def pick_options(self, meta: dict) -> dict:
         """The entries of ``meta`` (an example's or a corpus entry's) that are options of this codec."""

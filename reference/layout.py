@@ -11,7 +11,8 @@ counts the NUL (:class:`CString`).  From that one declaration come
 
 * the fixed part's ``struct.Struct`` for both byte orders (:attr:`Layout.le`,
   :attr:`Layout.be`, :meth:`Layout.of`), for the readers' hot paths;
-* a decoder of the fixed part by name (:meth:`Layout.values`);
+* a decoder of the fixed part by name (:meth:`Layout.values`, and
+  :meth:`Layout.named`, a named tuple, for the parsers);
 * an encoder by name (:meth:`Layout.encode`: defaults, constants and counts
   filled in, variable parts appended);
 * field-named offsets for findings (:meth:`Layout.offset`, :meth:`Layout.at`);
@@ -25,8 +26,10 @@ reserved fields.  Standard library only.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
+import itertools
 import struct
 from typing import Any, ClassVar
 
@@ -166,13 +169,14 @@ class Array:
         self.name, self.count, self.default = name, count, default
         self.item = item
         self.item_size = item.size if isinstance(item, Layout) else struct.calcsize("<" + item)
-        self._structs: dict[tuple[str, int], struct.Struct] = {}
+        self._structs: dict[tuple[Endian, int], struct.Struct] = {}
+        self._flat = isinstance(item, Layout)
 
     attr = property(lambda self: self.name.replace("-", "_"))
 
     def entries(self, endian: Endian, n: int) -> struct.Struct:
         """The struct of ``n`` entries (flat: a Layout item's fields one after another)."""
-        key = (endian.value, n)
+        key = (endian, n)
         s = self._structs.get(key)
         if s is None:
             code = self.item.le.format[1:] if isinstance(self.item, Layout) else self.item
@@ -180,10 +184,8 @@ class Array:
         return s
 
     def encode(self, endian: Endian, value) -> bytes:
-        if isinstance(self.item, Layout):
-            s = self.item.of(endian)
-            return b"".join(s.pack(*e) for e in value)
-        return self.entries(endian, len(value)).pack(*value)
+        s = self._structs.get((endian, len(value))) or self.entries(endian, len(value))
+        return s.pack(*itertools.chain.from_iterable(value)) if self._flat else s.pack(*value)
 
     def measure(self, value) -> int:
         return len(value)
@@ -227,7 +229,7 @@ class Layout:
     """
 
     __slots__ = ("name", "fields", "tail", "le", "be", "size", "_offsets", "_by_name", "_parts",
-                 "_value_fields", "_counted")
+                 "_counted", "_named", "_split", "_known", "_plan", "_readers")
 
     def __init__(self, name: str, *fields: Field, tail: tuple = ()):
         self.name = name
@@ -251,6 +253,20 @@ class Layout:
                 index += len(f.codes)
             at += struct.calcsize("<" + f.fmt)
         self._counted = {part.count: part for part in self.tail if part.count is not None}
+        self._named = collections.namedtuple("Fixed", [f.attr for f, _, _ in self._parts])
+        self._split = any(n > 1 for _, _, n in self._parts)
+        self._known = frozenset(self._by_name) | {p.name for p in self.tail}
+        # the encoder's plan: per named field, its name, the tail part it counts (None), the
+        # value it takes when none is given, and whether it is split over several codes
+        plan = []
+        for f, _, n in self._parts:
+            default = f.default
+            if default is dataclasses.MISSING:
+                default = b"" if f.fmt.endswith("s") else 0
+            counted = self._counted.get(f.name) if f.kind == COUNT else None
+            plan.append((f.name, counted, default, f if n > 1 else None))
+        self._plan = tuple(plan)
+        self._readers = {}
         for counted in self._counted:
             if counted not in self._by_name:
                 raise ValueError(f"{name}: no field {counted} to count a variable part")
@@ -270,6 +286,27 @@ class Layout:
         """The fixed part by field name (split fields joined)."""
         raw = self.of(endian).unpack_from(data, offset)
         return {f.name: f.join(raw[i:i + n]) for f, i, n in self._parts}
+
+    def named(self, endian: Endian, data, offset: int = 0) -> tuple:
+        """The fixed part as a named tuple of the fields' Python names (``conn-id`` is
+        ``conn_id``; split fields joined): what a parser reads its fields by."""
+        return self.reader(endian)(data, offset)
+
+    def reader(self, endian: Endian):
+        """``named`` for one byte order, as a function of ``(data, offset=0)``: what a parser
+        binds once per stream for a record type it reads many times."""
+        fn = self._readers.get(endian)
+        if fn is None:
+            unpack_from, named, parts, new = self.of(endian).unpack_from, self._named, self._parts, tuple.__new__
+            if self._split:
+                def fn(data, offset=0):
+                    raw = unpack_from(data, offset)
+                    return new(named, [f.join(raw[i:i + n]) for f, i, n in parts])
+            else:
+                def fn(data, offset=0):
+                    return new(named, unpack_from(data, offset))
+            self._readers[endian] = fn
+        return fn
 
     def get(self, endian: Endian, data, name: str, base: int = 0):
         """Field ``name`` of the layout at ``base`` in ``data``, or None when ``data`` ends before it
@@ -311,25 +348,49 @@ class Layout:
     def encode(self, endian: Endian, **values) -> bytes:
         """The fixed part and the variable parts of ``values`` (by field name; missing
         values take their field's default; counts are measured from their parts)."""
-        unknown = set(values) - set(self._by_name) - {p.name for p in self.tail}
-        if unknown:
+        return self.encode_from(endian, values)
+
+    def encode_from(self, endian: Endian, values: dict) -> bytes:
+        """:meth:`encode` of a dict of values by field name."""
+        if not self._known.issuperset(values):
+            unknown = set(values) - self._known
             raise KeyError(f"{self.name} has no field {', '.join(sorted(unknown))}")
-        raw: list = []
-        for f, _, _ in self._parts:
-            if f.kind == COUNT and f.name not in values:
-                part = self._counted.get(f.name)
-                value = part.measure(values.get(part.name, part.default)) if part is not None else 0
-            elif f.kind == CONST and f.name not in values:
-                value = f.default
+        encoder = self._readers.get("encode")
+        if encoder is None:
+            encoder = self._readers["encode"] = self._compile_encoder()
+        return encoder(endian, values)
+
+    def _compile_encoder(self):
+        """The encoder of this layout as one straight-line function of ``(endian, values)``
+        (what :meth:`encode` does, without a loop over the fields at every call: records
+        are encoded by the million for the benchmarks and the corpus)."""
+        env: dict[str, Any] = {"BIG": Endian.BIG, "pack_le": self.le.pack, "pack_be": self.be.pack}
+        lines = ["def encode(endian, values):"]
+        args = []
+        for i, (name, counted, default, split) in enumerate(self._plan):
+            env[f"d{i}"] = default
+            if counted is not None:
+                env[f"m{i}"], env[f"c{i}"] = counted.measure, counted.default
+                lines.append(f"    v{i} = values[{name!r}] if {name!r} in values "
+                             f"else m{i}(values.get({counted.name!r}, c{i}))")
             else:
-                value = values.get(f.name, f.default)
-                if value is dataclasses.MISSING:
-                    value = b"" if f.fmt.endswith("s") else 0
-            raw.extend(f.split(value))
-        out = self.of(endian).pack(*raw)
-        for part in self.tail:
-            out += part.encode(endian, values.get(part.name, part.default))
-        return out
+                lines.append(f"    v{i} = values.get({name!r}, d{i})")
+            if split is None:
+                args.append(f"v{i}")
+            else:
+                env[f"s{i}"] = split.split
+                args.append(f"*s{i}(v{i})")
+        pack = f"(pack_be if endian is BIG else pack_le)({', '.join(args)})"
+        if not self.tail:
+            lines.append(f"    return {pack}")
+        else:
+            parts = [pack]
+            for j, part in enumerate(self.tail):
+                env[f"e{j}"], env[f"t{j}"] = part.encode, part.default
+                parts.append(f"e{j}(endian, values.get({part.name!r}, t{j}))")
+            lines.append(f"    return b''.join(({', '.join(parts)}))")
+        exec("\n".join(lines), env)  # noqa: S102 - code built from this layout's own field names
+        return env["encode"]
 
     def __add__(self, other: "Layout") -> "Layout":
         """Two fixed parts one after the other (a record header and a body's fixed part, read
@@ -403,7 +464,7 @@ class Declared:
         return {name: getattr(self, attr) for attr, name in self._WIRE}
 
     def encode_body(self, endian: Endian) -> bytes:
-        return self.LAYOUT.encode(endian, **self.wire_values())
+        return self.LAYOUT.encode_from(endian, self.wire_values())
 
     @classmethod
     def decode_fixed(cls, endian: Endian, data, offset: int = 0) -> dict[str, Any]:

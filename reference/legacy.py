@@ -1356,6 +1356,38 @@ def recognise(prefix: bytes) -> str | None:
     return f"no magic; a legacy image by the libxc spec's 'Legacy Images' test: {det.reason}"
 
 
+def trim_page_batches(data: bytes, options: dict | None = None) -> Iterator[bytes]:
+    """The codec's ``trim``: each page batch the reader finds, cut to its first pages."""
+    data = bytes(data)
+    width, batches = None, []
+    try:
+        for item in dump(Source.from_bytes(data), Checker(), **(options or {})):
+            if item.get("kind") == "image":
+                width = item["fields"].get("width")
+            elif item.get("kind") == "page batch":
+                batches.append(item["offset"])
+    except Exception:  # noqa: BLE001 - a malformed stream stops the dump anywhere
+        pass
+    if width not in ULONG:
+        return
+    entry = ULONG[width]
+    for a in batches:
+        count = CHUNK_TYPE.get(Endian.LITTLE, data, "type", a)
+        pfns_at = a + CHUNK_TYPE.size
+        if count is None or count < 2 or pfns_at + entry.size * count > len(data):
+            continue
+        entries = [entry.get(Endian.LITTLE, data, "value", pfns_at + entry.size * i) for i in range(count)]
+        with_data = [page_has_data(x) for x in entries]
+        pages_at = pfns_at + entry.size * count
+        end = pages_at + PAGE_SIZE * sum(with_data)
+        if end > len(data):
+            continue
+        for k in sorted({1, count // 2} - {0, count}):
+            n_pages = sum(with_data[:k])
+            batch = PageBatch(tuple(entries[:k]), data[pages_at:pages_at + PAGE_SIZE * n_pages])
+            yield data[:a] + encode_chunk(batch, width) + data[end:]
+
+
 CODEC = Codec(
     name="legacy",
     description="legacy (pre-v2) libxc image, optionally with an xl header, libxl toolstack blob "
@@ -1367,6 +1399,7 @@ CODEC = Codec(
     options=tuple(_DEFAULTS),
     sniff=sniff,
     spans=spans,
+    trim=trim_page_batches,
     recognise=recognise,
     recognise_by_magic=False,
 )

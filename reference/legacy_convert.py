@@ -53,6 +53,8 @@ from .source import Source
 
 VERSION = 1  # written as the domain header's xen_minor
 LE = Endian.LITTLE
+#: What a legacy image is converted to (``-f``), as Xen's convert-legacy-stream offers.
+OUTPUT_FORMATS = ("libxc", "libxl")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="legacy toolstack bitness (default: detected from octets 4-7)")
     parser.add_argument("-g", "--guest-type", dest="guest", choices=["pv", "hvm"],
                         help="type of guest in the stream (default: detected)")
-    parser.add_argument("-f", "--format", dest="format", choices=["libxc", "libxl"], default="libxc",
+    parser.add_argument("-f", "--format", dest="format", choices=list(OUTPUT_FORMATS), default="libxc",
                         help="format of the output stream (default libxc)")
     parser.add_argument("-x", "--xl", action="store_true",
                         help="an xl savefile header precedes the legacy stream")

@@ -364,5 +364,6 @@ CODEC = Codec(
     dump=dump,
     sniff=lambda data: (HEADER.get(LE, data, "version"), LE.value),   # written in the x86 host's order
     spans=partial(spans_of_dump, dump),   # the offsets of the items the reader finds, by layer
+    trim=partial(libxc.trim_page_data, partial(spans_of_dump, dump)),
     recognise=by_magic((MAGIC, "libvirt's libxl save image magic \"libvirt-xml\\n \\0 \\r\"")),
 )

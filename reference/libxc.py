@@ -1348,6 +1348,44 @@ def spans(data: bytes, options=None, base: int = 0, out: list | None = None) -> 
     return out, at
 
 
+def _keep_first(count: int) -> list[int]:
+    """How many of a batch's ``count`` pages the smaller variants keep."""
+    return sorted({1, count // 2} - {0, count})
+
+
+def trim_page_data(spans, data: bytes, options=None) -> Iterator[bytes]:
+    """A codec's ``trim`` for a stream that carries libxc records: each PAGE_DATA record among
+    the spans ``spans(data)`` finds, cut to its first pages (count and body length fixed).
+    Only records whose body_length is what their pfns say are cut."""
+    pd = PageData.LAYOUT
+    pfn = pd.tail[0]
+    page = 1 << X86_PAGE_SHIFT
+    records, endian = [], Endian.LITTLE
+    for a, b, layer in spans(bytes(data))[0]:
+        if layer == "libxc-headers" and b - a == HEADERS_SIZE:
+            endian = headers_endian(data, a)
+        elif layer == LAYER and b - a >= RECORD_HEADER.size + pd.size:
+            if RECORD_HEADER.get(endian, data, "type", a) == RecordType.PAGE_DATA:
+                records.append((a, b, endian))
+    for a, b, endian in records:
+        body_at = a + RECORD_HEADER.size
+        body_len = RECORD_HEADER.get(endian, data, "body_length", a)
+        fixed = PageData.decode_fixed(endian, data, body_at)
+        count = fixed["count"]
+        pfns_at = pd.at(body_at, "pfns")
+        if count < 2 or pd.offset("pfns", count) > b - body_at:
+            continue
+        entries = pfn.entries(endian, count).unpack_from(data, pfns_at)
+        with_data = [HAS_DATA[page_type_of(x)] for x in entries]
+        if page_data_length(count, sum(with_data), page) != body_len:
+            continue
+        pages_at = pd.at(body_at, "pfns", count)
+        for k in _keep_first(count):
+            n_pages = sum(with_data[:k])
+            rec = PageData(entries[:k], data[pages_at:pages_at + page * n_pages], fixed["reserved"])
+            yield data[:a] + encode_record(rec.type, rec.encode_body(endian), endian) + data[b:]
+
+
 CODEC = Codec(
     name="libxc",
     description="libxc domain image format v2/v3 (libxc-migration-stream.pandoc)",
@@ -1357,6 +1395,8 @@ CODEC = Codec(
     dump=dump,
     sniff=framing.sniffer(IMAGE_HEADER, "version", "options"),
     spans=spans,
+    trim=partial(trim_page_data, spans),
+    keep_whole=True,
     recognise=by_magic((IMAGE_HEADER.encode(Endian.BIG, marker=MARKER, id=IDENT)[:IMAGE_HEADER.offset("version")],
                         "the libxc image header's marker and id \"XENF\"")),
 )

@@ -739,5 +739,7 @@ CODEC = Codec(
     dump=dump,
     sniff=framing.sniffer(HEADER, "version", "options"),
     spans=spans,
+    trim=partial(libxc.trim_page_data, spans),
+    keep_whole=True,
     recognise=by_magic((HEADER.encode(Endian.BIG)[:HEADER.offset("version")], "the libxl header's ident \"LibxlFmt\"")),
 )

@@ -15,6 +15,9 @@ from __future__ import annotations
 MAX_DEPTH = 10_000
 _BLANK = b" \t\n\r\x0c"
 _SPECIAL = frozenset(b' \t\n\r\x0c()";')
+#: The octets a quoted atom writes as a backslash escape of their own (others below 0x20 or
+#: from 0x7F on are written ``\NNN``, in decimal).
+_ESCAPES = {0x22: b'\\"', 0x5C: b"\\\\", 0x0A: b"\\n", 0x09: b"\\t", 0x08: b"\\b", 0x0D: b"\\r"}
 _SIMPLE_ESCAPES = {ord("n"): b"\n", ord("t"): b"\t", ord("b"): b"\b", ord("r"): b"\r", ord("\\"): b"\\",
                    ord('"'): b'"', ord("'"): b"'", ord(" "): b" "}
 
@@ -166,18 +169,9 @@ def _needs_quotes(atom: bytes) -> bool:
 def _quote(atom: bytes) -> bytes:
     out = bytearray(b'"')
     for c in atom:
-        if c == 0x22:
-            out += b'\\"'
-        elif c == 0x5C:
-            out += b"\\\\"
-        elif c == 0x0A:
-            out += b"\\n"
-        elif c == 0x09:
-            out += b"\\t"
-        elif c == 0x08:
-            out += b"\\b"
-        elif c == 0x0D:
-            out += b"\\r"
+        escape = _ESCAPES.get(c)
+        if escape is not None:
+            out += escape
         elif c < 0x20 or c >= 0x7F:
             out += b"\\%03d" % c
         else:

@@ -81,20 +81,18 @@ class _Out:
             self.syslog = syslog
 
     def info(self, line: str) -> None:
-        if self.quiet:
-            return
-        if self.syslog:
-            self.syslog.syslog(self.syslog.LOG_INFO, line)
-        else:
-            print(line)
+        self._say(line, "LOG_INFO", sys.stdout)
 
     def error(self, line: str) -> None:
+        self._say(line, "LOG_ERR", sys.stderr)
+
+    def _say(self, line: str, priority: str, stream) -> None:
         if self.quiet:
             return
         if self.syslog:
-            self.syslog.syslog(self.syslog.LOG_ERR, line)
+            self.syslog.syslog(getattr(self.syslog, priority), line)
         else:
-            print(line, file=sys.stderr)
+            print(line, file=stream)
 
 
 def recognised_format(args, src: Source) -> tuple[str, str | None]:

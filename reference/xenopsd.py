@@ -702,6 +702,7 @@ CODEC = Codec(
     dump=dump,
     sniff=lambda data: (None, LE.value),   # 64-bit little-endian record headers
     spans=partial(spans_of_dump, dump),   # the offsets of the items the reader finds, by layer
+    trim=partial(libxc.trim_page_data, partial(spans_of_dump, dump)),
     recognise=by_magic((SIGNATURE, "xenopsd's suspend image signature \"XenSavedDomv2-\\n\""),
                        (LEGACY_SIGNATURE, "xenopsd's legacy suspend image signature \"XenSavedDomain\\n\"")),
 )

@@ -34,6 +34,7 @@ only reported (``xenstore.node_data.parent_outside_stream``, ``either``).
 from __future__ import annotations
 
 import re
+from itertools import starmap
 from typing import Iterator
 
 from .checker import Checker
@@ -48,8 +49,8 @@ from .layout import Endian, Layout, u16
 from .rules import Role, Severity, definer
 from .source import Source, Truncated, as_source
 from .xenstore_records import (
-    CONNECTION_DATA, DOMAIN_DATA, DOMID_INVALID, FIELD_UNIQUE_ID, GLOBAL_DATA, GLOBAL_QUOTA_DATA,
-    HEADER, IDENT, MIN_VERSION, NODE_DATA, NODE_PERMISSION, PERM_LETTERS, QUOTA_VAL,
+    ACCESS_KNOWN, CONNECTION_DATA, DOMAIN_DATA, DOMID_INVALID, FIELD_UNIQUE_ID, FLAG_ENDIAN, GLOBAL_DATA,
+    GLOBAL_QUOTA_DATA, HEADER, IDENT, MIN_VERSION, NODE_DATA, NODE_PERMISSION, PERM_LETTERS, QUOTA_VAL,
     SHARED_RING_SPEC, SOCKET_SPEC, TRANSACTION_DATA, UNIQUE_ID, VERSIONS, WATCH_DATA,
     WATCH_DATA_EXTENDED, ConnectionData, ConnType, DomainData, GlobalData, GlobalQuotaData, Header,
     NodeData, Permission, Quota, RecordType, SharedRing, Socket, TransactionData, WatchData,
@@ -59,6 +60,8 @@ from .xenstore_records import (
 LAYER = "xenstore"
 _DOMID = Layout("domid of perm1", u16("domid"))
 _DOMID_AT = NODE_PERMISSION.offset("domid")
+_PERM_AT, _FLAGS_AT = NODE_PERMISSION.offset("perm"), NODE_PERMISSION.offset("flags")
+_PERMS_AT = NODE_DATA.offset("perms")
 #: A NODE_DATA record's header and fixed fields, read in one go by the validation fast path.
 _NODE_RECORD = RECORD_HEADER + NODE_DATA
 #: Node permission specifiers that break no rule: perm one of PERM_LETTERS (PERM_LETTER), flags only
@@ -273,8 +276,8 @@ class XenstoreReader:
         self.index = 0
         self.state = _State()
         self._end = 0  # absolute offset of the end of the current body
-        self._node = NODE_DATA.le  # NODE_DATA's struct in the stream's byte order
         self._domid = _DOMID.le
+        self._node = NODE_DATA.reader(Endian.LITTLE)  # NODE_DATA's fixed part, by name
         self._node_record = _NODE_RECORD.le
         self.counts: dict[int, int] = {}
 
@@ -325,21 +328,23 @@ class XenstoreReader:
         ck.at(LAYER, None, "header")
         base = src.offset
         try:
-            ident, version, flags = HEADER.be.unpack(src.read_exact(HEADER.size, "header"))
+            fixed = HEADER.named(Endian.BIG, src.read_exact(HEADER.size, "header"))
         except Truncated as t:
             self._truncated(t)
+        ident, version, flags = fixed.ident, fixed.version, fixed.flags
         if ident != IDENT:
             ck.fail(IDENT_RULE, base, f"ident is {ident!r}, not b'xenstore'")
         if version not in VERSIONS:
             ck.fail(VERSION_RULE, HEADER.at(base, "version"), f"version is {version}, not 1 or 2")
-        if flags & ~1:
-            ck.report(FLAGS_RESERVED, HEADER.at(base, "flags"), f"reserved flags bits set: 0x{flags & ~1:08x}")
+        if flags & ~FLAG_ENDIAN:
+            ck.report(FLAGS_RESERVED, HEADER.at(base, "flags"),
+                      f"reserved flags bits set: 0x{flags & ~FLAG_ENDIAN:08x}")
         self.endian = Endian.from_bit(flags)
-        self._node = NODE_DATA.of(self.endian)
         self._domid = _DOMID.of(self.endian)
+        self._node = NODE_DATA.reader(self.endian)
         self._node_record = _NODE_RECORD.of(self.endian)
         self.version = version
-        self.header = Header(version, self.endian, flags & ~1)
+        self.header = Header(version, self.endian, flags & ~FLAG_ENDIAN)
         ck.note(f"xenstore header: version {version}, {self.endian.value}-endian")
         return self.header
 
@@ -477,41 +482,47 @@ def _parse_global(r: XenstoreReader, h: RecordHeader):
     if st.global_data:
         r.checker.report(GLOBAL_DUPLICATE, h.offset, "second GLOBAL_DATA record")
     st.global_data = st.live_update = True
-    rw_fd, evtchn_fd = GLOBAL_DATA.unpack(r.endian, r.take(GLOBAL_DATA.size, "GLOBAL_DATA fields"))
+    fixed = GLOBAL_DATA.named(r.endian, r.take(GLOBAL_DATA.size, "GLOBAL_DATA fields"))
     trailing = r.tail()
-    return GlobalData(rw_fd, evtchn_fd, trailing) if r.collect else None
+    return GlobalData(fixed.rw_socket_fd, fixed.evtchn_fd, trailing) if r.collect else None
 
 
 def _parse_connection(r: XenstoreReader, h: RecordHeader):
     ck, st, endian = r.checker, r.state, r.endian
     base = h.body_offset
-    (conn_id, ctype, fields, spec, in_len, resp_len,
-     out_len) = CONNECTION_DATA.unpack(endian, r.take(CONNECTION_DATA.size, "CONNECTION_DATA fields"))
+    fixed = CONNECTION_DATA.named(endian, r.take(CONNECTION_DATA.size, "CONNECTION_DATA fields"))
+    conn_id, ctype, fields, resp_len = fixed.conn_id, fixed.conn_type, fixed.fields, fixed.out_resp_len
+    in_len, out_len = fixed.in_data_len, fixed.out_data_len
     if conn_id == 0:
-        ck.report(CONN_ID_ZERO, base, "conn-id is 0")
+        ck.report(CONN_ID_ZERO, CONNECTION_DATA.at(base, "conn-id"), "conn-id is 0")
     elif conn_id in st.conns:
-        ck.report(CONN_ID_DUPLICATE, base, f"conn-id {conn_id} was defined by an earlier record")
+        ck.report(CONN_ID_DUPLICATE, CONNECTION_DATA.at(base, "conn-id"),
+                  f"conn-id {conn_id} was defined by an earlier record")
     else:
         st.conns.add(conn_id)
     if ctype == ConnType.SOCKET:
-        fd, pad = SOCKET_SPEC.unpack(endian, spec)
-        if pad:
-            ck.report(SOCKET_PAD, CONNECTION_DATA.at(base, "conn-spec") + SOCKET_SPEC.offset("pad"), f"socket pad is 0x{pad:08x}")
-        cspec = Socket(fd, pad)
+        sock = SOCKET_SPEC.named(endian, fixed.conn_spec)
+        if sock.pad:
+            ck.report(SOCKET_PAD, SOCKET_SPEC.at(CONNECTION_DATA.at(base, "conn-spec"), "pad"),
+                      f"socket pad is 0x{sock.pad:08x}")
+        cspec = Socket(sock.socket_fd, sock.pad)
     elif ctype == ConnType.SHARED_RING:
-        domid, tdomid, evtchn = SHARED_RING_SPEC.unpack(endian, spec)
-        st.domids.add(domid)
-        if tdomid != DOMID_INVALID:
-            st.domids.add(tdomid)
-        cspec = SharedRing(domid, evtchn, tdomid)
+        ring = SHARED_RING_SPEC.named(endian, fixed.conn_spec)
+        st.domids.add(ring.domid)
+        if ring.tdomid != DOMID_INVALID:
+            st.domids.add(ring.tdomid)
+        cspec = SharedRing(ring.domid, ring.evtchn, ring.tdomid)
     else:
-        ck.report(CONN_TYPE_RESERVED, CONNECTION_DATA.at(base, "conn-type"), f"conn-type 0x{ctype:04x} is reserved")
+        ck.report(CONN_TYPE_RESERVED, CONNECTION_DATA.at(base, "conn-type"),
+                  f"conn-type 0x{ctype:04x} is reserved")
         r.skip_rest("CONNECTION_DATA body")
         return None
     if fields & ~FIELD_UNIQUE_ID:
-        ck.report(FIELDS_RESERVED, CONNECTION_DATA.at(base, "fields"), f"fields has reserved flags 0x{fields & ~FIELD_UNIQUE_ID:04x}")
+        ck.report(FIELDS_RESERVED, CONNECTION_DATA.at(base, "fields"),
+                  f"fields has reserved flags 0x{fields & ~FIELD_UNIQUE_ID:04x}")
     if resp_len > out_len:
-        ck.report(OUT_RESP_LEN, CONNECTION_DATA.at(base, "out-resp-len"), f"out-resp-len {resp_len} exceeds out-data-len {out_len}")
+        ck.report(OUT_RESP_LEN, CONNECTION_DATA.at(base, "out-resp-len"),
+                  f"out-resp-len {resp_len} exceeds out-data-len {out_len}")
     if r.collect:
         data = r.take(in_len + out_len, "pending data")
         in_data, out_data = data[:in_len], data[in_len:]
@@ -532,9 +543,10 @@ def _parse_connection(r: XenstoreReader, h: RecordHeader):
         if any(pad):
             first = next(i for i, b in enumerate(pad) if b)
             ck.report(UNIQUE_ID_PADDING, at + first, f"padding octet {first} is 0x{pad[first]:02x}")
-        (unique_id,) = UNIQUE_ID.unpack(endian, r.take(UNIQUE_ID.size, "unique-id"))
+        unique_id = UNIQUE_ID.named(endian, r.take(UNIQUE_ID.size, "unique-id")).unique_id
         if ctype == ConnType.SOCKET:
-            ck.report(UNIQUE_ID_SOCKET, CONNECTION_DATA.at(base, "fields"), "unique-id on a socket connection")
+            ck.report(UNIQUE_ID_SOCKET, CONNECTION_DATA.at(base, "fields"),
+                      "unique-id on a socket connection")
     trailing = r.tail()
     if not r.collect:
         return None
@@ -546,7 +558,7 @@ PATH_SEP = b"/"
 
 def node_body_length(nperm: int, plen: int, vlen: int) -> int:
     """NODE_DATA's len: the fixed fields, ``nperm`` permissions, the path and the value."""
-    return NODE_DATA.size + NODE_PERMISSION.size * nperm + plen + vlen
+    return NODE_DATA.offset("perms", nperm) + plen + vlen
 
 
 def parent_of(path: bytes) -> bytes:
@@ -557,7 +569,7 @@ def parent_of(path: bytes) -> bytes:
 
 def _perm_at(base: int, i: int, name: str) -> int:
     """The offset of field ``name`` of NODE_DATA's permission ``i`` (the body starts at ``base``)."""
-    return base + NODE_DATA.size + NODE_PERMISSION.size * i + NODE_PERMISSION.offset(name)
+    return NODE_PERMISSION.at(NODE_DATA.at(base, "perms", i), name)
 
 
 def _check_string(ck: Checker, rule: str, s: bytes, offset: int, what: str) -> None:
@@ -578,15 +590,13 @@ def _parse_watch(r: XenstoreReader, h: RecordHeader):
     base = h.body_offset
     extended = h.type == RecordType.WATCH_DATA_EXTENDED
     conn_rule, wpath_rule, token_rule = _PER_TYPE[h.type]
-    if extended:
-        conn_id, wlen, tlen, depth, pad = WATCH_DATA_EXTENDED.unpack(
-            r.endian, r.take(WATCH_DATA_EXTENDED.size, "WATCH_DATA_EXTENDED fields"))
-        if pad:
-            ck.report(WEXT_PAD, WATCH_DATA_EXTENDED.at(base, "pad"), f"pad is 0x{pad:04x}")
-    else:
-        conn_id, wlen, tlen = WATCH_DATA.unpack(r.endian, r.take(WATCH_DATA.size, "WATCH_DATA fields"))
+    layout = WATCH_DATA_EXTENDED if extended else WATCH_DATA
+    fixed = layout.named(r.endian, r.take(layout.size, f"{layout.name} fields"))
+    conn_id, wlen, tlen = fixed.conn_id, fixed.wpath_len, fixed.token_len
+    if extended and fixed.pad:
+        ck.report(WEXT_PAD, WATCH_DATA_EXTENDED.at(base, "pad"), f"pad is 0x{fixed.pad:04x}")
     if conn_id not in st.conns:
-        ck.report(conn_rule, base, f"conn-id {conn_id} has no earlier CONNECTION_DATA")
+        ck.report(conn_rule, layout.at(base, "conn-id"), f"conn-id {conn_id} has no earlier CONNECTION_DATA")
     at = r.src.offset
     data = r.take(wlen + tlen, "wpath and token")
     wpath, token = data[:wlen], data[wlen:]
@@ -596,17 +606,18 @@ def _parse_watch(r: XenstoreReader, h: RecordHeader):
     if not r.collect:
         return None
     if extended:
-        return WatchDataExtended(conn_id, wpath[:-1], token[:-1], depth, pad, trailing)
+        return WatchDataExtended(conn_id, wpath[:-1], token[:-1], fixed.depth, fixed.pad, trailing)
     return WatchData(conn_id, wpath[:-1], token[:-1], trailing)
 
 
 def _parse_transaction(r: XenstoreReader, h: RecordHeader):
     ck, st = r.checker, r.state
     base = h.body_offset
-    conn_id, tx_id = TRANSACTION_DATA.unpack(r.endian, r.take(TRANSACTION_DATA.size,
-                                                               "TRANSACTION_DATA fields"))
+    fixed = TRANSACTION_DATA.named(r.endian, r.take(TRANSACTION_DATA.size, "TRANSACTION_DATA fields"))
+    conn_id, tx_id = fixed.conn_id, fixed.tx_id
     if conn_id not in st.conns:
-        ck.report(TX_CONN_UNKNOWN, base, f"conn-id {conn_id} has no earlier CONNECTION_DATA")
+        ck.report(TX_CONN_UNKNOWN, TRANSACTION_DATA.at(base, "conn-id"),
+                  f"conn-id {conn_id} has no earlier CONNECTION_DATA")
     if tx_id == 0:
         ck.report(TX_ID_ZERO, TRANSACTION_DATA.at(base, "tx-id"), "tx-id is 0")
     st.transactions.add((conn_id, tx_id))
@@ -617,18 +628,21 @@ def _parse_transaction(r: XenstoreReader, h: RecordHeader):
 def _parse_node(r: XenstoreReader, h: RecordHeader):
     ck, st = r.checker, r.state
     base = h.body_offset
-    conn_id, tx_id, plen, vlen, access, nperm = r._node.unpack(r.take(NODE_DATA.size, "NODE_DATA fields"))
-    var = r.take(4 * nperm + plen + vlen, "permissions, path and value")
-    perms = var[:4 * nperm]
-    path = var[4 * nperm:4 * nperm + plen]
-    poff = base + NODE_DATA.size + NODE_PERMISSION.size * nperm  # the path
+    fixed = r._node(r.take(NODE_DATA.size, "NODE_DATA fields"))
+    conn_id, tx_id, access, nperm = fixed.conn_id, fixed.tx_id, fixed.access, fixed.perm_count
+    plen, vlen = fixed.path_len, fixed.value_len
+    psize = NODE_PERMISSION.size * nperm
+    var = r.take(psize + plen + vlen, "permissions, path and value")
+    perms = var[:psize]
+    path = var[psize:psize + plen]
+    poff = base + _PERMS_AT + psize  # the path
 
     if perms:
-        letters = perms[0::4]
+        letters = perms[_PERM_AT::NODE_PERMISSION.size]
         if letters.translate(None, PERM_LETTERS):
             i = next(i for i, c in enumerate(letters) if c not in PERM_LETTERS)
             ck.report(PERM_LETTER, _perm_at(base, i, "perm"), f"perm{i + 1} is 0x{letters[i]:02x}, not w, r, b or n")
-        flags = perms[1::4]
+        flags = perms[_FLAGS_AT::NODE_PERMISSION.size]
         if flags.translate(None, GOOD_PERM_FLAGS):
             i = next(i for i, c in enumerate(flags) if c & ~PERM_FLAGS_KNOWN)
             ck.report(PERM_FLAGS_RESERVED, _perm_at(base, i, "flags"), f"perm{i + 1} flags 0x{flags[i]:02x}")
@@ -640,7 +654,7 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
         elif (conn_id, tx_id) not in st.transactions:
             ck.report(NODE_TX_UNKNOWN, NODE_DATA.at(base, "tx-id"),
                       f"transaction {tx_id} of connection {conn_id} has no earlier TRANSACTION_DATA")
-        if access & ~3:
+        if access & ~ACCESS_KNOWN:
             ck.report(ACCESS_RESERVED, NODE_DATA.at(base, "access"), f"access 0x{access:04x} has undefined bits")
         if not nperm and (vlen or access):
             ck.report(DELETED_NOT_EMPTY, NODE_DATA.at(base, "value-len" if vlen else "access"),
@@ -674,9 +688,8 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
     trailing = r.tail() if r._end != r.src.offset else b""
     if not r.collect:
         return None
-    perm_struct = NODE_PERMISSION.of(r.endian)
-    plist = tuple(Permission(chr(p), d, f) for p, f, d in perm_struct.iter_unpack(perms))
-    return NodeData(path[:-1], var[4 * nperm + plen:], plist, conn_id, tx_id, access, trailing)
+    plist = tuple(starmap(Permission.from_wire, NODE_PERMISSION.of(r.endian).iter_unpack(perms)))
+    return NodeData(path[:-1], var[psize + plen:], plist, conn_id, tx_id, access, trailing)
 
 
 def _read_quota(r: XenstoreReader, count: int, rule: str):
@@ -686,7 +699,7 @@ def _read_quota(r: XenstoreReader, count: int, rule: str):
     hostile ``len`` costs no more than the input holds.
     """
     ck, src = r.checker, r.src
-    vals = r.take(4 * count, "quota-val array")
+    vals = r.take(QUOTA_VAL.size * count, "quota-val array")
     left = r._end - src.offset
     names: list[bytes] = []
     cur: list[bytes] = []
@@ -740,8 +753,8 @@ def _parse_global_quota(r: XenstoreReader, h: RecordHeader):
     if st.global_quota:
         r.checker.report(GQ_DUPLICATE, h.offset, "second GLOBAL_QUOTA_DATA record")
     st.global_quota = True
-    n_dom, n_glob = GLOBAL_QUOTA_DATA.unpack(r.endian, r.take(GLOBAL_QUOTA_DATA.size,
-                                                              "GLOBAL_QUOTA_DATA fields"))
+    fixed = GLOBAL_QUOTA_DATA.named(r.endian, r.take(GLOBAL_QUOTA_DATA.size, "GLOBAL_QUOTA_DATA fields"))
+    n_dom, n_glob = fixed.n_dom_quota, fixed.n_glob_quota
     quota, trailing = _read_quota(r, n_dom + n_glob, GQ_NAMES)
     if quota is None:
         return None
@@ -751,14 +764,17 @@ def _parse_global_quota(r: XenstoreReader, h: RecordHeader):
 def _parse_domain(r: XenstoreReader, h: RecordHeader):
     ck, st = r.checker, r.state
     base = h.body_offset
-    domid, n_quota, features = DOMAIN_DATA.unpack(r.endian, r.take(DOMAIN_DATA.size, "DOMAIN_DATA fields"))
+    fixed = DOMAIN_DATA.named(r.endian, r.take(DOMAIN_DATA.size, "DOMAIN_DATA fields"))
+    domid, n_quota, features = fixed.domain_id, fixed.n_quota, fixed.features
     if domid in st.domain_data:
-        ck.report(DOM_DUPLICATE, base, f"second DOMAIN_DATA for domain {domid}")
+        ck.report(DOM_DUPLICATE, DOMAIN_DATA.at(base, "domain-id"), f"second DOMAIN_DATA for domain {domid}")
     elif domid not in st.domids:
-        ck.report(DOM_UNKNOWN, base, f"domain {domid} was not named by an earlier record")
+        ck.report(DOM_UNKNOWN, DOMAIN_DATA.at(base, "domain-id"),
+                  f"domain {domid} was not named by an earlier record")
     st.domain_data.add(domid)
     if features and r.version < 2:
-        ck.report(DOM_FEATURES_V1, DOMAIN_DATA.at(base, "features"), f"features 0x{features:08x} in a version 1 stream")
+        ck.report(DOM_FEATURES_V1, DOMAIN_DATA.at(base, "features"),
+                  f"features 0x{features:08x} in a version 1 stream")
     quota, trailing = _read_quota(r, n_quota, DOM_NAMES)
     if quota is None:
         return None

@@ -11,7 +11,7 @@ xenstored frames it (``len`` counting the padding).
 
 from __future__ import annotations
 
-from .framing import RECORD_HEADER, encode_record
+from .framing import encode_record
 from .layout import Endian
 from .xenstore_records import (
     ACCESS_READ, ACCESS_WRITTEN, DOMID_INVALID, ConnectionData, DomainData, GlobalData,
@@ -224,7 +224,7 @@ def c_style(stream: XenstoreStream) -> bytes:
         rtype, body = encode_body(rec, endian)
         body += bytes(-len(body) & 7)
         parts.append(encode_record(rtype, body, endian))
-    parts.append(RECORD_HEADER.pack(endian, RecordType.END, 0))
+    parts.append(encode_record(RecordType.END, b"", endian))
     return b"".join(parts)
 
 

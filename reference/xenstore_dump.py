@@ -19,7 +19,7 @@ from .layout import Endian
 from .source import Source
 from .xenstore import LAYER, iter_values, record_name
 from .xenstore_records import (
-    ACCESS_READ, ACCESS_WRITTEN, DEPTH_UNLIMITED, DOMID_INVALID, ConnectionData, ConnType, NodeData, RecordType,
+    ACCESS_KNOWN, ACCESS_READ, ACCESS_WRITTEN, FLAG_ENDIAN, PERM_STALE, DEPTH_UNLIMITED, DOMID_INVALID, ConnectionData, ConnType, NodeData, RecordType,
 )
 
 
@@ -86,15 +86,15 @@ def dump(src: Source, checker: Checker) -> Iterator[dict]:
 
 
 def perm_text(perms: list[dict]) -> str:
-    return " ".join(f"{p['perm']}{p['domid']}" + ("(stale)" if p["flags"] & 1 else "")
-                    + (f"(flags 0x{p['flags']:02x})" if p["flags"] & ~1 else "")
+    return " ".join(f"{p['perm']}{p['domid']}" + ("(stale)" if p["flags"] & PERM_STALE else "")
+                    + (f"(flags 0x{p['flags']:02x})" if p["flags"] & ~PERM_STALE else "")
                     for p in perms)
 
 
 def _access_text(access: int) -> str:
     words = [w for bit, w in ((ACCESS_READ, "read"), (ACCESS_WRITTEN, "written")) if access & bit]
-    if access & ~3:
-        words.append(f"0x{access & ~3:x}")
+    if access & ~ACCESS_KNOWN:
+        words.append(f"0x{access & ~ACCESS_KNOWN:x}")
     return ", ".join(words) or "none"
 
 
@@ -156,7 +156,7 @@ class _Text:
         header = self.header
         if header is not None:
             yield (f"xenstore stream, version {header['version']}, {header['endian']}-endian"
-                   + (f", flags 0x{header['flags']:08x}" if header["flags"] & ~1 else ""))
+                   + (f", flags 0x{header['flags']:08x}" if header["flags"] & ~FLAG_ENDIAN else ""))
         yield from self.other
         watches, txs = dict(self.watches), dict(self.txs)
         if self.conns:

@@ -25,7 +25,7 @@ import enum
 from dataclasses import dataclass, field
 
 from .framing import RawRecord, encode_record, padding_length
-from .layout import Bytes, CString, Declared, Endian, Layout, count, i32, octets, reserved, u8, u16, u32, u64
+from .layout import Array, Bytes, CString, Declared, Endian, Layout, count, i32, octets, reserved, u8, u16, u32, u64
 
 IDENT = b"xenstore"
 VERSIONS = (1, 2)
@@ -66,24 +66,35 @@ GOOD_PERM_FLAGS = bytes(f for f in range(256) if not f & ~PERM_FLAGS_KNOWN)
 #: NODE_DATA ``access`` bits.
 ACCESS_READ = 0x0001
 ACCESS_WRITTEN = 0x0002
+ACCESS_KNOWN = ACCESS_READ | ACCESS_WRITTEN
+#: Header ``flags``: bit 0 is the endianness, bits 1-31 are reserved.
+FLAG_ENDIAN = 0x1
 #: Permission letters of a node permission specifier (``perm``).
 PERM_LETTERS = b"wrbn"
 
 # -- layouts, named after the spec's diagrams ---------------------------------
+#: ``trailing``: the octets of a body after its last field (see the module docstring)
+TRAILING = Bytes("trailing")
 HEADER = Layout("Header", octets("ident", 8, const=IDENT), u32("version"), u32("flags"))  # always big-endian
+#: The fixed fields, ``in-data`` and ``out-data``; when ``fields`` has FIELD_UNIQUE_ID, padding
+#: to a multiple of 8 octets of the body and :data:`UNIQUE_ID` follow (a part no count places).
 CONNECTION_DATA = Layout("CONNECTION_DATA", u32("conn-id"), u16("conn-type"), u16("fields"),
-                         octets("conn-spec", 8), u16("in-data-len"), u16("out-resp-len"), u32("out-data-len"))
+                         octets("conn-spec", 8), count("in-data-len", "H"), u16("out-resp-len"),
+                         count("out-data-len"),
+                         tail=(Bytes("in-data", "in-data-len"), Bytes("out-data", "out-data-len")))
 SHARED_RING_SPEC = Layout("conn-spec (shared ring)", u16("domid"), u16("tdomid"), u32("evtchn"))
 SOCKET_SPEC = Layout("conn-spec (socket)", i32("socket-fd"), reserved("pad"))
 UNIQUE_ID = Layout("unique-id", u64("unique-id"))
-NODE_DATA = Layout("NODE_DATA", u32("conn-id"), u32("tx-id"), u16("path-len"), u16("value-len"),
-                   u16("access"), u16("perm-count"))
 NODE_PERMISSION = Layout("node permission specifier", u8("perm"), u8("flags"), u16("domid"))
-GLOBAL_QUOTA_DATA = Layout("GLOBAL_QUOTA_DATA", u16("n-dom-quota"), u16("n-glob-quota"))
-DOMAIN_DATA = Layout("DOMAIN_DATA", u16("domain-id"), u16("n-quota"), u32("features"))
+NODE_DATA = Layout("NODE_DATA", u32("conn-id"), u32("tx-id"), count("path-len", "H"), count("value-len", "H"),
+                   u16("access"), count("perm-count", "H"),
+                   tail=(Array("perms", NODE_PERMISSION, "perm-count"), CString("path", "path-len"),
+                         Bytes("value", "value-len"), TRAILING))
 QUOTA_VAL = Layout("quota-val", u32("quota-val"))
-#: ``trailing``: the octets of a body after its last field (see the module docstring)
-TRAILING = Bytes("trailing")
+#: quota-val (one per quota) then quota-names (NUL-terminated, running to the end of the body)
+_QUOTAS = (Array("quota-val", "I"), Bytes("quota-names"), TRAILING)
+GLOBAL_QUOTA_DATA = Layout("GLOBAL_QUOTA_DATA", u16("n-dom-quota"), u16("n-glob-quota"), tail=_QUOTAS)
+DOMAIN_DATA = Layout("DOMAIN_DATA", u16("domain-id"), u16("n-quota"), u32("features"), tail=_QUOTAS)
 
 
 # -- typed values ---------------------------------------------------------------
@@ -96,7 +107,7 @@ class Header:
 
     @property
     def flags(self) -> int:
-        return (self.reserved_flags & ~1) | self.endian.bit
+        return (self.reserved_flags & ~FLAG_ENDIAN) | self.endian.bit
 
 
 class GlobalData(Declared):
@@ -138,6 +149,20 @@ class ConnectionData:
     def fields(self) -> int:
         return FIELD_UNIQUE_ID if self.unique_id is not None else 0
 
+    def encode_body(self, endian: Endian) -> bytes:
+        spec = self.spec
+        if isinstance(spec, Socket):
+            conn_spec = SOCKET_SPEC.encode_from(endian, {"socket-fd": spec.socket_fd, "pad": spec.pad})
+        else:
+            conn_spec = SHARED_RING_SPEC.encode(endian, domid=spec.domid, tdomid=spec.tdomid, evtchn=spec.evtchn)
+        body = CONNECTION_DATA.encode_from(endian, {
+            "conn-id": self.conn_id, "conn-type": self.conn_type, "fields": self.fields,
+            "conn-spec": conn_spec, "out-resp-len": self.out_resp_len,
+            "in-data": self.in_data, "out-data": self.out_data})
+        if self.unique_id is not None:
+            body += bytes(padding_length(len(body))) + UNIQUE_ID.encode_from(endian, {"unique-id": self.unique_id})
+        return body + self.trailing
+
 
 class WatchData(Declared):
     LAYOUT = Layout("WATCH_DATA", u32("conn-id"), count("wpath-len", "H"), count("token-len", "H"),
@@ -169,6 +194,15 @@ class Permission:
     def stale(self) -> bool:
         return bool(self.flags & PERM_STALE)
 
+    @property
+    def wire(self) -> tuple[int, int, int]:
+        """The specifier's NODE_PERMISSION values, in wire order."""
+        return ord(self.perm), self.flags, self.domid
+
+    @classmethod
+    def from_wire(cls, perm: int, flags: int, domid: int) -> "Permission":
+        return cls(chr(perm), domid, flags)
+
 
 @dataclass(frozen=True, slots=True)
 class NodeData:
@@ -189,6 +223,12 @@ class NodeData:
         """A node deleted in a pending transaction (no permissions)."""
         return self.pending and not self.perms
 
+    def encode_body(self, endian: Endian) -> bytes:
+        return NODE_DATA.encode_from(endian, {
+            "conn-id": self.conn_id, "tx-id": self.tx_id, "access": self.access,
+            "perms": [p.wire for p in self.perms], "path": self.path, "value": self.value,
+            "trailing": self.trailing})
+
 
 @dataclass(frozen=True, slots=True)
 class Quota:
@@ -196,11 +236,20 @@ class Quota:
     value: int  # 0 means unlimited
 
 
+def _quota_parts(quota: tuple[Quota, ...]) -> dict:
+    return {"quota-val": [q.value for q in quota], "quota-names": b"".join(q.name + b"\0" for q in quota)}
+
+
 @dataclass(frozen=True, slots=True)
 class GlobalQuotaData:
     dom_quota: tuple[Quota, ...] = ()
     glob_quota: tuple[Quota, ...] = ()
     trailing: bytes = b""
+
+    def encode_body(self, endian: Endian) -> bytes:
+        return GLOBAL_QUOTA_DATA.encode_from(endian, {
+            "n-dom-quota": len(self.dom_quota), "n-glob-quota": len(self.glob_quota),
+            **_quota_parts(self.dom_quota + self.glob_quota), "trailing": self.trailing})
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,10 +259,17 @@ class DomainData:
     features: int = 0  # valid from version 2 only; written as 0 in version 1
     trailing: bytes = b""
 
+    def encode_body(self, endian: Endian) -> bytes:
+        return DOMAIN_DATA.encode_from(endian, {
+            "domain-id": self.domid, "n-quota": len(self.quota), "features": self.features,
+            **_quota_parts(self.quota), "trailing": self.trailing})
 
-#: The typed values whose encoding is their layout's, and their record types.
-RECORD_TYPES = {GlobalData: RecordType.GLOBAL_DATA, WatchData: RecordType.WATCH_DATA,
-                WatchDataExtended: RecordType.WATCH_DATA_EXTENDED, TransactionData: RecordType.TRANSACTION_DATA}
+
+#: The typed values and their record types; each value's ``encode_body`` is its layout's encoder.
+RECORD_TYPES = {GlobalData: RecordType.GLOBAL_DATA, ConnectionData: RecordType.CONNECTION_DATA,
+                WatchData: RecordType.WATCH_DATA, WatchDataExtended: RecordType.WATCH_DATA_EXTENDED,
+                TransactionData: RecordType.TRANSACTION_DATA, NodeData: RecordType.NODE_DATA,
+                GlobalQuotaData: RecordType.GLOBAL_QUOTA_DATA, DomainData: RecordType.DOMAIN_DATA}
 GLOBAL_DATA, WATCH_DATA, WATCH_DATA_EXTENDED, TRANSACTION_DATA = (
     GlobalData.LAYOUT, WatchData.LAYOUT, WatchDataExtended.LAYOUT, TransactionData.LAYOUT)
 
@@ -230,41 +286,11 @@ class XenstoreStream:
 
 
 # -- encoding -------------------------------------------------------------------
-def _quota_body(quota: tuple[Quota, ...], endian: Endian) -> bytes:
-    val = QUOTA_VAL.of(endian)
-    return b"".join(val.pack(q.value) for q in quota) + b"".join(q.name + b"\0" for q in quota)
-
-
 def encode_body(rec, endian: Endian) -> tuple[int, bytes]:
     """``(type, body)`` of a typed record value."""
-    if isinstance(rec, NodeData):
-        path = rec.path + b"\0"
-        perm = NODE_PERMISSION.of(endian)
-        perms = b"".join(perm.pack(ord(p.perm), p.flags, p.domid) for p in rec.perms)
-        fixed = NODE_DATA.pack(endian, rec.conn_id, rec.tx_id, len(path), len(rec.value),
-                               rec.access, len(rec.perms))
-        return RecordType.NODE_DATA, fixed + perms + path + rec.value + rec.trailing
-    if isinstance(rec, ConnectionData):
-        if isinstance(rec.spec, Socket):
-            spec = SOCKET_SPEC.pack(endian, rec.spec.socket_fd, rec.spec.pad)
-        else:
-            spec = SHARED_RING_SPEC.pack(endian, rec.spec.domid, rec.spec.tdomid, rec.spec.evtchn)
-        body = CONNECTION_DATA.pack(endian, rec.conn_id, rec.conn_type, rec.fields, spec,
-                                    len(rec.in_data), rec.out_resp_len, len(rec.out_data))
-        body += rec.in_data + rec.out_data
-        if rec.unique_id is not None:
-            body += bytes(padding_length(len(body))) + UNIQUE_ID.pack(endian, rec.unique_id)
-        return RecordType.CONNECTION_DATA, body + rec.trailing
     rtype = RECORD_TYPES.get(type(rec))
     if rtype is not None:
         return rtype, rec.encode_body(endian)
-    if isinstance(rec, GlobalQuotaData):
-        fixed = GLOBAL_QUOTA_DATA.pack(endian, len(rec.dom_quota), len(rec.glob_quota))
-        return (RecordType.GLOBAL_QUOTA_DATA,
-                fixed + _quota_body(rec.dom_quota + rec.glob_quota, endian) + rec.trailing)
-    if isinstance(rec, DomainData):
-        fixed = DOMAIN_DATA.pack(endian, rec.domid, len(rec.quota), rec.features)
-        return RecordType.DOMAIN_DATA, fixed + _quota_body(rec.quota, endian) + rec.trailing
     if isinstance(rec, RawRecord):  # a type reserved for future use, kept raw
         return rec.record_type, rec.body
     raise TypeError(f"not a xenstore record: {rec!r}")

@@ -15,6 +15,7 @@ bit 1 it is a legacy (pre-v2) stream.
 from __future__ import annotations
 
 import json
+from functools import partial
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -285,5 +286,7 @@ CODEC = Codec(
     dump=dump,
     sniff=sniff,
     spans=spans,
+    trim=partial(libxc.trim_page_data, spans),
+    keep_whole=True,
     recognise=by_magic((MAGIC, "the xl savefile magic \"Xen saved domain, xl format\\n \\0 \\r\"")),
 )

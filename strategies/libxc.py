@@ -10,12 +10,20 @@ from xenstream.reference import libxc as X
 from xenstream.reference import xen_abi
 from xenstream.reference.build import edit, find, find_all, patch
 from xenstream.reference.build import record_offsets as offsets
-from xenstream.reference.framing import OPTIONAL_BIT, RawRecord, encode_record, padding_length
+from xenstream.reference.framing import OPTIONAL_BIT, RECORD_HEADER, RawRecord, encode_record, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType, PageType, RecordType
 
 from ._draw import Draw, pattern, pick
 from ._registry import mutation, valid_builder
+
+_HEAD = RECORD_HEADER.size
+_PD = X.PageData.LAYOUT
+
+
+def _pd_pages_at(body: bytes, s) -> int:
+    """Where a PAGE_DATA body's pages start: after its fixed part and ``count`` pfns."""
+    return _PD.offset("pfns", _PD.get(s.endian, body, "count"))
 
 FORMAT = "libxc"
 HVM, PV = DomainType.X86_HVM, DomainType.X86_PV
@@ -249,7 +257,7 @@ def _padding_nonzero(d: Draw):
         padded = [i]
     i = d.choice(padded)
     n = len(s.records[i].encode_body(s.endian))
-    at = offsets(s)[i] + 8 + n + d.int(0, padding_length(n) - 1)
+    at = offsets(s)[i] + _HEAD + n + d.int(0, padding_length(n) - 1)
     value = d.int(1, 255)
     return patch(enc(s), at, bytes([value])), \
         f"padding octet at {at} after {X.record_name(s.records[i].type)} is 0x{value:02x}"
@@ -262,7 +270,7 @@ def _padding_missing(d: Draw):
     n = d.int(1, 7)
     s = edit(s, last + 1, Raw(OPTIONAL_BIT | 0x99, pattern(n, n + 8 * d.int(0, 1))), X.End(), drop=1)
     offs = offsets(s)
-    body_end = offs[last + 1] + 8 + len(s.records[last + 1].encode_body(s.endian))
+    body_end = offs[last + 1] + _HEAD + len(s.records[last + 1].encode_body(s.endian))
     data = enc(s)
     data = data[:body_end] + data[body_end + padding_length(n):]
     return data, "the padding of the last record before END is missing: END is read as padding " \
@@ -432,12 +440,12 @@ def _truncated(d: Draw):
         n = len(s.records[i].encode_body(s.endian))
         start = offs[i]
         if kind == "body" and n:
-            cut = start + 8 + d.int(0, n - 1)
+            cut = start + _HEAD + d.int(0, n - 1)
         elif kind == "padding" and padding_length(n):
-            cut = start + 8 + n + d.int(0, padding_length(n) - 1)
+            cut = start + _HEAD + n + d.int(0, padding_length(n) - 1)
         else:
             kind = "record header"
-            cut = start + d.int(1, 7)
+            cut = start + d.int(1, _HEAD - 1)
     return data[:cut], f"input of {len(data)} octets cut at {cut}, inside the {kind}"
 
 
@@ -496,9 +504,9 @@ def _body_length_past_end(d: Draw):
     i = max(find_all(s, X.HvmContext))
     offs = offsets(s)
     data = enc(s)
-    left = len(data) - (offs[i] + 8)
+    left = len(data) - (offs[i] + _HEAD)
     value = min(left + d.int(1, 4096), 0xFFFFFFFF)
-    return patch(data, offs[i] + 4, u32(value, s.endian)), \
+    return patch(data, RECORD_HEADER.at(offs[i], "body_length"), u32(value, s.endian)), \
         f"HVM_CONTEXT body_length {value} runs past the end of the input"
 
 
@@ -563,12 +571,12 @@ _length_mutation(X.CPUID_LENGTH, X.X86CpuidPolicy,
 _length_mutation(X.MSR_LENGTH, X.X86MsrPolicy,
                  lambda d, b, s: (b + bytes(16))[:len(b) + d.choice([-1, 1]) * d.int(1, 15)],
                  {"version": 3}, "not a whole number of msr entries")
-_length_mutation(X.PD_SHORT, X.PageData, lambda d, b, s: b[:d.int(0, 7)] if d.bool() else
-                 b[:d.int(8, 8 + 8 * int.from_bytes(b[:4], s.endian.value) - 1)],
+_length_mutation(X.PD_SHORT, X.PageData, lambda d, b, s: b[:d.int(0, _PD.size - 1)] if d.bool() else
+                 b[:d.int(_PD.size, _pd_pages_at(b, s) - 1)],
                  {}, "too short for its count and pfn entries")
 _length_mutation(X.PD_PAGE_COUNT, X.PageData,
                  lambda d, b, s: b + pattern(1, d.int(1, 4096)) if d.bool() else
-                 (b[:len(b) - d.int(1, 4096)] if len(b) > 8 + 8 * int.from_bytes(b[:4], s.endian.value)
+                 (b[:len(b) - d.int(1, 4096)] if len(b) > _pd_pages_at(b, s)
                   else b + pattern(2, 4096)),
                  {}, "page data does not match the pfns that carry data")
 

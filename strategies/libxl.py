@@ -8,7 +8,7 @@ from functools import partial
 from xenstream.reference import libxc as X
 from xenstream.reference import libxl as L
 from xenstream.reference.build import edit, find_all, libxl_item_offsets
-from xenstream.reference.framing import OPTIONAL_BIT, RawRecord, padding_length
+from xenstream.reference.framing import OPTIONAL_BIT, RECORD_HEADER, RawRecord, encode_record, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.libxc import DomainType
 from xenstream.reference.libxl import RecordType
@@ -183,6 +183,12 @@ def _padding_missing(d: Draw):
         "the padding of the record before END is missing: END is read as padding"
 
 
+def _with_body(data: bytes, off: int, endian: Endian, body: bytes) -> bytes:
+    """``data`` with the empty-bodied record at ``off`` (LIBXC_CONTEXT) given ``body``, framed."""
+    rtype = RECORD_HEADER.get(endian, data, "type", off)
+    return data[:off] + encode_record(rtype, body, endian) + data[off + RECORD_HEADER.size:]
+
+
 @mutation(FORMAT, "padding", L.LIBXC_LENGTH, "padding_in_libxc_context")
 def _padding_in_context(d: Draw):
     s = build(d)
@@ -190,8 +196,7 @@ def _padding_in_context(d: Draw):
     off = lay[0][0]
     data = enc(s)
     zeros = bytes(8 * d.int(1, 2))
-    out = data[:off + 4] + len(zeros).to_bytes(4, s.header.endian.value) + zeros + data[off + 8:]
-    return out, f"LIBXC_CONTEXT body_length {len(zeros)} counts zero padding"
+    return _with_body(data, off, s.header.endian, zeros), f"LIBXC_CONTEXT body_length {len(zeros)} counts zero padding"
 
 
 @mutation(FORMAT, "padding", L.END_LENGTH, "padding_in_end")
@@ -396,9 +401,7 @@ def _libxc_context_body(d: Draw):
     lay, _ = layout(s)
     off = lay[0][0]
     body = d.bytes(1, 12)
-    data = enc(s)
-    return data[:off + 4] + len(body).to_bytes(4, s.header.endian.value) + body + \
-        bytes(padding_length(len(body))) + data[off + 8:], f"LIBXC_CONTEXT with a {len(body)}-octet body"
+    return _with_body(enc(s), off, s.header.endian, body), f"LIBXC_CONTEXT with a {len(body)}-octet body"
 
 
 @mutation(FORMAT, "framing", L.END_LENGTH)

@@ -153,8 +153,9 @@ def _end_length(d: Draw):
 @mutation(FORMAT, "reserved", X.LIBXC_LENGTH)
 def _libxc_length(d: Draw):
     sig, xenops, libxc, rest = parts(d)
-    n = d.choice([len(libxc) - 16, d.int(1, 1 << 40)])
-    return sig + xenops + rec(T.LIBXC, length=n) + libxc[16:] + rest + END, f"Libxc's length is {n}"
+    head = X.RECORD_HEADER.size  # libxc is the Libxc record: its header, then the libxc stream
+    n = d.choice([len(libxc) - head, d.int(1, 1 << 40)])
+    return sig + xenops + rec(T.LIBXC, length=n) + libxc[head:] + rest + END, f"Libxc's length is {n}"
 
 
 @mutation(FORMAT, "semantics", X.LIBXC_MISSING)

@@ -56,9 +56,10 @@ class Stream:
     def encode(self, end: bytes | None = None) -> bytes:
         hdr = encode_header(Header(self.version, self.endian, ident=self.ident))
         if self.flags is not None:
-            hdr = hdr[:12] + self.flags.to_bytes(4, "big")
+            at = XS.HEADER.offset("flags")
+            hdr = hdr[:at] + XS.HEADER.pack_field(Endian.BIG, "flags", self.flags) + hdr[XS.HEADER.size:]
         parts = [hdr] + [self.frame(r) for r in self.records]
-        parts.append(RECORD_HEADER.pack(self.endian, RecordType.END, 0) if end is None else end)
+        parts.append(encode_record(RecordType.END, b"", self.endian) if end is None else end)
         return b"".join(parts)
 
     def offsets(self) -> list[int]:
@@ -208,7 +209,7 @@ def _padding(d: Draw):
         cands = [i]
     i = d.choice(cands)
     n = len(s.body(s.records[i])[1])
-    at = s.offsets()[i] + 8 + n + d.int(0, padding_length(n) - 1)
+    at = s.offsets()[i] + RECORD_HEADER.size + n + d.int(0, padding_length(n) - 1)
     data = s.encode()
     value = d.int(1, 255)
     return data[:at] + bytes([value]) + data[at + 1:], f"record padding octet at {at} is 0x{value:02x}"
@@ -222,7 +223,7 @@ def _padding_missing(d: Draw):
     if not padding_length(n):
         s.records[i] = NodeData(b"/q", b"xy", perms(d, 0))
         n = len(s.body(s.records[i])[1])
-    end = s.offsets()[i] + 8 + n
+    end = s.offsets()[i] + RECORD_HEADER.size + n
     data = s.encode()
     return data[:end] + data[end + padding_length(n):], \
         "the padding of the last record is missing: END is read as padding and the input ends"
@@ -413,7 +414,7 @@ def _names(rule: str, cls):
         kind = d.choice(["fewer", "more"])
         if kind == "fewer":
             count = len(q) + d.int(1, 3)
-            vals += bytes(4 * (count - len(q)))
+            vals += bytes(XS.QUOTA_VAL.size * (count - len(q)))
         else:
             count = len(q)
             names += d.bytes(1, 6, NAME) + b"\0"
@@ -487,9 +488,9 @@ def _body_short(d: Draw):
         elif isinstance(r, (NodeData, WatchData, WatchDataExtended, GlobalData)):
             cands.append((i, 0, len(body)))
         elif isinstance(r, DomainData):
-            cands.append((i, 0, 8 + 4 * len(r.quota)))
+            cands.append((i, 0, XS.DOMAIN_DATA.offset("quota-val", len(r.quota))))
         elif isinstance(r, GlobalQuotaData):
-            cands.append((i, 0, 4 + 4 * (len(r.dom_quota) + len(r.glob_quota))))
+            cands.append((i, 0, XS.GLOBAL_QUOTA_DATA.offset("quota-val", len(r.dom_quota) + len(r.glob_quota))))
         elif isinstance(r, ConnectionData) and len(body) > XS.CONNECTION_DATA.size:
             cands.append((i, XS.CONNECTION_DATA.size, len(body)))
     if not cands:

@@ -9,6 +9,7 @@ source of an external verifier with deliberate bugs.
 
 from __future__ import annotations
 
+import pathlib
 import sys
 import types
 
@@ -137,6 +138,22 @@ def write_fake_verifier(folder) -> str:
     path.write_text(FAKE_VERIFIER.replace("PYTHON", sys.executable))
     path.chmod(0o755)
     return str(path)
+
+
+#: The conformance suite's module, as a checkout has it.
+SUITE = pathlib.Path(__file__).resolve().parent.parent / "conformance" / "test_conformance.py"
+
+
+def make_suite(pytester, monkeypatch):
+    """A pytester folder holding the suite, the toy corpus and the fake verifier, with the
+    toy format registered: the ``suite`` fixture of the plugin and report tests."""
+    register(monkeypatch)
+    # what a checkout's root conftest.py (or an install's entry point) does
+    pytester.makeconftest('pytest_plugins = ["xenstream.conformance.plugin"]\n')
+    pytester.makepyfile(test_conformance=SUITE.read_text())
+    write_corpus(pytester.path / "corpus")
+    pytester.fake = write_fake_verifier(pytester.path)
+    return pytester
 
 
 def write_corpus(folder, cases=CASES) -> None:

@@ -197,15 +197,20 @@ def test_writes_into_and_breaks_its_working_directory(tmp_path, clean):
     assert run.judgement.observed == "accept"
 
 
-def test_deleting_the_runners_folder_breaks_nothing(tmp_path, temp_root, token, clean):
-    prog = script(tmp_path, "wrecker", 'rm -rf "$(dirname "$(pwd)")"\nexit 0\n')
+def _accepts_valid_cases(prog, tmp_path, name: str, n: int) -> None:
+    """The runner runs ``n`` valid toy cases through ``prog`` and each is judged accepted."""
     runner = Runner(Program(path=prog, limits=FAST), "strict", "file", tmp_path / "f")
     try:
-        for n in range(3):
-            run = runner.run_case(Case(f"toy/valid/w-{n}", "toy", toy.VALID, None, "accept", "", "corpus"))
+        for i in range(n):
+            run = runner.run_case(Case(f"toy/valid/{name}-{i}", "toy", toy.VALID, None, "accept", "", "corpus"))
             assert run.judgement.observed == "accept", run.judgement
     finally:
         runner.close()
+
+
+def test_deleting_the_runners_folder_breaks_nothing(tmp_path, temp_root, token, clean):
+    prog = script(tmp_path, "wrecker", 'rm -rf "$(dirname "$(pwd)")"\nexit 0\n')
+    _accepts_valid_cases(prog, tmp_path, "w", 3)
 
 
 def test_replacing_the_runners_folder_with_a_link(tmp_path, temp_root, clean):
@@ -214,13 +219,7 @@ def test_replacing_the_runners_folder_with_a_link(tmp_path, temp_root, clean):
     (victim / "precious").write_text("keep me")
     prog = script(tmp_path, "linker", f'cd / && rm -rf "$(dirname "$(dirname "$4")")" && '
                                       f'ln -s {victim} "$(dirname "$(dirname "$4")")"\nexit 0\n')
-    runner = Runner(Program(path=prog, limits=FAST), "strict", "file", tmp_path / "f")
-    try:
-        for n in range(2):
-            run = runner.run_case(Case(f"toy/valid/l-{n}", "toy", toy.VALID, None, "accept", "", "corpus"))
-            assert run.judgement.observed == "accept", run.judgement
-    finally:
-        runner.close()
+    _accepts_valid_cases(prog, tmp_path, "l", 2)
     assert (victim / "precious").read_text() == "keep me"
     for link in temp_root.iterdir():   # what the testee left: links, not the runner's folders
         assert link.is_symlink()

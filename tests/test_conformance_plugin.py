@@ -16,18 +16,12 @@ all_examples()
 
 pytest_plugins = ["pytester"]
 
-SUITE = pathlib.Path(__file__).resolve().parent.parent / "conformance" / "test_conformance.py"
+SUITE = toy.SUITE
 
 
 @pytest.fixture
 def suite(pytester, monkeypatch):
-    toy.register(monkeypatch)
-    # what a checkout's root conftest.py (or an install's entry point) does
-    pytester.makeconftest('pytest_plugins = ["xenstream.conformance.plugin"]\n')
-    pytester.makepyfile(test_conformance=SUITE.read_text())
-    toy.write_corpus(pytester.path / "corpus")
-    pytester.fake = toy.write_fake_verifier(pytester.path)
-    return pytester
+    return toy.make_suite(pytester, monkeypatch)
 
 
 def test_the_plugin_stays_out_of_runs_that_are_not_the_suites(pytester):

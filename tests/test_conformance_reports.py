@@ -16,19 +16,13 @@ all_examples()   # see test_conformance_plugin.py: import the example modules on
 
 pytest_plugins = ["pytester"]
 
-SUITE = pathlib.Path(__file__).resolve().parent.parent / "conformance" / "test_conformance.py"
 BASE = ["--corpus=corpus", "--sources=corpus", "--formats=toy", "-p", "no:cacheprovider",
         "--impl-timeout=30"]
 
 
 @pytest.fixture
 def suite(pytester, monkeypatch):
-    toy.register(monkeypatch)
-    pytester.makeconftest('pytest_plugins = ["xenstream.conformance.plugin"]\n')
-    pytester.makepyfile(test_conformance=SUITE.read_text())
-    toy.write_corpus(pytester.path / "corpus")
-    pytester.fake = toy.write_fake_verifier(pytester.path)
-    return pytester
+    return toy.make_suite(pytester, monkeypatch)
 
 
 def junit_cases(path: pathlib.Path) -> dict[str, dict[str, str]]:

@@ -12,7 +12,10 @@ from xenstream.corpus.build import build, default_dir
 from xenstream.corpus.check import check, uncovered_rules
 from xenstream.corpus.reduce import reduce
 from xenstream.corpus.verdict import classify, problems
+from xenstream.reference.checker import Checker
 from xenstream.reference.examples import all_examples
+from xenstream.reference.formats import get_codec, names, validate
+from xenstream.reference.source import Source
 
 CORPUS = default_dir()
 pytestmark = pytest.mark.skipif(not (CORPUS / mf.MANIFEST).is_file(), reason="corpus not built")
@@ -179,3 +182,22 @@ def test_reducer_keeps_the_property():
     target = ex.data[100:108]
     small = reduce(ex.data, lambda d: target in d, fmt="libxc", octets=True, max_tests=3000)
     assert target in small and len(small) < 64
+
+
+@pytest.mark.parametrize("fmt", [f for f in names() if f != "xenstore"])
+def test_codec_trim_cuts_a_page_batch_and_keeps_the_stream_valid(fmt):
+    """``Codec.trim`` (the reducer's smaller variants): a valid stream's page batch cut to its
+    first pages is shorter and still valid; a stream without pages gives no variant."""
+    codec = get_codec(fmt)
+    ex = next(e for e in all_examples() if e.format == fmt and e.expected == "accept" and any(codec.trim(e.data, codec.pick_options(e.meta))))
+    opts = codec.pick_options(ex.meta)
+    variants = list(codec.trim(ex.data, opts))
+    assert variants and all(len(v) < len(ex.data) for v in variants)
+    for v in variants:
+        assert validate(Source.from_bytes(v), fmt, Checker(), **opts).rule_ids() == []
+    assert list(codec.trim(ex.data[:64], opts)) == []
+
+
+def test_keep_whole_is_a_codec_property():
+    """The formats whose valid streams a real restorer restores are kept whole (Codec.keep_whole)."""
+    assert [f for f in names() if get_codec(f).keep_whole] == ["libxc", "libxl", "xl"]
