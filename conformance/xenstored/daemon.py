@@ -16,7 +16,7 @@ live-update stream, ``PATH -N`` to start afresh) with
   other end: the restored connection's client, to observe its watches);
   an eventfd at ``evtchn-fd`` (the event channel device the predecessor had
   open; the fake hypervisor takes it, or a fresh one when the number cannot
-  be placed);
+  be placed or holds something else: fds 0-2, a socket the stream names);
 * a pipe on which the fake hypervisor says "ready" when the daemon enters its
   main loop.
 
