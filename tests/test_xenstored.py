@@ -409,6 +409,25 @@ def test_real_daemons_need_node_owners_connected_and_trust_pending_output(releas
     assert out.observed.verdict == "signal" and "SIGSEGV" in out.observed.detail, out.observed
 
 
+@pytest.mark.parametrize("release, verdict", [("4.17", "accept"), ("4.20", "reject")])
+def test_real_daemons_on_a_committed_node_without_permissions(release, verdict, shim):
+    """docs/findings.md: perm-count 0 on a committed node; the owner is read
+    from past the empty permission array, so the outcome depends on what
+    follows it (for this node: 4.17 restores it, 4.20 refuses)."""
+    from dataclasses import replace
+
+    from xenstream.conformance.xenstored.runner import XenstoredProgram
+    from xenstream.reference.xenstore_records import NodeData
+
+    st = c_restorable_state()
+    recs = list(st.records)
+    last = max(i for i, r in enumerate(recs) if isinstance(r, NodeData) and r.perms)
+    recs.insert(last + 1, NodeData(b"/local/domain/1/data/npxxxxxxxx", b"", ()))
+    prog = XenstoredProgram(daemon_of(release), LIMITS, shim)
+    out = prog.restore(encode(replace(st, records=tuple(recs))))
+    assert out.observed.verdict == verdict, out.observed.stderr
+
+
 def test_real_daemon_4_17_commits_a_pending_transaction(shim):
     """The wrong-state of docs/findings.md: pending nodes written into the committed tree."""
     from xenstream.conformance.xenstored.runner import XenstoredProgram
