@@ -362,13 +362,14 @@ def test_real_daemon_restores_a_stream_it_can_read(release, shim):
     assert (out.observed.verdict, out.diffs) == (ACCEPT, []), out.observed.stderr
 
 
-@pytest.mark.parametrize("evtchn_fd", [0, 5])
+@pytest.mark.parametrize("evtchn_fd", [0, 5, 12])
 def test_an_evtchn_fd_the_launcher_cannot_give_gets_a_fresh_event_channel(evtchn_fd, shim):
-    """GLOBAL_DATA's evtchn-fd naming the daemon's stdin (0, /dev/null here) or
-    the listening socket (rw-socket-fd is 5) is restored as a stream naming a
-    free fd is: the fake hypervisor stands a fresh event channel in, where
-    4.17 would fail reading events from /dev/null ("Failed to read from event
-    fd") for the launcher's doing, not the stream's."""
+    """GLOBAL_DATA's evtchn-fd naming the daemon's stdin (0, /dev/null here),
+    the listening socket (rw-socket-fd is 5) or the toolstack's socket
+    connection (socket-fd 12) is restored as a stream naming a free fd is:
+    the fake hypervisor stands a fresh event channel in, where 4.17 would fail
+    reading events from /dev/null ("Failed to read from event fd") or serve
+    the connection on an eventfd, for the launcher's doing, not the stream's."""
     from dataclasses import replace
 
     from xenstream.conformance.xenstored.runner import XenstoredProgram
