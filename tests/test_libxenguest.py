@@ -25,6 +25,9 @@ from xenstream.conformance.libxenguest.testee import (Libxenguest, describe_fail
                                                       guest_of, has_checkpoint, judge_restore)
 from xenstream.conformance.execute import Observed
 from xenstream.reference import build, libxc, xen_abi as A
+from xenstream.reference.checker import Checker
+from xenstream.reference.source import Source
+from xenstream.reference.formats import validate
 from xenstream.reference.libxc import DomainType
 
 from xen_packages import need_cc, release_dir
@@ -315,6 +318,26 @@ def test_known_crashes_of_libxenguest(built, tmp_path):
     recs.insert(k + 1, libxc.PageData((libxc.pfn_entry(0, libxc.PageType.L1TAB),), table))
     obs = _run(built, tmp_path, libxc.encode(replace(pv, records=tuple(recs))))
     assert obs.verdict == "abort" and obs.detail.endswith("failed in pfn_to_mfn"), obs.stderr[-800:]
+
+
+def test_lenient_departures_of_libxenguest(built, tmp_path):
+    """docs/findings.md: an X86_PV_INFO longer than 8 octets is restored as if
+    it were 8 (only a short body is refused), and an X86_CPUID_POLICY that
+    comes after STATIC_DATA_END is accepted and never given to Xen."""
+    pv = build.libxc_stream(DomainType.X86_PV)
+    recs = list(pv.records)
+    k = next(i for i, r in enumerate(recs) if isinstance(r, libxc.X86PvInfo))
+    recs[k] = libxc.RawRecord(libxc.RecordType.X86_PV_INFO, recs[k].encode_body(pv.endian) + bytes(8),
+                              libxc.LAYER)
+    long_info = libxc.encode(replace(pv, records=tuple(recs)))
+    checker = validate(Source.from_bytes(long_info), "libxc", Checker())
+    assert checker.rule_ids() == ["libxc.x86_pv_info.length"]
+    assert _run(built, tmp_path, long_info).verdict == "accept"
+    recs = [r for r in pv.records if not isinstance(r, (libxc.X86CpuidPolicy, libxc.X86MsrPolicy))]
+    k = next(i for i, r in enumerate(recs) if isinstance(r, libxc.StaticDataEnd))
+    recs.insert(k + 1, libxc.X86CpuidPolicy(((0, 0, 1, 2, 3, 4),)))
+    obs = _run(built, tmp_path, libxc.encode(replace(pv, records=tuple(recs))))
+    assert obs.verdict == "wrong-state" and obs.detail.startswith("CPUID policy:"), obs.detail
 
 
 def test_missing_release_is_one_clear_line(tmp_path):

@@ -362,6 +362,73 @@ def test_real_daemon_restores_a_stream_it_can_read(release, shim):
     assert (out.observed.verdict, out.diffs) == (ACCEPT, []), out.observed.stderr
 
 
+@pytest.mark.parametrize("evtchn_fd", [0, 5, 12])
+def test_an_evtchn_fd_the_launcher_cannot_give_gets_a_fresh_event_channel(evtchn_fd, shim):
+    """GLOBAL_DATA's evtchn-fd naming the daemon's stdin (0, /dev/null here),
+    the listening socket (rw-socket-fd is 5) or the toolstack's socket
+    connection (socket-fd 12) is restored as a stream naming a free fd is:
+    the fake hypervisor stands a fresh event channel in, where 4.17 would fail
+    reading events from /dev/null ("Failed to read from event fd") or serve
+    the connection on an eventfd, for the launcher's doing, not the stream's."""
+    from dataclasses import replace
+
+    from xenstream.conformance.xenstored.runner import XenstoredProgram
+
+    st = c_restorable_state()
+    recs = list(st.records)
+    recs[0] = replace(recs[0], evtchn_fd=evtchn_fd)
+    prog = XenstoredProgram(daemon_of("4.17"), LIMITS, shim)
+    out = prog.restore(encode(replace(st, records=tuple(recs))))
+    assert (out.observed.verdict, out.diffs) == (ACCEPT, []), out.observed.stderr
+
+
+@pytest.mark.parametrize("release", ["4.17", "4.20"])
+def test_real_daemons_need_node_owners_connected_and_trust_pending_output(release, shim):
+    """docs/findings.md: a committed node owned by a domain without a
+    connection is refused; a pending output message whose header claims more
+    than the record holds is copied from past the record (SIGSEGV)."""
+    from dataclasses import replace
+
+    from xenstream.conformance.xenstored.runner import XenstoredProgram
+    from xenstream.reference.xenstore_build import _whole_words, owner
+    from xenstream.reference.xenstore_records import ConnectionData, NodeData
+
+    st = c_restorable_state()
+    recs = list(st.records)
+    prog = XenstoredProgram(daemon_of(release), LIMITS, shim)
+    last = max(i for i, r in enumerate(recs) if isinstance(r, NodeData) and r.perms)
+    foreign = list(recs)
+    foreign.insert(last + 1, _whole_words(NodeData(b"/local/domain/1/data/owned", b"v", owner(9))))
+    out = prog.restore(encode(replace(st, records=tuple(foreign))))
+    assert out.observed.verdict == "reject", out.observed.stderr
+    assert "write node error restoring node" in out.observed.stderr
+    k = next(i for i, r in enumerate(recs) if isinstance(r, ConnectionData) and r.out_data)
+    claims = list(recs)
+    claims[k] = replace(recs[k], out_data=struct.pack("<IIII", 2, 0x2A, 0, 16 << 20) + b"10485760",
+                        out_resp_len=0)
+    out = prog.restore(encode(replace(st, records=tuple(claims))))
+    assert out.observed.verdict == "signal" and "SIGSEGV" in out.observed.detail, out.observed
+
+
+@pytest.mark.parametrize("release, verdict", [("4.17", "accept"), ("4.20", "reject")])
+def test_real_daemons_on_a_committed_node_without_permissions(release, verdict, shim):
+    """docs/findings.md: perm-count 0 on a committed node; the owner is read
+    from past the empty permission array, so the outcome depends on what
+    follows it (for this node: 4.17 restores it, 4.20 refuses)."""
+    from dataclasses import replace
+
+    from xenstream.conformance.xenstored.runner import XenstoredProgram
+    from xenstream.reference.xenstore_records import NodeData
+
+    st = c_restorable_state()
+    recs = list(st.records)
+    last = max(i for i, r in enumerate(recs) if isinstance(r, NodeData) and r.perms)
+    recs.insert(last + 1, NodeData(b"/local/domain/1/data/npxxxxxxxx", b"", ()))
+    prog = XenstoredProgram(daemon_of(release), LIMITS, shim)
+    out = prog.restore(encode(replace(st, records=tuple(recs))))
+    assert out.observed.verdict == verdict, out.observed.stderr
+
+
 def test_real_daemon_4_17_commits_a_pending_transaction(shim):
     """The wrong-state of docs/findings.md: pending nodes written into the committed tree."""
     from xenstream.conformance.xenstored.runner import XenstoredProgram

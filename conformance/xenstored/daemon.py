@@ -16,7 +16,7 @@ live-update stream, ``PATH -N`` to start afresh) with
   other end: the restored connection's client, to observe its watches);
   an eventfd at ``evtchn-fd`` (the event channel device the predecessor had
   open; the fake hypervisor takes it, or a fresh one when the number cannot
-  be placed);
+  be placed or holds something else: fds 0-2, a socket the stream names);
 * a pipe on which the fake hypervisor says "ready" when the daemon enters its
   main loop.
 
@@ -294,17 +294,20 @@ class Daemon:
             place[fds.rw_socket_fd] = listener.fileno()
             ours.append(listener)
             self.address = name
-        if fds.has_global and usable_fd(fds.evtchn_fd) and fds.evtchn_fd not in place:
-            # the event channel device the predecessor had open (never signalled here)
-            efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            place[fds.evtchn_fd] = efd
-            extra_fds.append(efd)
         for fd in fds.socket_conns:
             if usable_fd(fd) and fd not in place:
                 child, peer = socket.socketpair()
                 place[fd] = child.fileno()
                 ours.append(child)
                 self.peers[fd] = peer
+        # the event channel device the predecessor had open (never signalled
+        # here); after the sockets, so that an evtchn-fd that names a socket
+        # connection's fd too leaves the socket there (the fake hypervisor
+        # then opens a fresh event channel)
+        if fds.has_global and usable_fd(fds.evtchn_fd) and fds.evtchn_fd not in place:
+            efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+            place[fds.evtchn_fd] = efd
+            extra_fds.append(efd)
         try:
             r, failed = self._spawn(["-N", "-U"], place)
         finally:

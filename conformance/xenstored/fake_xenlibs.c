@@ -157,15 +157,33 @@ void *xenevtchn_open(void *logger, unsigned int flags)
     return evtchn_new(fd);
 }
 
+/* Whether fd is an eventfd: what the launcher places at GLOBAL_DATA's
+ * evtchn-fd, our stand-in for the event channel device. */
+static int is_eventfd(int fd)
+{
+    char link[64], target[64];
+    ssize_t n;
+    snprintf(link, sizeof(link), "/proc/self/fd/%d", fd);
+    n = readlink(link, target, sizeof(target) - 1);
+    if (n < 0)
+        return 0;
+    target[n] = '\0';
+    return strcmp(target, "anon_inode:[eventfd]") == 0;
+}
+
 /* A live-update restart gets the fd its predecessor had (GLOBAL_DATA
- * evtchn-fd).  When that fd is not open here (a stream written elsewhere),
- * a fresh one stands in, as a new event channel device would. */
+ * evtchn-fd).  When that fd is not the event channel device here (not open:
+ * a stream written elsewhere; or something else: fds 0-2, which the launcher
+ * keeps for the daemon's stdin and output, or the fd of a socket the stream
+ * names too), a fresh one stands in, as a new event channel device would:
+ * the predecessor's process context cannot be had, and reading events from
+ * /dev/null or a socket would fail the daemon for our doing. */
 void *xenevtchn_fdopen(void *logger, int fd, unsigned int flags)
 {
     (void)logger; (void)flags;
-    if (fd < 0 || fcntl(fd, F_GETFD) < 0) {
+    if (fd < 0 || fcntl(fd, F_GETFD) < 0 || !is_eventfd(fd)) {
         int fresh = eventfd(0, EFD_NONBLOCK);
-        trace("xenevtchn_fdopen(%d): not open, fresh fd %d", fd, fresh);
+        trace("xenevtchn_fdopen(%d): not an event channel here, fresh fd %d", fd, fresh);
         if (fresh < 0)
             return NULL;
         fd = fresh;
