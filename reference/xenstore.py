@@ -12,11 +12,11 @@ at a time and dropped; the cross-record rules keep only
   transactions, the domain-ids named by connections and node owners, and the
   domain-ids that had a DOMAIN_DATA: small sets, bounded by the number of
   connections and domains (at most 65536 domain-ids);
-* for the "known parent" rule, ``hash()`` of every committed node's path: one
-  64-bit integer per node (about 70 octets with the set's overhead, so some
-  70 MiB for 1,000,000 nodes) instead of the path itself.  Two different
-  paths with the same 64-bit hash would let an orphan pass unreported; for a
-  million nodes the odds are about 1 in 10^7 per run.
+* for the "known parent" rule, every committed node's path, in a
+  :class:`~.pathset.PathSet`: exact (a hash only says where to look; every
+  match is confirmed against the stored path), and compact (a path whose
+  parent is known is its parent's index and its last component: about 25
+  octets per node, some 25 MiB for 1,000,000 nodes).
 
 "Known before the stream" (NODE_DATA: "a parent node is known if it was in
 the node database before the stream was started to be processed").  A
@@ -40,6 +40,7 @@ from .checker import Checker
 from .errors import StreamError
 from .formats import Codec, by_magic
 from . import fastpath
+from .pathset import PathSet
 from .framing import (
     MAX_SPANS, RECORD_HEADER, Item, RawRecord, RecordHeader, check_padding, frames, make_header, make_item,
     padding_length, sniffer,
@@ -247,7 +248,7 @@ class _State:
         self.transactions: set[tuple[int, int]] = set()
         self.domids: set[int] = set()
         self.domain_data: set[int] = set()
-        self.known: set[int] = {hash(b"/")}
+        self.known = PathSet((PATH_SEP,))
         self.live_update = False
         self.global_data = False
         self.global_quota = False
@@ -415,7 +416,7 @@ class XenstoreReader:
         '/' (PATH_ABSOLUTE, PATH_SPECIAL) and whose :func:`parent_of` is known
         (PARENT_UNKNOWN, PARENT_OUTSIDE).  For such a record it does what
         :func:`_parse_node` does and nothing more: add the owner (perm1's
-        domid) to the named domains and the path's hash to the known nodes.
+        domid) to the named domains and the path to the known nodes.
         Anything else, and every record that is not NODE_DATA, stops the run
         and goes through :func:`_parse_node` or its own parser, which checks
         it and reports what it breaks; so this path can only skip work (the
@@ -426,6 +427,7 @@ class XenstoreReader:
         end = len(buf)
         head, owner = self._node_record, self._domid
         known, domids = self.state.known, self.state.domids
+        find, add, last, last_i = known.find, known.add, None, -1
         node_data, good_perms = RecordType.NODE_DATA, _GOOD_PERMS.fullmatch
         # node_body_length, padding_length and parent_of, inlined: a call per node costs a
         # tenth of the run (the sizes are the layouts', tests/test_fastpath.py holds them equal)
@@ -449,9 +451,13 @@ class XenstoreReader:
                 break
             name = buf[at:at + plen - 1]
             cut = name.rfind(root)
-            if hash(name[:cut] if cut > 0 else root) not in known:
-                break
-            known.add(hash(name))
+            parent = name[:cut] if cut > 0 else root
+            if parent != last:  # known paths stay known: the last parent found needs no second look
+                pi = find(parent)
+                if pi < 0:
+                    break
+                last, last_i = parent, pi
+            add(name, last_i, cut)
             domids.add(owner.unpack_from(buf, pos + perms_at)[0])
             pos = following
             n += 1
@@ -662,12 +668,14 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
         elif name[:1] != PATH_SEP:
             ck.report(PATH_ABSOLUTE, poff, f"path {name[:64]!r} is not absolute")
         elif not pending:
-            parent = parent_of(name)
+            cut = name.rfind(PATH_SEP)
+            parent = name[:cut] if cut > 0 else PATH_SEP  # parent_of(name)
             known = st.known
-            if hash(parent) not in known:
+            pi = known.find(parent)
+            if pi < 0:
                 rule = PARENT_UNKNOWN if st.live_update else PARENT_OUTSIDE
                 ck.report(rule, poff, f"parent {parent[:64]!r} of {name[:64]!r} is not known")
-            known.add(hash(name))
+            known.add(name, pi, cut)
     else:
         _check_string(ck, PATH_NUL, path, poff, "path")
 
