@@ -427,7 +427,7 @@ class XenstoreReader:
         end = len(buf)
         head, owner = self._node_record, self._domid
         known, domids = self.state.known, self.state.domids
-        find, add, last, last_i = known.find, known.add, None, -1
+        find, add, last, last_i = known.find, known.add_child, None, -1
         node_data, good_perms = RecordType.NODE_DATA, _GOOD_PERMS.fullmatch
         # node_body_length, padding_length and parent_of, inlined: a call per node costs a
         # tenth of the run (the sizes are the layouts', tests/test_fastpath.py holds them equal)

@@ -94,3 +94,23 @@ def test_xenstore_findings_do_not_depend_on_hashes(monkeypatch):
     monkeypatch.setattr(pathset, "_MASK32", 0)
     after = [(outcome(e, Role.STRICT), outcome(e, Role.RESTORE)) for e in examples]
     assert after == before
+
+
+def test_orphans_share_their_missing_parents_octets():
+    # children first: every node's parent comes after it; the missing parents get entries
+    # that are not members until they come, so the paths are stored once, as a tree
+    ps = PathSet((b"/",))
+    leaves = [b"/local/domain/%d/data/k%d" % (d, k) for d in range(20) for k in range(200)]
+    for p in leaves:
+        _add_like_the_reader(ps, p)
+    assert len(ps) == 1 + len(leaves)
+    for p in (b"/local", b"/local/domain", b"/local/domain/3", b"/local/domain/3/data"):
+        assert p not in ps, p
+    assert ps.entries() == 1 + len(leaves) + 2 + 20 * 2
+    _add_like_the_reader(ps, b"/local/domain/3/data")
+    assert b"/local/domain/3/data" in ps and b"/local/domain/3" not in ps
+    assert len(ps) == 2 + len(leaves) and ps.entries() == 1 + len(leaves) + 2 + 20 * 2
+    assert ps.memory() < 40 * ps.entries()
+    deep = b"/x" * 2000  # more components than Python's recursion limit
+    ps.add(deep)
+    assert deep in ps and deep[:-2] not in ps
