@@ -43,7 +43,7 @@ _GROWTH = 4  # the bucket table grows by this factor (to half an entry per bucke
 class PathSet:
     """Add paths, ask whether (and where) they are; nothing is ever removed."""
 
-    __slots__ = ("_hash", "_parent", "_off", "_arena", "_next", "_head", "_mask", "_limit")
+    __slots__ = ("_hash", "_parent", "_off", "_arena", "_next", "_head", "_mask", "_limit", "_last", "_last_i")
 
     def __init__(self, paths=()):
         self._hash = array("I")       # hash(path) & _MASK32, shifted left, | 1 for a member
@@ -54,6 +54,10 @@ class PathSet:
         self._head = array("i", [-1]) * _FIRST_TABLE  # the last entry added to each bucket, or -1
         self._mask = _FIRST_TABLE - 1
         self._limit = _FIRST_TABLE * _LOAD
+        # the last path whose entry was looked up or made, and its index: siblings come
+        # together, and an entry, once there, is there for good (only its member flag changes)
+        self._last: bytes | None = None
+        self._last_i = -1
         for p in paths:
             self.add(p)
 
@@ -66,12 +70,15 @@ class PathSet:
 
     def find(self, path: bytes) -> int:
         """The index of ``path`` when it is a member, else -1."""
+        if path == self._last:
+            return self._last_i if self._hash[self._last_i] & 1 else -1
         h = hash(path) & _MASK32
         want = h << 1 | 1
         hashes, nxt = self._hash, self._next
         i = self._head[h & self._mask]
         while i >= 0:
             if hashes[i] == want and self._is(i, path):
+                self._last, self._last_i = path, i
                 return i
             i = nxt[i]
         return -1
@@ -133,7 +140,9 @@ class PathSet:
     def _ancestors(self, path: bytes) -> int:
         """The index of ``path``'s entry, made (with any missing ancestors, none of them members)
         when missing; iterative, since a path may have a thousand components."""
-        missing = []
+        if path == self._last:
+            return self._last_i
+        top, missing = path, []
         while True:
             h = hash(path) & _MASK32
             hashes, nxt = self._hash, self._next
@@ -151,6 +160,7 @@ class PathSet:
             path = path[:cut]
         for path, h, cut in reversed(missing):
             i = self._append(path, h, -1, path) if cut <= 0 else self._append(path, h, i, path[cut + 1:])
+        self._last, self._last_i = top, i
         return i
 
     def _append(self, path: bytes, h: int, parent: int, octets: bytes) -> int:
