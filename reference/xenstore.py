@@ -8,10 +8,11 @@ The rules of the format, and one parser per record type that both validates
 Memory of a validation run.  Values, tokens and pending data are read a record
 at a time and dropped; the cross-record rules keep only
 
-* the conn-ids defined so far, the ``(conn-id, tx-id)`` pairs of announced
-  transactions, the domain-ids named by connections and node owners, and the
-  domain-ids that had a DOMAIN_DATA: small sets, bounded by the number of
-  connections and domains (at most 65536 domain-ids);
+* the conn-ids defined so far and the ``(conn-id, tx-id)`` pairs of announced
+  transactions, one per record, as integers in an :class:`~.intset.IntSet`
+  (8 to 24 octets each); the domain-ids named by connections and node owners,
+  and the domain-ids that had a DOMAIN_DATA: small sets, at most 65536
+  domain-ids each;
 * for the "known parent" rule, every committed node's path, in a
   :class:`~.pathset.PathSet`: exact (a hash only says where to look; every
   match is confirmed against the stored path), and compact (a path whose
@@ -40,6 +41,7 @@ from .checker import Checker
 from .errors import StreamError
 from .formats import Codec, by_magic
 from . import fastpath
+from .intset import IntSet, pair
 from .pathset import PathSet
 from .framing import (
     MAX_SPANS, RECORD_HEADER, Item, RawRecord, RecordHeader, check_padding, frames, make_header, make_item,
@@ -244,8 +246,8 @@ class _State:
                  "global_data", "global_quota")
 
     def __init__(self):
-        self.conns: set[int] = set()
-        self.transactions: set[tuple[int, int]] = set()
+        self.conns = IntSet()         # conn-ids
+        self.transactions = IntSet()  # pair(conn-id, tx-id)
         self.domids: set[int] = set()
         self.domain_data: set[int] = set()
         self.known = PathSet((PATH_SEP,))
@@ -615,7 +617,7 @@ def _parse_transaction(r: XenstoreReader, h: RecordHeader):
         ck.report(TX_CONN_UNKNOWN, base, f"conn-id {conn_id} has no earlier CONNECTION_DATA")
     if tx_id == 0:
         ck.report(TX_ID_ZERO, TRANSACTION_DATA.at(base, "tx-id"), "tx-id is 0")
-    st.transactions.add((conn_id, tx_id))
+    st.transactions.add(pair(conn_id, tx_id))
     trailing = r.tail()
     return TransactionData(conn_id, tx_id, trailing) if r.collect else None
 
@@ -643,7 +645,7 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
     if pending:
         if conn_id not in st.conns:
             ck.report(NODE_CONN_UNKNOWN, base, f"conn-id {conn_id} has no earlier CONNECTION_DATA")
-        elif (conn_id, tx_id) not in st.transactions:
+        elif pair(conn_id, tx_id) not in st.transactions:
             ck.report(NODE_TX_UNKNOWN, NODE_DATA.at(base, "tx-id"),
                       f"transaction {tx_id} of connection {conn_id} has no earlier TRANSACTION_DATA")
         if access & ~3:
