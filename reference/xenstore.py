@@ -243,11 +243,14 @@ class _State:
     """What the cross-record rules remember (see the module docstring)."""
 
     __slots__ = ("conns", "transactions", "domids", "domain_data", "known", "live_update",
-                 "global_data", "global_quota")
+                 "global_data", "global_quota", "last_tx")
 
     def __init__(self):
         self.conns = IntSet()         # conn-ids
         self.transactions = IntSet()  # pair(conn-id, tx-id)
+        #: the last pending node's pair(conn-id, tx-id) whose connection and transaction were
+        #: both known (they stay known): a transaction's nodes come together
+        self.last_tx = -1
         self.domids: set[int] = set()
         self.domain_data: set[int] = set()
         self.known = PathSet((PATH_SEP,))
@@ -643,11 +646,16 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
 
     pending = conn_id != 0
     if pending:
-        if conn_id not in st.conns:
+        key = pair(conn_id, tx_id)
+        if key == st.last_tx:
+            pass
+        elif conn_id not in st.conns:
             ck.report(NODE_CONN_UNKNOWN, base, f"conn-id {conn_id} has no earlier CONNECTION_DATA")
-        elif pair(conn_id, tx_id) not in st.transactions:
+        elif key not in st.transactions:
             ck.report(NODE_TX_UNKNOWN, NODE_DATA.at(base, "tx-id"),
                       f"transaction {tx_id} of connection {conn_id} has no earlier TRANSACTION_DATA")
+        else:
+            st.last_tx = key
         if access & ~3:
             ck.report(ACCESS_RESERVED, NODE_DATA.at(base, "access"), f"access 0x{access:04x} has undefined bits")
         if not nperm and (vlen or access):
