@@ -4,7 +4,9 @@
 what has actually arrived, so a hostile length field (``body_length =
 0xffffffff`` at the end of a short input) costs what the input holds, never
 what the field claims.  Skips over a regular file seek (after checking the
-file's size); skips over a pipe read and discard through one scratch buffer.
+file's size); skips over a pipe go to /dev/null with ``splice(2)`` where the
+system has it (never copied into the process), else read and discard through
+one reused scratch buffer.
 """
 
 from __future__ import annotations
@@ -256,7 +258,6 @@ class Source:
             self._base += got
         if left:
             raise Truncated(start_offset, n, n - left, what)
-
 
     def _splice_away(self, left: int) -> int:
         """Pass up to ``left`` octets of the pipe to /dev/null inside the kernel (``splice``:
