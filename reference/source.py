@@ -4,13 +4,19 @@
 what has actually arrived, so a hostile length field (``body_length =
 0xffffffff`` at the end of a short input) costs what the input holds, never
 what the field claims.  Skips over a regular file seek (after checking the
-file's size); skips over a pipe read and discard through one scratch buffer.
+file's size); skips over a pipe go to /dev/null with ``splice(2)`` where the
+system has it (never copied into the process), else read and discard through
+one reused scratch buffer.
 """
 
 from __future__ import annotations
 
 import io
 import os
+try:
+    import fcntl
+except ImportError:  # not a POSIX system
+    fcntl = None
 import stat
 import struct
 from typing import BinaryIO, Iterator
@@ -53,7 +59,8 @@ class Source:
     ask for more than :data:`MAX_READ` octets at a time.
     """
 
-    __slots__ = ("_raw", "_buf", "_pos", "_base", "_eof", "_seekable", "_scratch", "_ahead", "_skipped")
+    __slots__ = ("_raw", "_buf", "_pos", "_base", "_eof", "_seekable", "_scratch", "_ahead", "_skipped",
+                 "_pipe")
 
     def __init__(self, raw: BinaryIO, *, start_offset: int = 0):
         self._raw = raw
@@ -66,6 +73,8 @@ class Source:
         except (AttributeError, OSError, ValueError):
             self._seekable = False
         self._scratch: bytearray | None = None
+        #: the descriptor of an unbuffered pipe, whose skipped octets are spliced to /dev/null
+        self._pipe = _pipe_fd(raw) if not self._seekable else None
         self._ahead = SMALL_READ  # read size for small requests
         self._skipped = False     # a skip went past the buffer since the last refill
 
@@ -228,6 +237,10 @@ class Source:
             self._base += size - here
             self._eof = True
             raise Truncated(start_offset, n, avail + size - here, what)
+        if self._pipe is not None:
+            left = self._splice_away(left)
+            if not left:
+                return
         if self._scratch is None:
             self._scratch = bytearray(MAX_READ)
         view = memoryview(self._scratch)
@@ -246,6 +259,55 @@ class Source:
         if left:
             raise Truncated(start_offset, n, n - left, what)
 
+    def _splice_away(self, left: int) -> int:
+        """Pass up to ``left`` octets of the pipe to /dev/null inside the kernel (``splice``:
+        the pages are never copied to this process); what is left when splicing is refused
+        or the input ends, which the caller then reads and discards as from any input."""
+        null = _devnull()
+        while left and null is not None:
+            try:
+                got = os.splice(self._pipe, null, min(left, SPLICE_MAX))
+            except OSError:
+                self._pipe = None  # not spliceable after all: read and discard from now on
+                break
+            if not got:
+                self._eof = True
+                break
+            left -= got
+            self._base += got
+        return left
+
+
+#: Largest single splice of skipped pipe contents.
+SPLICE_MAX = 1 << 30
+_DEVNULL: list = []
+
+
+def _devnull() -> int | None:
+    """A descriptor of /dev/null for write, opened once per process (None where it cannot be)."""
+    if not _DEVNULL:
+        try:
+            _DEVNULL.append(os.open(os.devnull, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0)))
+        except OSError:
+            _DEVNULL.append(None)
+    return _DEVNULL[0]
+
+
+def _pipe_fd(raw) -> int | None:
+    """The descriptor of ``raw`` when it is an unbuffered file object over a pipe (nothing
+    buffered above the descriptor, so splicing from it loses nothing) and this system has
+    ``splice``; widens the pipe's buffer (:func:`_widen_pipe`).  Else None."""
+    if type(raw) is not io.FileIO:
+        return None
+    try:
+        fd = raw.fileno()
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return None
+    except (OSError, ValueError):
+        return None
+    _widen_pipe(fd)
+    return fd if hasattr(os, "splice") else None
+
 
 def as_source(data) -> Source:
     """``data`` as a :class:`Source`: a Source itself, octets, or a binary file object."""
@@ -254,6 +316,20 @@ def as_source(data) -> Source:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return Source.from_bytes(data)
     return Source(data)
+
+
+def _widen_pipe(fd: int) -> None:
+    """Ask for a pipe buffer of :data:`MAX_READ` octets (Linux): the writer fills it in
+    fewer, larger writes and a read or splice moves up to that much at once instead of
+    the default 64 KiB.  Where that is refused (another system, a lower
+    ``/proc/sys/fs/pipe-max-size``) the pipe stays as it is."""
+    if fcntl is None or not hasattr(fcntl, "F_SETPIPE_SZ"):
+        return
+    try:
+        if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) < MAX_READ:
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, MAX_READ)
+    except OSError:
+        pass
 
 
 def _is_regular(raw) -> bool:

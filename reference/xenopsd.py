@@ -74,8 +74,9 @@ DEVICE_MODEL_RECORD = b"DeviceModelRecord0002"
 QEMU_LENGTH_MAX = 1 << 20
 #: QEMU's save file (qemu-traditional and upstream): QEMU_VM_FILE_MAGIC
 QEVM = b"QEVM"
-#: Xenops bodies above this are skipped, not parsed (xenopsd writes a few KiB)
-XENOPS_PARSE_MAX = 16 << 20
+#: Xenops bodies above this are skipped, not parsed (xenopsd writes a few KiB; the
+#: s-expression of 512 KiB of two-letter fields takes some 30 MiB to parse)
+XENOPS_PARSE_MAX = 512 << 10
 
 
 class RecordType(enum.IntEnum):

@@ -8,15 +8,16 @@ The rules of the format, and one parser per record type that both validates
 Memory of a validation run.  Values, tokens and pending data are read a record
 at a time and dropped; the cross-record rules keep only
 
-* the conn-ids defined so far, the ``(conn-id, tx-id)`` pairs of announced
-  transactions, the domain-ids named by connections and node owners, and the
-  domain-ids that had a DOMAIN_DATA: small sets, bounded by the number of
-  connections and domains (at most 65536 domain-ids);
-* for the "known parent" rule, ``hash()`` of every committed node's path: one
-  64-bit integer per node (about 70 octets with the set's overhead, so some
-  70 MiB for 1,000,000 nodes) instead of the path itself.  Two different
-  paths with the same 64-bit hash would let an orphan pass unreported; for a
-  million nodes the odds are about 1 in 10^7 per run.
+* the conn-ids defined so far and the ``(conn-id, tx-id)`` pairs of announced
+  transactions, one per record, as integers in an :class:`~.intset.IntSet`
+  (8 to 24 octets each); the domain-ids named by connections and node owners,
+  and the domain-ids that had a DOMAIN_DATA: small sets, at most 65536
+  domain-ids each;
+* for the "known parent" rule, every committed node's path, in a
+  :class:`~.pathset.PathSet`: exact (a hash only says where to look; every
+  match is confirmed against the stored path), and compact (a path whose
+  parent is known is its parent's index and its last component: about 25
+  octets per node, some 25 MiB for 1,000,000 nodes).
 
 "Known before the stream" (NODE_DATA: "a parent node is known if it was in
 the node database before the stream was started to be processed").  A
@@ -41,6 +42,8 @@ from .checker import Checker
 from .errors import StreamError
 from .formats import Codec, by_magic
 from . import fastpath
+from .intset import IntSet, pair
+from .pathset import PathSet
 from .framing import (
     MAX_SPANS, RECORD_HEADER, Item, RawRecord, RecordHeader, check_padding, frames, make_header, make_item,
     padding_length, sniffer,
@@ -243,14 +246,17 @@ class _State:
     """What the cross-record rules remember (see the module docstring)."""
 
     __slots__ = ("conns", "transactions", "domids", "domain_data", "known", "live_update",
-                 "global_data", "global_quota")
+                 "global_data", "global_quota", "last_tx")
 
     def __init__(self):
-        self.conns: set[int] = set()
-        self.transactions: set[tuple[int, int]] = set()
+        self.conns = IntSet()         # conn-ids
+        self.transactions = IntSet()  # pair(conn-id, tx-id)
+        #: the last pending node's pair(conn-id, tx-id) whose connection and transaction were
+        #: both known (they stay known): a transaction's nodes come together
+        self.last_tx = -1
         self.domids: set[int] = set()
         self.domain_data: set[int] = set()
-        self.known: set[int] = {hash(b"/")}
+        self.known = PathSet((PATH_SEP,))
         self.live_update = False
         self.global_data = False
         self.global_quota = False
@@ -420,7 +426,7 @@ class XenstoreReader:
         '/' (PATH_ABSOLUTE, PATH_SPECIAL) and whose :func:`parent_of` is known
         (PARENT_UNKNOWN, PARENT_OUTSIDE).  For such a record it does what
         :func:`_parse_node` does and nothing more: add the owner (perm1's
-        domid) to the named domains and the path's hash to the known nodes.
+        domid) to the named domains and the path to the known nodes.
         Anything else, and every record that is not NODE_DATA, stops the run
         and goes through :func:`_parse_node` or its own parser, which checks
         it and reports what it breaks; so this path can only skip work (the
@@ -431,6 +437,7 @@ class XenstoreReader:
         end = len(buf)
         head, owner = self._node_record, self._domid
         known, domids = self.state.known, self.state.domids
+        find, add, last, last_i = known.find, known.add_child, None, -1
         node_data, good_perms = RecordType.NODE_DATA, _GOOD_PERMS.fullmatch
         # node_body_length, padding_length and parent_of, inlined: a call per node costs a
         # tenth of the run (the sizes are the layouts', tests/test_fastpath.py holds them equal)
@@ -454,9 +461,13 @@ class XenstoreReader:
                 break
             name = buf[at:at + plen - 1]
             cut = name.rfind(root)
-            if hash(name[:cut] if cut > 0 else root) not in known:
-                break
-            known.add(hash(name))
+            parent = name[:cut] if cut > 0 else root
+            if parent != last:  # known paths stay known: the last parent found needs no second look
+                pi = find(parent)
+                if pi < 0:
+                    break
+                last, last_i = parent, pi
+            add(name, last_i, cut)
             domids.add(owner.unpack_from(buf, pos + perms_at)[0])
             pos = following
             n += 1
@@ -620,7 +631,7 @@ def _parse_transaction(r: XenstoreReader, h: RecordHeader):
                   f"conn-id {conn_id} has no earlier CONNECTION_DATA")
     if tx_id == 0:
         ck.report(TX_ID_ZERO, TRANSACTION_DATA.at(base, "tx-id"), "tx-id is 0")
-    st.transactions.add((conn_id, tx_id))
+    st.transactions.add(pair(conn_id, tx_id))
     trailing = r.tail()
     return TransactionData(conn_id, tx_id, trailing) if r.collect else None
 
@@ -649,11 +660,16 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
 
     pending = conn_id != 0
     if pending:
-        if conn_id not in st.conns:
+        key = pair(conn_id, tx_id)
+        if key == st.last_tx:
+            pass
+        elif conn_id not in st.conns:
             ck.report(NODE_CONN_UNKNOWN, base, f"conn-id {conn_id} has no earlier CONNECTION_DATA")
-        elif (conn_id, tx_id) not in st.transactions:
+        elif key not in st.transactions:
             ck.report(NODE_TX_UNKNOWN, NODE_DATA.at(base, "tx-id"),
                       f"transaction {tx_id} of connection {conn_id} has no earlier TRANSACTION_DATA")
+        else:
+            st.last_tx = key
         if access & ~ACCESS_KNOWN:
             ck.report(ACCESS_RESERVED, NODE_DATA.at(base, "access"), f"access 0x{access:04x} has undefined bits")
         if not nperm and (vlen or access):
@@ -676,12 +692,14 @@ def _parse_node(r: XenstoreReader, h: RecordHeader):
         elif name[:1] != PATH_SEP:
             ck.report(PATH_ABSOLUTE, poff, f"path {name[:64]!r} is not absolute")
         elif not pending:
-            parent = parent_of(name)
+            cut = name.rfind(PATH_SEP)
+            parent = name[:cut] if cut > 0 else PATH_SEP  # parent_of(name)
             known = st.known
-            if hash(parent) not in known:
+            pi = known.find(parent)
+            if pi < 0:
                 rule = PARENT_UNKNOWN if st.live_update else PARENT_OUTSIDE
                 ck.report(rule, poff, f"parent {parent[:64]!r} of {name[:64]!r} is not known")
-            known.add(hash(name))
+            known.add(name, pi, cut)
     else:
         _check_string(ck, PATH_NUL, path, poff, "path")
 

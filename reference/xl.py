@@ -152,7 +152,16 @@ def header_length(data: bytes) -> int | None:
     return OPTIONAL_DATA_OFFSET + HEADER.values(endian, data)["optional_data_len"]
 
 
-def read_header(src: Source, checker: Checker) -> XlHeader:
+#: Largest optional data read whole and JSON configuration parsed (``json.loads`` of a
+#: megabyte of small values takes some 40 MiB); larger ones are checked as they pass,
+#: all but their JSON syntax (a note says so).  xl writes a few KiB.
+CONFIG_PARSE_MAX = 1 << 20
+
+
+def read_header(src: Source, checker: Checker, *, whole: bool = True) -> XlHeader:
+    """The savefile header, checked.  With ``whole`` False (validation), optional data
+    larger than :data:`CONFIG_PARSE_MAX` is checked as it passes and not kept: the
+    header's ``optional_data`` is then empty."""
     checker.at(LAYER, None, "savefile header")
     start = src.offset
     try:
@@ -177,14 +186,51 @@ def read_header(src: Source, checker: Checker) -> XlHeader:
         if optional:
             checker.report(OPTIONAL, HEADER.at(start, "optional_flags"), f"unknown optional flags 0x{optional:08x}")
         optbase = src.offset
-        optdata = src.read_exact(optlen, "xl optional data")
+        if not whole and optlen > CONFIG_PARSE_MAX:
+            header = XlHeader(endian, mandatory, optional, b"", magic, fields["byteorder"])
+            _pass_large_optional_data(src, header, optlen, optbase, checker)
+        else:
+            optdata = src.read_exact(optlen, "xl optional data")
+            header = XlHeader(endian, mandatory, optional, optdata, magic, fields["byteorder"])
     except Truncated as t:
         checker.fail(TRUNCATED, t.end, t.describe())
-    header = XlHeader(endian, mandatory, optional, optdata, magic, fields["byteorder"])
-    _check_optional_data(header, optbase, checker)
+    if whole or optlen <= CONFIG_PARSE_MAX:
+        _check_optional_data(header, optbase, checker)
     checker.note(f"xl header: {endian.value}-endian, mandatory flags 0x{mandatory:x}, "
                  f"optional data {optlen} octets")
     return header
+
+
+def _pass_large_optional_data(src: Source, header: XlHeader, optlen: int, base: int,
+                              checker: Checker) -> None:
+    """:func:`_check_optional_data` for optional data larger than :data:`CONFIG_PARSE_MAX`,
+    checked as it passes: the same findings at the same offsets, except that the JSON
+    configuration's syntax is not checked (noted); Truncated as for one read of all of it."""
+    try:  # all of it first: a truncation is found before anything inside it, as in one read
+        (n,) = CONFIG_LENGTH.unpack(header.endian, src.read_exact(CONFIG_LENGTH.size, "xl optional data"))
+        last = None
+        if n > optlen - 4:
+            src.skip(optlen - 4, "xl optional data")
+        else:
+            if n:
+                src.skip(n - 1, "xl optional data")
+                last = src.read_exact(1, "xl optional data")
+            if optlen - 4 - n:
+                src.skip(optlen - 4 - n, "xl optional data")
+    except Truncated as t:
+        raise Truncated(base, optlen, t.end - base, "xl optional data") from None
+    if n > optlen - 4:
+        checker.report(OPTDATA, base, f"config length {n} exceeds the {optlen - 4} octets left")
+    if last is None and CONFIG_MISSING in checker.reader_rules:
+        checker.report(CONFIG_MISSING, base, "the savefile carries no domain configuration")
+    if header.mandatory_flags & FLAG_JSON:
+        if last is None:
+            checker.report(JSON_NO_CONFIG, base, "JSON flag set but the file holds no configuration")
+        elif last != b"\0":
+            checker.report(JSON_NUL, base + 4 + n - 1, "JSON configuration is not NUL-terminated")
+        else:
+            checker.note(f"JSON configuration of {n} octets: larger than {CONFIG_PARSE_MAX} octets, "
+                         "its JSON syntax not checked")
 
 
 def _check_optional_data(header: XlHeader, base: int, checker: Checker) -> None:
@@ -211,6 +257,9 @@ def _check_optional_data(header: XlHeader, base: int, checker: Checker) -> None:
                 json.loads(config[:-1].decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as exc:
                 checker.report(JSON_SYNTAX, base + 4, f"JSON configuration does not parse: {exc}")
+            except RecursionError:  # json's parser recurses per level of nesting
+                checker.note("JSON configuration nested deeper than this interpreter's recursion limit: "
+                             "its JSON syntax not checked")
 
 
 def _check_legacy_body(src: Source, checker: Checker) -> None:
@@ -220,7 +269,7 @@ def _check_legacy_body(src: Source, checker: Checker) -> None:
 
 
 def validate(src: Source, checker: Checker) -> None:
-    header = read_header(src, checker)
+    header = read_header(src, checker, whole=False)
     if header.streamv2:
         libxl.validate(src, checker)
         return

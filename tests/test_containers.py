@@ -239,3 +239,28 @@ def test_every_prefix_of_a_small_image_is_refused():
                 (ex.case_id, cut)
         with pytest.raises(StreamError):
             get_codec(ex.format).decode(data[:len(data) // 2])
+
+
+def test_a_xenops_record_over_the_parse_limit_is_skipped_in_bounded_memory():
+    import tracemalloc
+    from xenstream.reference import build
+    from xenstream.reference.libxc import DomainType
+
+    def image(n):
+        pairs = tuple(("k%d" % i, "v") for i in range(n))
+        return X.encode(X.structured(X.xenops(X.XenopsRecord(xs_subtree=pairs)),
+                                     X.Record(X.RecordType.LIBXC, build.libxc_stream(DomainType.X86_HVM)),
+                                     X.Record(X.RecordType.END_OF_IMAGE)))
+
+    small, big = image(1000), image(200_000)  # 11 KiB parsed; 2.2 MiB over XENOPS_PARSE_MAX
+    assert len(big) > X.XENOPS_PARSE_MAX
+    for data, parsed in ((small, True), (big, False)):
+        tracemalloc.start()
+        try:
+            ck = validate(Source.from_bytes(data), "xenopsd", Checker(verbose=True))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert ck.accepted
+        assert any("too large to parse" in n for n in ck.notes) != parsed
+        assert peak < len(data) + (8 << 20)  # the input held by from_bytes, and little more

@@ -165,6 +165,31 @@ def test_source_skip_over_pipe_and_file_agree(tmp_path):
         assert info.value.end == len(data)
 
 
+@pytest.mark.skipif(not hasattr(os, "splice"), reason="no splice(2) on this system")
+def test_pipe_skip_splices_and_falls_back_to_reading(tmp_path):
+    # An unbuffered pipe's skipped octets go to /dev/null by splice(2) (never copied into
+    # the process); where splicing is refused the same skip reads and discards them.
+    data = bytes(range(256)) * 5000
+    src = _pipe_source(data, 65536)
+    assert src._pipe is not None
+    src.skip(300_001, "x")
+    assert src.read_exact(4, "x") == data[300_001:300_005]
+    folder = os.open(tmp_path, os.O_RDONLY)  # splice(2) refuses a folder
+    src._pipe = folder
+    try:
+        src.skip(300_000, "x")
+        assert src._pipe is None
+        assert src.read_exact(4, "x") == data[600_005:600_009]
+    finally:
+        os.close(folder)
+        src.close()
+    # buffered: the buffer may hold octets the descriptor no longer has, so nothing spliced
+    r, w = os.pipe()
+    os.close(w)
+    with open(r, "rb") as f:
+        assert Source(f)._pipe is None
+
+
 def test_libxl_checkpoint_resumes_libxc():
     s = build.libxl_stream(DomainType.X86_HVM, checkpoints=2)
     value = libxl.decode(libxl.encode(s))

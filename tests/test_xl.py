@@ -7,7 +7,7 @@ import json
 import pytest
 
 from xenstream.cli import main
-from xenstream.reference import build, legacy, libxc, xl
+from xenstream.reference import build, legacy, libxc, libxl, xl
 from xenstream.reference.checker import Checker
 from xenstream.reference.errors import StreamError
 from xenstream.reference.formats import validate
@@ -67,3 +67,74 @@ def test_dump_shows_header_config_and_records(tmp_path, capsys):
     assert main(["dump", "-f", "xl", "-i", str(legacy_path)]) == 0
     text = capsys.readouterr().out
     assert "streamv2=False" in text and "legacy" in text
+
+
+# -- optional data larger than CONFIG_PARSE_MAX: checked as it passes, never held -----------
+
+def _big_header(config: bytes, *, json_config: bool = True, tail: bytes = b"", cut: int | None = None) -> bytes:
+    """An xl header whose optional data is ``config`` (with its length) and ``tail``."""
+    raw = bytearray(xl.XlHeader.with_config(config, json_config=json_config).encode())
+    if cut is not None:  # a config length that does not fit
+        raw[xl.OPTIONAL_DATA_OFFSET:xl.OPTIONAL_DATA_OFFSET + 4] = cut.to_bytes(4, "little")
+    raw += tail
+    raw[44:48] = (len(raw) - xl.OPTIONAL_DATA_OFFSET).to_bytes(4, "little")
+    return bytes(raw)
+
+
+_BIG = xl.CONFIG_PARSE_MAX + 1000
+_LARGE_CASES = {
+    "valid": _big_header(b'{"a": "' + b"x" * _BIG + b'"}\0'),
+    "not_nul_terminated": _big_header(b'{"a": "' + b"x" * _BIG + b'"}'),
+    "length_too_large": _big_header(b"", json_config=False, tail=bytes(_BIG), cut=_BIG + 10),
+    "json_flag_without_config": _big_header(b"", tail=bytes(_BIG)),
+    "no_config_but_padding": _big_header(b"", json_config=False, tail=bytes(_BIG)),
+    "config_then_more": _big_header(b'{"a": 1}\0', tail=b"\1" * _BIG),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_LARGE_CASES))
+@pytest.mark.parametrize("reader", [None, "xen-4.6"])
+@pytest.mark.parametrize("cut", [None, -1, -(_BIG // 2), 40])
+def test_large_optional_data_gives_the_findings_of_reading_it_whole(name, reader, cut):
+    from xenstream.reference import readers
+    data = _LARGE_CASES[name]
+    if name == "json_flag_without_config":  # with_config(b"") sets no JSON flag: set it
+        data = data[:40] + (xl.FLAG_STREAMV2 | xl.FLAG_JSON).to_bytes(4, "little") + data[44:]
+    if cut is not None:
+        data = data[:cut]
+    profile = readers.get(reader) if reader else None
+
+    def findings(whole: bool):
+        ck = Checker(reader=profile)
+        try:
+            xl.read_header(Source.from_bytes(data), ck, whole=whole)
+        except StreamError:
+            pass
+        return [(f.rule.id, f.offset, f.message) for f in ck.findings]
+
+    assert findings(False) == findings(True)
+
+
+def test_large_optional_data_is_not_held(tmp_path):
+    import tracemalloc
+    path = tmp_path / "big.xl"
+    path.write_bytes(_big_header(b'{"a": "' + b"x" * (16 << 20) + b'"}\0')
+                     + libxl.encode(build.libxl_stream(DomainType.X86_HVM)))
+    tracemalloc.start()
+    try:
+        src = Source.open(str(path))
+        ck = validate(src, "xl", Checker(verbose=True))
+        src.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert ck.accepted and peak < 4 << 20
+    assert any("syntax not checked" in n for n in ck.notes)
+
+
+def test_json_nested_past_the_recursion_limit_is_noted_not_a_crash():
+    config = b"[" * 100_000 + b"]" * 100_000 + b"\0"
+    data = xl.XlHeader.with_config(config).encode() + libxl.encode(build.libxl_stream(DomainType.X86_HVM))
+    ck = validate(Source.from_bytes(data), "xl", Checker(verbose=True))
+    assert ck.accepted
+    assert any("recursion limit" in n for n in ck.notes)
