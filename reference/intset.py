@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from array import array
 
+from . import spill
+
 _M64 = (1 << 64) - 1
 _MIX = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, odd
 _EMPTY = _M64              # the one key that cannot be stored in a slot: kept aside
@@ -25,13 +27,19 @@ def pair(a: int, b: int) -> int:
 
 
 class IntSet:
-    __slots__ = ("_table", "_bits", "_len", "_has_empty")
+    __slots__ = ("_table", "_bits", "_len", "_has_empty", "_budget", "_disk")
 
     def __init__(self, keys=()):
         self._table = array("Q", [_EMPTY]) * (1 << _FIRST_BITS)
         self._bits = _FIRST_BITS
         self._len = 0
         self._has_empty = False
+        #: the table grows while it stays within this many octets; then new keys go to disk
+        self._budget = spill.budget() // 2
+        self._disk: spill.DiskSet | None = None
+        if self._budget < self._table.buffer_info()[1] * self._table.itemsize:  # a budget lowered by tests
+            self._disk = spill.DiskSet("the xenstore connections and transactions", "INTEGER")
+            self.__class__ = _Spilled
         for k in keys:
             self.add(k)
 
@@ -73,6 +81,10 @@ class IntSet:
             self._grow()
 
     def _grow(self) -> None:
+        if len(self._table) * 2 * self._table.itemsize > self._budget:
+            self._disk = spill.DiskSet("the xenstore connections and transactions", "INTEGER")
+            self.__class__ = _Spilled
+            return
         old = self._table
         self._bits += 1
         self._table = array("Q", [_EMPTY]) * (1 << self._bits)
@@ -92,3 +104,31 @@ class IntSet:
 
     def memory(self) -> int:
         return self._table.buffer_info()[1] * self._table.itemsize
+
+    def spilled(self) -> bool:
+        """Whether keys past the budget went to a temporary file (see :mod:`.spill`)."""
+        return self._disk is not None
+
+    def close(self) -> None:
+        """Let go of the temporary file, if any (the set answers no more questions)."""
+        if self._disk is not None:
+            self._disk.close()
+
+
+class _Spilled(IntSet):
+    """An :class:`IntSet` past its budget: the table (two thirds full) stays as it is and takes
+    no more keys; a key not in it goes to the :class:`~.spill.DiskSet`."""
+
+    __slots__ = ()
+
+    def __contains__(self, key: int) -> bool:
+        return IntSet.__contains__(self, key) or key in self._disk
+
+    def add(self, key: int) -> None:
+        if not 0 <= key <= _M64:
+            raise ValueError(f"{key} is not an unsigned 64-bit integer")
+        if IntSet.__contains__(self, key):
+            return
+        if key not in self._disk:
+            self._len += 1
+            self._disk.add(key)

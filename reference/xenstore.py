@@ -261,6 +261,10 @@ class _State:
         self.global_data = False
         self.global_quota = False
 
+    def close(self) -> None:
+        for s in (self.conns, self.transactions, self.known):
+            s.close()
+
 
 class XenstoreReader:
     """Reads (and validates) a xenstore stream from a :class:`Source`.
@@ -412,6 +416,8 @@ class XenstoreReader:
                 yield make_item((offset, h, value))
         except Truncated as t:
             self._truncated(t)
+        finally:  # a set that spilled lets go of its temporary file now, not when collected
+            self.state.close()
 
     def _node_data_run(self) -> None:
         """Validation fast path: pass over buffered committed NODE_DATA records that obey every rule.

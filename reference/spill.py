@@ -1,0 +1,140 @@
+"""Where a set that outgrows its memory budget keeps the rest: a temporary file.
+
+The xenstore reader's sets (:class:`~.pathset.PathSet`, :class:`~.intset.IntSet`)
+grow by a few octets per record; kept in memory whatever the stream's size, a
+stream of some two million nodes or transactions would take the process past
+64 MiB.  Each set holds its entries in memory up to :func:`budget` octets and
+from then on adds the new ones to a :class:`DiskSet`: a table keyed by the
+value itself (a B-tree, so every answer is exact) in an SQLite database, with
+a bounded page cache (:data:`CACHE_KIB`), no journal and no syncing (the file
+is scratch: nobody reads it after the process).
+
+The file lives in a private directory made in ``$TMPDIR`` (or, when that is
+unset, where :func:`tempfile.gettempdir` says); both are unlinked as soon as
+the database has opened them, so nothing is left behind, not even after
+SIGKILL, and the space is freed when the connection closes.  A ``$TMPDIR``
+that cannot take the directory is not silently replaced by another one (a
+user who names it means it): :class:`SpillError`, an :class:`OSError` naming
+the directory, which the command line reports in one line (exit status 2).
+
+Streams whose sets stay under the budget never import :mod:`sqlite3`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+#: octets a set may hold in memory before it spills (a PathSet all of it, an IntSet half)
+BUDGET = 16 << 20
+#: the environment variable that overrides :data:`BUDGET` (octets; tests set it tiny)
+BUDGET_ENV = "XENSTREAM_SET_BUDGET"
+#: the page cache of each spilled set's database, KiB
+CACHE_KIB = 2048
+#: keys gathered in memory before they are written in one transaction
+BATCH = 4096
+
+
+def budget() -> int:
+    """The budget in octets: ``$XENSTREAM_SET_BUDGET`` when set, else :data:`BUDGET`."""
+    text = os.environ.get(BUDGET_ENV)
+    if text:
+        try:
+            return max(0, int(text, 0))
+        except ValueError:
+            pass
+    return BUDGET
+
+
+class SpillError(OSError):
+    """The temporary file a set spills to could not be made or written."""
+
+
+class DiskSet:
+    """A set of ``bytes`` (``kind`` "BLOB") or unsigned 64-bit integers ("INTEGER") in a temporary file."""
+
+    __slots__ = ("_db", "_pending", "_ask", "_put", "_signed", "_what", "_where")
+
+    def __init__(self, what: str, kind: str = "BLOB"):
+        import sqlite3
+        import tempfile
+
+        self._what = what
+        self._signed = kind == "INTEGER"  # SQLite's integers are signed: stored as key - 2**63
+        where = os.environ.get("TMPDIR") or tempfile.gettempdir()
+        self._where = where
+        try:
+            d = tempfile.mkdtemp(prefix="xenstream-", dir=where)
+        except OSError as exc:
+            raise SpillError(exc.errno or errno.EIO,
+                             f"cannot make a temporary directory for {what} past "
+                             f"{budget() >> 10} KiB of memory: {exc.strerror or exc}", where) from None
+        path = os.path.join(d, "set.sqlite")
+        try:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                for pragma in ("journal_mode=OFF", "synchronous=OFF", "locking_mode=EXCLUSIVE",
+                               f"cache_size=-{CACHE_KIB}", "temp_store=FILE"):
+                    db.execute(f"PRAGMA {pragma}").fetchall()
+                db.execute(f"CREATE TABLE s(k {kind} PRIMARY KEY)" + (" WITHOUT ROWID" if kind == "BLOB" else ""))
+            except BaseException:
+                db.close()
+                raise
+        except sqlite3.Error as exc:
+            raise SpillError(errno.EIO, f"cannot open a temporary file for {what}: {exc}", where) from None
+        finally:  # the open database keeps its file; its name goes now, so nothing outlives the process
+            for gone in (path, d):
+                try:
+                    (os.unlink if gone is path else os.rmdir)(gone)
+                except OSError:
+                    pass
+        self._db = db
+        self._pending: set = set()
+        self._ask = "SELECT 1 FROM s WHERE k = ?"
+        self._put = "INSERT OR IGNORE INTO s VALUES (?)"
+
+    def _key(self, k):
+        return k - (1 << 63) if self._signed else k
+
+    def add(self, k) -> None:
+        pending = self._pending
+        pending.add(k)
+        if len(pending) >= BATCH:
+            self.flush()
+
+    def __contains__(self, k) -> bool:
+        if k in self._pending:
+            return True
+        try:
+            return self._db.execute(self._ask, (self._key(k),)).fetchone() is not None
+        except Exception as exc:  # sqlite3.Error: a full or failing disk
+            raise self._failed(exc) from None
+
+    def flush(self) -> None:
+        if not self._pending:
+            return
+        keys = sorted(self._pending)  # in key order: each B-tree page is visited once per batch
+        self._pending = set()
+        db = self._db
+        try:
+            db.execute("BEGIN")
+            if self._signed:
+                db.executemany(self._put, [(k - (1 << 63),) for k in keys])
+            else:
+                db.executemany(self._put, [(k,) for k in keys])
+            db.execute("COMMIT")
+        except Exception as exc:  # sqlite3.Error: a full or failing disk
+            raise self._failed(exc) from None
+
+    def __len__(self) -> int:
+        self.flush()
+        return self._db.execute("SELECT count(*) FROM s").fetchone()[0]
+
+    def close(self) -> None:
+        self._pending = set()
+        self._db.close()
+
+    def _failed(self, exc: Exception) -> SpillError:
+        full = "full" in str(exc)
+        return SpillError(errno.ENOSPC if full else errno.EIO,
+                          f"the temporary file holding {self._what} failed: {exc}", self._where)
