@@ -127,8 +127,8 @@ class _Spilled(IntSet):
     def add(self, key: int) -> None:
         if not 0 <= key <= _M64:
             raise ValueError(f"{key} is not an unsigned 64-bit integer")
-        if IntSet.__contains__(self, key):
-            return
-        if key not in self._disk:
-            self._len += 1
-            self._disk.add(key)
+        if not IntSet.__contains__(self, key):
+            self._disk.add(key)  # counted by __len__: the disk keeps each key once
+
+    def __len__(self) -> int:
+        return self._len + len(self._disk)
