@@ -33,6 +33,11 @@ BUDGET_ENV = "XENSTREAM_SET_BUDGET"
 CACHE_KIB = 2048
 #: keys gathered in memory before they are written in one transaction
 BATCH = 4096
+#: a one-probe filter of the keys on disk (bits; 4 MiB): a key whose bit is clear is not
+#: there, so a question about a key that was never added rarely reaches the disk
+FILTER_BITS = 1 << 25
+_MIX = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, odd: spreads sequential keys over the bits
+_M64 = (1 << 64) - 1
 
 
 def budget() -> int:
@@ -53,7 +58,7 @@ class SpillError(OSError):
 class DiskSet:
     """A set of ``bytes`` (``kind`` "BLOB") or unsigned 64-bit integers ("INTEGER") in a temporary file."""
 
-    __slots__ = ("_db", "_pending", "_ask", "_put", "_signed", "_what", "_where")
+    __slots__ = ("_db", "_pending", "_ask", "_put", "_signed", "_what", "_where", "_bits", "_shift")
 
     def __init__(self, what: str, kind: str = "BLOB"):
         import sqlite3
@@ -90,6 +95,8 @@ class DiskSet:
                     pass
         self._db = db
         self._pending: set = set()
+        self._bits = bytearray(max(1, FILTER_BITS >> 3))  # pages are touched as bits are set
+        self._shift = 64 - (len(self._bits) * 8).bit_length() + 1
         self._ask = "SELECT 1 FROM s WHERE k = ?"
         self._put = "INSERT OR IGNORE INTO s VALUES (?)"
 
@@ -97,12 +104,17 @@ class DiskSet:
         return k - (1 << 63) if self._signed else k
 
     def add(self, k) -> None:
+        i = ((hash(k) * _MIX) & _M64) >> self._shift
+        self._bits[i >> 3] |= 1 << (i & 7)
         pending = self._pending
         pending.add(k)
         if len(pending) >= BATCH:
             self.flush()
 
     def __contains__(self, k) -> bool:
+        i = ((hash(k) * _MIX) & _M64) >> self._shift
+        if not self._bits[i >> 3] & 1 << (i & 7):
+            return False
         if k in self._pending:
             return True
         try:
