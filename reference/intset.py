@@ -6,7 +6,10 @@ so a stream of a million TRANSACTION_DATA records would hold a million
 tuples in a ``set`` (about 150 MiB).  :class:`IntSet` keeps the integers
 themselves in an open-addressing table (``array('Q')``, linear probing, at
 most two thirds full), the slot chosen by a multiplicative mix of the key so
-that neither sequential nor crafted keys pile up in one run of slots.
+that neither sequential nor crafted keys pile up in one run of slots.  The
+table grows up to a quarter of :func:`.spill.budget` (4 MiB, some 350,000
+keys); past that it takes no more keys and the new ones go to a temporary
+file (:mod:`.spill`), so the set's memory is bounded whatever the stream.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class IntSet:
         self._len = 0
         self._has_empty = False
         #: the table grows while it stays within this many octets; then new keys go to disk
-        self._budget = spill.budget() // 2
+        self._budget = spill.budget() // 4
         self._disk: spill.DiskSet | None = None
         if self._budget < self._table.buffer_info()[1] * self._table.itemsize:  # a budget lowered by tests
             self._disk = spill.DiskSet("the xenstore connections and transactions", "INTEGER")

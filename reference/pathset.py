@@ -25,6 +25,12 @@ two paths that share a hash never stand for each other.  Entry ``i`` is
 ``P`` is entry ``i`` exactly when its last component equals the entry's and
 ``P[:cut]`` is the parent's entry, which is what :meth:`_is` walks.  Parents
 always have smaller indices, so the walk ends.
+
+Past :func:`.spill.budget` octets of columns (16 MiB, some 700,000 paths;
+looked at every few thousand entries, when the hot path already checks
+whether the table must grow) the columns stop growing: every new path goes
+whole to a temporary file (:mod:`.spill`), and a path is a member when the
+columns or the file say so.  A stream under the budget never touches it.
 """
 
 from __future__ import annotations

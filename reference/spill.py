@@ -25,7 +25,7 @@ from __future__ import annotations
 import errno
 import os
 
-#: octets a set may hold in memory before it spills (a PathSet all of it, an IntSet half)
+#: octets a set may hold in memory before it spills (a PathSet all of it, an IntSet a quarter)
 BUDGET = 16 << 20
 #: the environment variable that overrides :data:`BUDGET` (octets; tests set it tiny)
 BUDGET_ENV = "XENSTREAM_SET_BUDGET"
@@ -33,9 +33,9 @@ BUDGET_ENV = "XENSTREAM_SET_BUDGET"
 CACHE_KIB = 2048
 #: keys gathered in memory before they are written in one transaction
 BATCH = 4096
-#: a one-probe filter of the keys on disk (bits; 4 MiB): a key whose bit is clear is not
+#: a one-probe filter of the keys on disk (bits; 2 MiB): a key whose bit is clear is not
 #: there, so a question about a key that was never added rarely reaches the disk
-FILTER_BITS = 1 << 25
+FILTER_BITS = 1 << 24
 _MIX = 0x9E3779B97F4A7C15  # 2**64 / golden ratio, odd: spreads sequential keys over the bits
 _M64 = (1 << 64) - 1
 

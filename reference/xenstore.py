@@ -19,6 +19,10 @@ at a time and dropped; the cross-record rules keep only
   parent is known is its parent's index and its last component: about 25
   octets per node, some 25 MiB for 1,000,000 nodes).
 
+Past a budget (16 MiB of paths, 4 MiB for each integer set) the sets add what
+comes next to a temporary file (:mod:`.spill`), so a validation run stays
+under 64 MiB whatever the number of nodes, connections or transactions.
+
 "Known before the stream" (NODE_DATA: "a parent node is known if it was in
 the node database before the stream was started to be processed").  A
 stand-alone reader cannot see the receiver's database, so it assumes the
