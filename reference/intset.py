@@ -7,8 +7,8 @@ tuples in a ``set`` (about 150 MiB).  :class:`IntSet` keeps the integers
 themselves in an open-addressing table (``array('Q')``, linear probing, at
 most two thirds full), the slot chosen by a multiplicative mix of the key so
 that neither sequential nor crafted keys pile up in one run of slots.  The
-table grows up to a quarter of :func:`.spill.budget` (4 MiB, some 350,000
-keys); past that it takes no more keys and the new ones go to a temporary
+table grows while its :class:`.spill.Budget` allows (shared with the reader's
+other sets); past that it takes no more keys and the new ones go to a temporary
 file (:mod:`.spill`), so the set's memory is bounded whatever the stream.
 """
 
@@ -32,15 +32,15 @@ def pair(a: int, b: int) -> int:
 class IntSet:
     __slots__ = ("_table", "_bits", "_len", "_has_empty", "_budget", "_disk")
 
-    def __init__(self, keys=()):
+    def __init__(self, keys=(), budget: spill.Budget | None = None):
         self._table = array("Q", [_EMPTY]) * (1 << _FIRST_BITS)
         self._bits = _FIRST_BITS
         self._len = 0
         self._has_empty = False
-        #: the table grows while it stays within this many octets; then new keys go to disk
-        self._budget = spill.budget() // 4
+        #: the table grows while the budget allows; then new keys go to disk
+        self._budget = spill.Budget() if budget is None else budget
         self._disk: spill.DiskSet | None = None
-        if self._budget < self._table.buffer_info()[1] * self._table.itemsize:  # a budget lowered by tests
+        if not self._budget.take(self, self.memory()):  # a budget lowered by tests
             self._disk = spill.DiskSet("the xenstore connections and transactions", "INTEGER")
             self.__class__ = _Spilled
         for k in keys:
@@ -84,7 +84,8 @@ class IntSet:
             self._grow()
 
     def _grow(self) -> None:
-        if len(self._table) * 2 * self._table.itemsize > self._budget:
+        size = len(self._table) * self._table.itemsize
+        if not self._budget.take(self, 2 * size, size):  # the old table is there while the new one fills
             self._disk = spill.DiskSet("the xenstore connections and transactions", "INTEGER")
             self.__class__ = _Spilled
             return

@@ -26,9 +26,9 @@ two paths that share a hash never stand for each other.  Entry ``i`` is
 ``P[:cut]`` is the parent's entry, which is what :meth:`_is` walks.  Parents
 always have smaller indices, so the walk ends.
 
-Past :func:`.spill.budget` octets of columns (16 MiB, some 700,000 paths;
-looked at every few thousand entries, when the hot path already checks
-whether the table must grow) the columns stop growing: every new path goes
+Past its share of a :class:`.spill.Budget` (28 MiB with the reader's other
+sets, some 1,100,000 paths; looked at every few thousand entries, when the
+hot path already checks whether the table must grow) the columns stop growing: every new path goes
 whole to a temporary file (:mod:`.spill`), and a path is a member when the
 columns or the file say so.  A stream under the budget never touches it.
 """
@@ -58,7 +58,7 @@ class PathSet:
     __slots__ = ("_hash", "_parent", "_off", "_arena", "_next", "_head", "_mask", "_limit", "_last", "_last_i",
                  "_budget", "_step", "_disk")
 
-    def __init__(self, paths=()):
+    def __init__(self, paths=(), budget: spill.Budget | None = None):
         self._hash = array("I")       # hash(path) & _MASK32, shifted left, | 1 for a member
         self._parent = array("i")     # index of the parent entry, or -1: the path is stored whole
         self._off = array("I", [0])   # entry i's octets are _arena[_off[i]:_off[i + 1]] ("q" past 4 GiB)
@@ -66,9 +66,9 @@ class PathSet:
         self._next = array("i")       # the next entry in the same bucket, or -1
         self._head = array("i", [-1]) * _FIRST_TABLE  # the last entry added to each bucket, or -1
         self._mask = _FIRST_TABLE - 1
-        self._budget = spill.budget()
+        self._budget = spill.Budget() if budget is None else budget
         # the columns' size is looked at every _step entries (and when the table fills)
-        self._step = max(1, min(_MAX_STEP, self._budget >> 8))
+        self._step = max(1, min(_MAX_STEP, self._budget.limit >> 8))
         self._limit = min(_FIRST_TABLE * _LOAD, self._step)
         self._disk: spill.DiskSet | None = None  # the paths past the budget (see _Spilled)
         # the last path whose entry was looked up or made, and its index: siblings come
@@ -214,7 +214,7 @@ class PathSet:
     def _checkpoint(self) -> None:
         """Entry ``len(self._hash) - 1`` reached ``_limit``: grow the table, or spill past the budget."""
         i = len(self._hash) - 1
-        if self.memory() > self._budget:
+        if not self._budget.take(self, self.memory()):
             self._disk = spill.DiskSet("the known xenstore paths")
             self.__class__ = _Spilled
             self._limit = _NEVER

@@ -3,8 +3,9 @@
 The xenstore reader's sets (:class:`~.pathset.PathSet`, :class:`~.intset.IntSet`)
 grow by a few octets per record; kept in memory whatever the stream's size, a
 stream of some two million nodes or transactions would take the process past
-64 MiB.  Each set holds its entries in memory up to :func:`budget` octets and
-from then on adds the new ones to a :class:`DiskSet`: a table keyed by the
+64 MiB.  The sets of one reader share a :class:`Budget` (:func:`budget`
+octets, 28 MiB: a million nodes fit); a set that would pass it stops growing
+in memory and from then on adds the new entries to a :class:`DiskSet`: a table keyed by the
 value itself (a B-tree, so every answer is exact) in an SQLite database, with
 a bounded page cache (:data:`CACHE_KIB`), no journal and no syncing (the file
 is scratch: nobody reads it after the process).
@@ -25,8 +26,8 @@ from __future__ import annotations
 import errno
 import os
 
-#: octets a set may hold in memory before it spills (a PathSet all of it, an IntSet a quarter)
-BUDGET = 16 << 20
+#: octets the sets of one reader may hold in memory together before the next to grow spills
+BUDGET = 28 << 20
 #: the environment variable that overrides :data:`BUDGET` (octets; tests set it tiny)
 BUDGET_ENV = "XENSTREAM_SET_BUDGET"
 #: the page cache of each spilled set's database, KiB
@@ -49,6 +50,26 @@ def budget() -> int:
         except ValueError:
             pass
     return BUDGET
+
+
+class Budget:
+    """The memory the sets of one reader share: each says what it would hold, and is told no
+    when that and what the others hold pass the limit (a set that is told no spills)."""
+
+    __slots__ = ("limit", "_held")
+
+    def __init__(self, limit: int | None = None):
+        self.limit = budget() if limit is None else limit
+        self._held: dict[int, int] = {}
+
+    def take(self, owner: object, octets: int, passing: int = 0) -> bool:
+        """Whether ``owner`` may hold ``octets`` (and, for a moment, ``passing`` more)."""
+        held = self._held
+        others = sum(held.values()) - held.get(id(owner), 0)
+        if others + octets + passing > self.limit:
+            return False
+        held[id(owner)] = octets
+        return True
 
 
 class SpillError(OSError):
