@@ -26,7 +26,7 @@ two paths that share a hash never stand for each other.  Entry ``i`` is
 ``P[:cut]`` is the parent's entry, which is what :meth:`_is` walks.  Parents
 always have smaller indices, so the walk ends.
 
-Past its share of a :class:`.spill.Budget` (28 MiB with the reader's other
+Past its share of a :class:`.spill.Budget` (24 MiB with the reader's other
 sets, some 1,100,000 paths; looked at every few thousand entries, when the
 hot path already checks whether the table must grow) the columns stop growing: every new path goes
 whole to a temporary file (:mod:`.spill`), and a path is a member when the

@@ -4,7 +4,7 @@ The xenstore reader's sets (:class:`~.pathset.PathSet`, :class:`~.intset.IntSet`
 grow by a few octets per record; kept in memory whatever the stream's size, a
 stream of some two million nodes or transactions would take the process past
 64 MiB.  The sets of one reader share a :class:`Budget` (:func:`budget`
-octets, 28 MiB: a million nodes fit); a set that would pass it stops growing
+octets, 24 MiB: a million nodes, 21.7 MiB, fit); a set that would pass it stops growing
 in memory and from then on adds the new entries to a :class:`DiskSet`: a table keyed by the
 value itself (a B-tree, so every answer is exact) in an SQLite database, with
 a bounded page cache (:data:`CACHE_KIB`), no journal and no syncing (the file
@@ -27,11 +27,11 @@ import errno
 import os
 
 #: octets the sets of one reader may hold in memory together before the next to grow spills
-BUDGET = 28 << 20
+BUDGET = 24 << 20
 #: the environment variable that overrides :data:`BUDGET` (octets; tests set it tiny)
 BUDGET_ENV = "XENSTREAM_SET_BUDGET"
 #: the page cache of each spilled set's database, KiB
-CACHE_KIB = 2048
+CACHE_KIB = 1024
 #: keys gathered in memory before they are written in one transaction
 BATCH = 4096
 #: a one-probe filter of the keys on disk (bits; 2 MiB): a key whose bit is clear is not
@@ -90,7 +90,7 @@ class DiskSet:
         where = os.environ.get("TMPDIR") or tempfile.gettempdir()
         self._where = where
         try:
-            d = tempfile.mkdtemp(prefix="xenstream-", dir=where)
+            d = tempfile.mkdtemp(prefix="xenstream-spill-", dir=where)
         except OSError as exc:
             raise SpillError(exc.errno or errno.EIO,
                              f"cannot make a temporary directory for {what} past "

@@ -19,7 +19,7 @@ at a time and dropped; the cross-record rules keep only
   parent is known is its parent's index and its last component: about 25
   octets per node, some 25 MiB for 1,000,000 nodes).
 
-Past a budget they share (28 MiB, about 1,100,000 paths) the sets add what
+Past a budget they share (24 MiB, about 1,100,000 paths) the sets add what
 comes next to a temporary file (:mod:`.spill`), so a validation run stays
 under 64 MiB whatever the number of nodes, connections or transactions.
 

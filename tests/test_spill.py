@@ -187,3 +187,15 @@ def test_a_temporary_directory_that_cannot_be_made_is_one_line(tmp_path, tmpdir_
                         capture_output=True, text=True, env=dict(env, TMPDIR=str(tmp_path)), cwd=tmp_path, timeout=60)
     assert ok.returncode == 1 and not ok.stderr, ok  # the stream's orphans and unknown transaction
     assert sorted(os.listdir(tmp_path)) == sorted(["s.xs"] + (["nowhere"] if tmpdir_kind == "a file" else []))
+
+
+def test_a_failing_database_is_a_spill_error_naming_the_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    d = spill.DiskSet("test keys")
+    d._db.close()  # every statement fails from now on, as on a full or failing disk
+    with pytest.raises(spill.SpillError) as e:
+        for k in range(spill.BATCH):
+            d.add(b"/k%d" % k)
+    assert isinstance(e.value, OSError) and e.value.filename == str(tmp_path) and "test keys" in e.value.strerror
+    with pytest.raises(spill.SpillError):
+        b"/k0" in d
