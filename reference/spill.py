@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 
 #: octets the sets of one reader may hold in memory together before the next to grow spills
 BUDGET = 24 << 20
@@ -82,9 +83,13 @@ class DiskSet:
     __slots__ = ("_db", "_pending", "_ask", "_put", "_signed", "_what", "_where", "_bits", "_shift")
 
     def __init__(self, what: str, kind: str = "BLOB"):
-        import sqlite3
         import tempfile
 
+        try:
+            import sqlite3
+        except ImportError:  # an interpreter built without it
+            raise SpillError(errno.ENOSYS, f"cannot hold {what} past {budget() >> 10} KiB of memory: "
+                                           "this Python has no sqlite3 module", sys.executable) from None
         self._what = what
         self._signed = kind == "INTEGER"  # SQLite's integers are signed: stored as key - 2**63
         where = os.environ.get("TMPDIR") or tempfile.gettempdir()

@@ -199,3 +199,9 @@ def test_a_failing_database_is_a_spill_error_naming_the_directory(tmp_path, monk
     assert isinstance(e.value, OSError) and e.value.filename == str(tmp_path) and "test keys" in e.value.strerror
     with pytest.raises(spill.SpillError):
         b"/k0" in d
+
+
+def test_an_interpreter_without_sqlite3_is_a_spill_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sqlite3", None)  # import sqlite3 raises ImportError
+    with pytest.raises(spill.SpillError, match="no sqlite3"):
+        spill.DiskSet("test keys")
