@@ -25,11 +25,19 @@ two paths that share a hash never stand for each other.  Entry ``i`` is
 ``P`` is entry ``i`` exactly when its last component equals the entry's and
 ``P[:cut]`` is the parent's entry, which is what :meth:`_is` walks.  Parents
 always have smaller indices, so the walk ends.
+
+Past its share of a :class:`.spill.Budget` (24 MiB with the reader's other
+sets, some 1,100,000 paths; looked at every few thousand entries, when the
+hot path already checks whether the table must grow) the columns stop growing: every new path goes
+whole to a temporary file (:mod:`.spill`), and a path is a member when the
+columns or the file say so.  A stream under the budget never touches it.
 """
 
 from __future__ import annotations
 
 from array import array
+
+from . import spill
 
 _SEP = 0x2F  # "/"
 _ROOT = b"/"
@@ -38,14 +46,19 @@ _MASK32 = 0x7FFFFFFF
 _FIRST_TABLE = 1 << 12
 _LOAD = 2    # entries per bucket at most, on average
 _GROWTH = 4  # the bucket table grows by this factor (to half an entry per bucket)
+_MAX_STEP = 1 << 16  # entries between two looks at the memory held
+_NEVER = 1 << 62
+#: what :meth:`PathSet.find` gives for a member held on disk (any index will do as a parent)
+ON_DISK = 1 << 61
 
 
 class PathSet:
     """Add paths, ask whether (and where) they are; nothing is ever removed."""
 
-    __slots__ = ("_hash", "_parent", "_off", "_arena", "_next", "_head", "_mask", "_limit", "_last", "_last_i")
+    __slots__ = ("_hash", "_parent", "_off", "_arena", "_next", "_head", "_mask", "_limit", "_last", "_last_i",
+                 "_budget", "_step", "_disk")
 
-    def __init__(self, paths=()):
+    def __init__(self, paths=(), budget: spill.Budget | None = None):
         self._hash = array("I")       # hash(path) & _MASK32, shifted left, | 1 for a member
         self._parent = array("i")     # index of the parent entry, or -1: the path is stored whole
         self._off = array("I", [0])   # entry i's octets are _arena[_off[i]:_off[i + 1]] ("q" past 4 GiB)
@@ -53,7 +66,11 @@ class PathSet:
         self._next = array("i")       # the next entry in the same bucket, or -1
         self._head = array("i", [-1]) * _FIRST_TABLE  # the last entry added to each bucket, or -1
         self._mask = _FIRST_TABLE - 1
-        self._limit = _FIRST_TABLE * _LOAD
+        self._budget = spill.Budget() if budget is None else budget
+        # the columns' size is looked at every _step entries (and when the table fills)
+        self._step = max(1, min(_MAX_STEP, self._budget.limit >> 8))
+        self._limit = min(_FIRST_TABLE * _LOAD, self._step)
+        self._disk: spill.DiskSet | None = None  # the paths past the budget (see _Spilled)
         # the last path whose entry was looked up or made, and its index: siblings come
         # together, and an entry, once there, is there for good (only its member flag changes)
         self._last: bytes | None = None
@@ -134,7 +151,7 @@ class PathSet:
             self._off = array("q", self._off)
             self._off.append(len(arena))
         if i >= self._limit:
-            self._grow()
+            self._checkpoint()
         return i
 
     def _ancestors(self, path: bytes) -> int:
@@ -178,7 +195,7 @@ class PathSet:
             self._off = array("q", self._off)
             self._off.append(len(arena))
         if i >= self._limit:
-            self._grow()
+            self._checkpoint()
         return i
 
     def _is(self, i: int, path: bytes) -> bool:
@@ -194,6 +211,18 @@ class PathSet:
             path = path[:cut]
             i = p
 
+    def _checkpoint(self) -> None:
+        """Entry ``len(self._hash) - 1`` reached ``_limit``: grow the table, or spill past the budget."""
+        i = len(self._hash) - 1
+        if not self._budget.take(self, self.memory()):
+            self._disk = spill.DiskSet("the known xenstore paths")
+            self.__class__ = _Spilled
+            self._limit = _NEVER
+            return
+        if i >= (self._mask + 1) * _LOAD:
+            self._grow()
+        self._limit = min((self._mask + 1) * _LOAD, i + self._step)
+
     def _grow(self) -> None:
         size = (self._mask + 1) * _GROWTH
         head = array("i", [-1]) * size
@@ -202,7 +231,7 @@ class PathSet:
             b = (h >> 1) & mask
             nxt[i] = head[b]
             head[b] = i
-        self._head, self._mask, self._limit = head, mask, size * _LOAD
+        self._head, self._mask = head, mask
 
     def entries(self) -> int:
         """The number of entries, members or not."""
@@ -212,3 +241,51 @@ class PathSet:
         """Octets held by the columns and the table (their allocated items)."""
         return sum(a.buffer_info()[1] * a.itemsize for a in (self._hash, self._parent, self._off, self._next,
                                                              self._head)) + len(self._arena)
+
+    def spilled(self) -> bool:
+        """Whether paths past the budget went to a temporary file (see :mod:`.spill`)."""
+        return self._disk is not None
+
+    def close(self) -> None:
+        """Let go of the temporary file, if any (the set answers no more questions)."""
+        if self._disk is not None:
+            self._disk.close()
+
+
+class _Spilled(PathSet):
+    """A :class:`PathSet` past its budget: the columns stay as they are (entries already there
+    still become members when their paths are added), every other path goes whole to the
+    :class:`~.spill.DiskSet`, and a path is a member when either says so.  A ``find``/``add_child``
+    bound before the switch still works on the columns alone: it may miss a path on disk (the
+    reader then asks again through the record's parser) and adds to the columns until the
+    reader's run of nodes ends, a window's worth at most."""
+
+    __slots__ = ()
+
+    def find(self, path: bytes) -> int:
+        i = PathSet.find(self, path)
+        if i >= 0:
+            return i
+        return ON_DISK if path in self._disk else -1
+
+    def add(self, path: bytes, parent: int = -1, cut: int = -1) -> int:
+        h = hash(path) & _MASK32
+        hashes, nxt = self._hash, self._next
+        i = self._head[h & self._mask]
+        while i >= 0:
+            if hashes[i] >> 1 == h and self._is(i, path):
+                hashes[i] |= 1
+                return i
+            i = nxt[i]
+        self._disk.add(path)
+        return ON_DISK
+
+    def add_child(self, path: bytes, parent: int, cut: int, h: int = -1) -> int:
+        self._disk.add(path)
+        return ON_DISK
+
+    def _checkpoint(self) -> None:
+        self._limit = _NEVER
+
+    def __len__(self) -> int:
+        return PathSet.__len__(self) + len(self._disk)

@@ -18,6 +18,7 @@ from .errors import UsageError
 from .formats import names, get_codec, validate
 from .rules import Role, Severity
 from .source import Source
+from .spill import SpillError
 
 
 def add_arguments(p) -> None:
@@ -136,6 +137,8 @@ def run(args) -> int:
         checker.note(f"format {args.format}: {why}")
     try:
         validate(src, args.format, checker, **options)
+    except SpillError:  # not the input's: the temporary file a large xenstore stream needs
+        raise
     except OSError as exc:
         raise UsageError(f"cannot read {args.input}: {exc.strerror or exc}") from None
     finally:

@@ -19,6 +19,10 @@ at a time and dropped; the cross-record rules keep only
   parent is known is its parent's index and its last component: about 25
   octets per node, some 25 MiB for 1,000,000 nodes).
 
+Past a budget they share (24 MiB, about 1,100,000 paths) the sets add what
+comes next to a temporary file (:mod:`.spill`), so a validation run stays
+under 64 MiB whatever the number of nodes, connections or transactions.
+
 "Known before the stream" (NODE_DATA: "a parent node is known if it was in
 the node database before the stream was started to be processed").  A
 stand-alone reader cannot see the receiver's database, so it assumes the
@@ -44,6 +48,7 @@ from .formats import Codec, by_magic
 from . import fastpath
 from .intset import IntSet, pair
 from .pathset import PathSet
+from . import spill
 from .framing import (
     MAX_SPANS, RECORD_HEADER, Item, RawRecord, RecordHeader, check_padding, frames, make_header, make_item,
     padding_length, sniffer,
@@ -249,17 +254,22 @@ class _State:
                  "global_data", "global_quota", "last_tx")
 
     def __init__(self):
-        self.conns = IntSet()         # conn-ids
-        self.transactions = IntSet()  # pair(conn-id, tx-id)
+        budget = spill.Budget()  # the memory the three sets share
+        self.conns = IntSet(budget=budget)         # conn-ids
+        self.transactions = IntSet(budget=budget)  # pair(conn-id, tx-id)
         #: the last pending node's pair(conn-id, tx-id) whose connection and transaction were
         #: both known (they stay known): a transaction's nodes come together
         self.last_tx = -1
         self.domids: set[int] = set()
         self.domain_data: set[int] = set()
-        self.known = PathSet((PATH_SEP,))
+        self.known = PathSet((PATH_SEP,), budget)
         self.live_update = False
         self.global_data = False
         self.global_quota = False
+
+    def close(self) -> None:
+        for s in (self.conns, self.transactions, self.known):
+            s.close()
 
 
 class XenstoreReader:
@@ -412,6 +422,8 @@ class XenstoreReader:
                 yield make_item((offset, h, value))
         except Truncated as t:
             self._truncated(t)
+        finally:  # a set that spilled lets go of its temporary file now, not when collected
+            self.state.close()
 
     def _node_data_run(self) -> None:
         """Validation fast path: pass over buffered committed NODE_DATA records that obey every rule.

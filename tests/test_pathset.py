@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from xenstream.reference import pathset
+from xenstream.reference import pathset, spill
 from xenstream.reference.checker import Checker
 from xenstream.reference.examples import all_examples
 from xenstream.reference.formats import validate
@@ -69,7 +69,13 @@ def test_look_alikes_are_told_apart_when_hashes_collide(monkeypatch):
         assert p in ps, p
 
 
-def test_grows_and_stays_exact():
+@pytest.fixture
+def in_memory(monkeypatch):
+    """The default budget, whatever the environment says: these tests look at the columns."""
+    monkeypatch.delenv(spill.BUDGET_ENV, raising=False)
+
+
+def test_grows_and_stays_exact(in_memory):
     ps = PathSet((b"/",))
     paths = [b"/d%d" % d for d in range(30)] + [b"/d%d/k%d" % (d, k) for d in range(30) for k in range(1000)]
     for p in paths:
@@ -96,7 +102,7 @@ def test_xenstore_findings_do_not_depend_on_hashes(monkeypatch):
     assert after == before
 
 
-def test_orphans_share_their_missing_parents_octets():
+def test_orphans_share_their_missing_parents_octets(in_memory):
     # children first: every node's parent comes after it; the missing parents get entries
     # that are not members until they come, so the paths are stored once, as a tree
     ps = PathSet((b"/",))
