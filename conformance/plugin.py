@@ -296,11 +296,12 @@ class Suite:
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
         self.programs = testee.programs   # checked by the preflight
-        self.runner = self.kind.runner_for(self.impl)(self.impl, self.role, delivery,
-                                                      self.failures_dir, None, self.known)
         self.formats_wanted = _split(opt("--formats"))
         self._collection: casesmod.Collection | None = None
         check_formats(self.formats_wanted, self._format_names())
+        # last: the runner makes its work folder, which ConformanceRun's clean-up removes
+        self.runner = self.kind.runner_for(self.impl)(self.impl, self.role, delivery,
+                                                      self.failures_dir, None, self.known)
 
     def _format_names(self) -> list[str]:
         """Every format name --formats may give: the codecs' and those of the

@@ -209,9 +209,12 @@ def test_the_sample_goes_through_every_mode_per_process(testee, tmp_path):
     assert 60 < len(extra) < 140                      # about one in SAMPLE_EVERY
     assert set(extra) == {"file", "stdin", "pipe", "fd", "socket"}
     assert r.modes_for("fmt/valid/big", "large") == (BATCH, "file", "stdin", "pipe", "fd", "socket")
-    assert runner(testee, tmp_path, "file").modes_for("fmt/valid/case-1") == (BATCH,)
+    file_only = runner(testee, tmp_path, "file")
+    assert file_only.modes_for("fmt/valid/case-1") == (BATCH,)
+    file_only.close()
     # Hypothesis examples (no source): batch requests only; the listed cases test the transport
     assert {r.modes_for(f"fmt/valid/hyp-{i}") for i in range(100)} == {(BATCH,)}
+    r.close()
 
 
 # the example testees, against the real suite ------------------------------
