@@ -27,6 +27,8 @@ import errno
 import os
 import sys
 
+from .errors import UsageError
+
 #: octets the sets of one reader may hold in memory together before the next to grow spills
 BUDGET = 24 << 20
 #: the environment variable that overrides :data:`BUDGET` (octets; tests set it tiny)
@@ -49,7 +51,7 @@ def budget() -> int:
         try:
             return max(0, int(text, 0))
         except ValueError:
-            pass
+            raise UsageError(f"{BUDGET_ENV}={text}: give a number of octets (e.g. {BUDGET})") from None
     return BUDGET
 
 

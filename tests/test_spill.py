@@ -205,3 +205,13 @@ def test_an_interpreter_without_sqlite3_is_a_spill_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "sqlite3", None)  # import sqlite3 raises ImportError
     with pytest.raises(spill.SpillError, match="no sqlite3"):
         spill.DiskSet("test keys")
+
+
+def test_a_budget_that_is_not_a_number_is_a_usage_error(monkeypatch):
+    from xenstream.reference.errors import UsageError
+
+    monkeypatch.setenv(spill.BUDGET_ENV, "16M")
+    with pytest.raises(UsageError, match="XENSTREAM_SET_BUDGET=16M: give a number of octets"):
+        spill.budget()
+    monkeypatch.setenv(spill.BUDGET_ENV, "0x1000")
+    assert spill.budget() == 4096
