@@ -8,13 +8,14 @@ domains named before, once each."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import replace
 
 from xenstream.reference import xenstore as XS
 from xenstream.reference.framing import RECORD_HEADER, encode_record, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.xenstore_records import (
-    DOMID_INVALID, ConnectionData, DomainData, GlobalData, GlobalQuotaData, Header, NodeData, Permission,
+    DOMID_INVALID, PERM_STALE, ConnectionData, DomainData, GlobalData, GlobalQuotaData, Header, NodeData, Permission,
     Quota, RecordType, SharedRing, Socket, TransactionData, WatchData, WatchDataExtended, encode_body,
     encode_header,
 )
@@ -687,3 +688,194 @@ def _dom_unknown(d: Draw):
     s = build(d)
     s, _ = insert(d, s, DomainData(d.int(1000, 30000)), len(s.records))
     return s.encode(), "DOMAIN_DATA for a domain no earlier record named"
+
+
+# --------------------------------------------------------------------------
+# valid streams C xenstored restores (variant "c-restorable")
+# --------------------------------------------------------------------------
+
+#: Message types of pending output (xs_wire.h): replies and events a daemon queues.
+_OUT_TYPES = (1, 2, 3, 11, 15, 16)   # DIRECTORY, READ, GET_PERMS, WRITE, WATCH_EVENT, ERROR
+#: A wire message header (type, req-id, tx-id, len), little-endian: the only
+#: host order C xenstored restores.
+XS_MSG = struct.Struct("<IIII")
+_MSG_HDR = XS_MSG.size
+DOM0 = 0
+DOMID_ANY = 0x7FF5  # what C xenstored puts on @releaseDomain
+
+
+def _fill(d: Draw, need: int, alphabet: bytes | None = None) -> bytes:
+    """``need`` octets drawn (zeros, or the alphabet's first, when shrunk)."""
+    return d.bytes(need, need, alphabet) if need else b""
+
+
+def _message(d: Draw) -> bytes:
+    """One whole xenstore wire message (xs_wire.h ``xsd_sockmsg`` and payload), host order."""
+    payload = d.bytes(0, 24, TEXT) + b"\0"
+    return XS_MSG.pack(d.choice(_OUT_TYPES), d.int(0, 0xFFFF), 0, len(payload)) + payload
+
+
+def _c_connection(d: Draw, conn_id: int, spec) -> ConnectionData:
+    """A connection whose body is whole words: a unique-id (rings only) aligns it,
+    otherwise the partial response is as long as alignment asks."""
+    in_data = b""
+    kind = d.int(0, 5)   # shrinks to none
+    if kind == 4:   # a request being read: a header claiming more than came
+        size = d.int(1, 64)
+        in_data = XS_MSG.pack(2, d.int(0, 0xFFFF), 0, size) + d.bytes(0, size - 1, NAME)
+    elif kind == 5:   # part of a request header
+        in_data = XS_MSG.pack(2, d.int(0, 0xFFFF), 0, d.int(0, 64))[:d.int(1, _MSG_HDR - 1)]
+    messages = b"".join(_message(d) for _ in range(d.int(0, 2)))
+    uid = None
+    if isinstance(spec, SharedRing) and d.bool():
+        uid = d.int(0, (1 << 64) - 1)
+    partial = d.int(0, 2) * 8 if d.int(0, 2) == 2 else 0
+    if uid is None:
+        partial += -(XS.CONNECTION_DATA.size + len(in_data) + partial + len(messages)) % 8
+    out = _fill(d, partial) + messages
+    return ConnectionData(conn_id, spec, in_data, out, partial, uid)
+
+
+def _c_watch(d: Draw, conn_id: int, wpath: bytes) -> WatchData:
+    token = d.bytes(1, 12, TEXT)
+    need = -(XS.WATCH_DATA.size + len(wpath) + 1 + len(token) + 1) % 8
+    return WatchData(conn_id, wpath, token + _fill(d, need, TEXT))
+
+
+def _c_node(d: Draw, path: bytes, perms_: tuple[Permission, ...]) -> NodeData:
+    value = d.bytes(25, 3000) if d.int(0, 7) == 7 else d.bytes(0, 24)
+    need = -(XS.NODE_DATA.size + XS.NODE_PERMISSION.size * len(perms_) + len(path) + 1 + len(value)) % 8
+    return NodeData(path, value + _fill(d, need), perms_)
+
+
+def _c_perms(d: Draw, owner: int, domains: list[int]) -> tuple[Permission, ...]:
+    out = [Permission(d.choice("nrwb"), owner)]
+    for _ in range(d.int(0, 2)):
+        # another domain with access: connected, or one the stream never names
+        domid = d.int(1, 0x7FEF) if d.int(0, 3) == 3 else d.choice(domains)
+        out.append(Permission(d.choice("rwbn"), domid, d.choice([0, 0, 0, PERM_STALE])))
+    return tuple(out)
+
+
+def build_c_restorable(d: Draw, *, records=None, connections=None, transactions=None,
+                       specials=None) -> tuple[Stream, str | None]:
+    """A valid live-update stream inside what C xenstored 4.17 and 4.20 restore
+    (docs/findings.md, "C xenstored"); :func:`c_restorable_problems` names the
+    constraints.  Built constructively: shrinking drops guests, sockets, watches,
+    nodes and fillers, towards GLOBAL_DATA and domain 0's ring alone.  Returns the
+    stream and the ``either`` rule it leans on (the special nodes), or None."""
+    nconn = pick(d, connections, lambda: d.int(0, 4))
+    nnodes = pick(d, records, lambda: d.int(0, 8))
+    fds = d.sample(list(range(3, 40)), 2 + nconn, 2 + nconn)   # GLOBAL_DATA's two, one per socket
+    recs: list = [GlobalData(fds[0], fds[1])]
+    conn_id = d.int(1, 3)
+    ring = [(conn_id, DOM0)]
+    recs.append(_c_connection(d, conn_id, SharedRing(DOM0, d.int(1, 64))))
+    sockets: list[int] = []
+    for k in range(nconn):
+        conn_id += d.int(1, 3)
+        if d.bool():
+            sockets.append(conn_id)
+            recs.append(_c_connection(d, conn_id, Socket(fds[2 + k])))
+            continue
+        domid = d.int(1, 0x7FEF) if d.int(0, 3) == 3 else d.int(1, 400)
+        if domid in [dom for _, dom in ring]:
+            domid = max(dom for _, dom in ring) + 1
+        guests = [dom for _, dom in ring if dom != DOM0]
+        tdomid = DOMID_INVALID
+        if d.int(0, 2) == 2:   # a device model: its target connected, or not (yet)
+            tdomid = d.choice(guests) if guests and d.bool() else d.int(1, 0x7FEF)
+        recs.append(_c_connection(d, conn_id, SharedRing(domid, d.int(1, 1000), tdomid)))
+        ring.append((conn_id, domid))
+    domains = [dom for _, dom in ring]
+    for c in [c for c, _ in ring] + sockets:
+        for _ in range(d.int(0, 2)):
+            kind = d.int(0, 5)
+            if kind == 4:
+                wpath = d.choice([b"@releaseDomain", b"@introduceDomain"])
+            elif kind == 5:   # relative to the connection's domain home
+                wpath = d.bytes(1, 8, NAME)
+            else:
+                wpath = b"/" + b"/".join(d.bytes(1, 6, NAME) for _ in range(d.int(0, 3)))
+            recs.append(_c_watch(d, c, wpath))
+    if pick(d, transactions, lambda: d.int(0, 3) == 3):
+        for c in d.sample([c for c, _ in ring] + sockets, 1, 2):
+            recs.append(TransactionData(c, d.int(1, 0xFFFFFFFF)))
+    rule = None
+    if pick(d, specials, lambda: d.int(0, 3) == 3):
+        rule = XS.PATH_SPECIAL
+        for path in d.sample([b"@releaseDomain", b"@introduceDomain"], 1, 2):
+            extra = [Permission("r", DOMID_ANY)] if d.bool() else []
+            recs.append(_c_node(d, path, (Permission("n", DOM0), *extra)))
+    known = [b"/"]
+    if d.bool():
+        recs.append(_c_node(d, b"/", _c_perms(d, DOM0, domains)))
+    for _ in range(nnodes):
+        parent = d.choice(known)
+        path = parent.rstrip(b"/") + b"/" + d.bytes(1, 8, NAME)
+        if path in known:
+            continue
+        recs.append(_c_node(d, path, _c_perms(d, d.choice(domains), domains)))
+        known.append(path)
+    return Stream(1, LE, recs), rule
+
+
+def c_restorable_problems(data: bytes) -> list[str]:
+    """What in ``data`` lies outside what C xenstored 4.17 and 4.20 restore, by the
+    departures of docs/findings.md ("C xenstored"); [] for a stream
+    :func:`build_c_restorable` could make.  One line per broken constraint."""
+    from xenstream.reference.xenstore_records import XenstoreStream
+    from xenstream.reference.formats import get_codec
+
+    stream: XenstoreStream = get_codec(FORMAT).decode(data)
+    out = []
+    if stream.header.version != 1:
+        out.append(f"version {stream.header.version}: they read version 1 only")
+    if stream.header.endian is not LE:
+        out.append("big-endian: they read their host's byte order only")
+    recs = stream.records
+    if not recs or not isinstance(recs[0], GlobalData):
+        out.append("no GLOBAL_DATA first: not a live-update stream")
+    rings: set[int] = set()
+    dom0_at = None
+    for i, r in enumerate(recs):
+        rtype, body = encode_body(r, stream.header.endian)
+        if len(body) % 8:
+            out.append(f"record {i} ({rtype.name}): body of {len(body)} octets, not whole words "
+                       "(they step by len alone)")
+        if isinstance(r, (GlobalQuotaData, DomainData)):
+            out.append(f"record {i}: {rtype.name}, which they skip (the quota is lost)")
+        elif isinstance(r, WatchDataExtended):
+            out.append(f"record {i}: WATCH_DATA_EXTENDED, which they skip")
+        elif isinstance(r, ConnectionData):
+            if isinstance(r.spec, SharedRing):
+                rings.add(r.spec.domid)
+                if r.spec.domid == DOM0 and dom0_at is None:
+                    dom0_at = i
+            rest = r.out_data[r.out_resp_len:]
+            while len(rest) >= _MSG_HDR:
+                size = XS_MSG.unpack_from(rest)[3]
+                rest = rest[_MSG_HDR + size:] if _MSG_HDR + size <= len(rest) else b"?"
+                if rest == b"?":
+                    break
+            if rest:
+                out.append(f"record {i}: pending output after the partial response is not whole "
+                           "messages (they read a message's len past the record)")
+        if isinstance(r, NodeData):
+            if dom0_at is None:
+                out.append(f"record {i}: a node before domain 0's ring (they have no node database yet)")
+            if r.pending:
+                out.append(f"record {i}: a pending node (they commit it)")
+            elif r.perms and r.perms[0].domid not in rings:
+                out.append(f"record {i}: node owner {r.perms[0].domid} has no ring earlier "
+                           "(they cannot charge the node to it)")
+    if dom0_at is None:
+        out.append("no shared ring of domain 0 (they create the node database only then)")
+    return out
+
+
+@valid_builder(FORMAT, "c-restorable")
+def valid_c_restorable(d: Draw, **opts):
+    s, rule = build_c_restorable(d, **opts)
+    note = ", with the special nodes as NODE_DATA" if rule else ""
+    return s.encode(), "valid C-restorable " + describe(s) + note, rule
