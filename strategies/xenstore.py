@@ -762,34 +762,33 @@ def build_c_restorable(d: Draw, *, records=None, connections=None, transactions=
     """A valid live-update stream inside what C xenstored 4.17 and 4.20 restore
     (docs/findings.md, "C xenstored"); :func:`c_restorable_problems` names the
     constraints.  Built constructively: shrinking drops guests, sockets, watches,
-    nodes and fillers, towards GLOBAL_DATA and domain 0's ring alone.  Returns the
-    stream and the ``either`` rule it leans on (the special nodes), or None."""
-    nconn = pick(d, connections, lambda: d.int(0, 4))
-    nnodes = pick(d, records, lambda: d.int(0, 8))
+    nodes and fillers, and moves nodes after every connection, towards
+    GLOBAL_DATA and domain 0's ring alone.  Returns the stream and the
+    ``either`` rule it leans on (the special nodes), or None."""
+    nconn = pick(d, connections, lambda: d.int(0, 6))
+    nnodes = pick(d, records, lambda: d.int(0, 12))
     fds = d.sample(list(range(3, 40)), 2 + nconn, 2 + nconn)   # GLOBAL_DATA's two, one per socket
-    recs: list = [GlobalData(fds[0], fds[1])]
     conn_id = d.int(1, 3)
-    ring = [(conn_id, DOM0)]
-    recs.append(_c_connection(d, conn_id, SharedRing(DOM0, d.int(1, 64))))
-    sockets: list[int] = []
+    conns: list[tuple[ConnectionData, int | None]] = [
+        (_c_connection(d, conn_id, SharedRing(DOM0, d.int(1, 64))), DOM0)]
     for k in range(nconn):
         conn_id += d.int(1, 3)
         if d.bool():
-            sockets.append(conn_id)
-            recs.append(_c_connection(d, conn_id, Socket(fds[2 + k])))
+            conns.append((_c_connection(d, conn_id, Socket(fds[2 + k])), None))
             continue
         domid = d.int(1, 0x7FEF) if d.int(0, 3) == 3 else d.int(1, 400)
-        if domid in [dom for _, dom in ring]:
-            domid = max(dom for _, dom in ring) + 1
-        guests = [dom for _, dom in ring if dom != DOM0]
+        taken = [dom for _, dom in conns if dom is not None]
+        if domid in taken:
+            domid = max(taken) + 1
+        guests = [dom for dom in taken if dom != DOM0]
         tdomid = DOMID_INVALID
         if d.int(0, 2) == 2:   # a device model: its target connected, or not (yet)
             tdomid = d.choice(guests) if guests and d.bool() else d.int(1, 0x7FEF)
-        recs.append(_c_connection(d, conn_id, SharedRing(domid, d.int(1, 1000), tdomid)))
-        ring.append((conn_id, domid))
-    domains = [dom for _, dom in ring]
-    for c in [c for c, _ in ring] + sockets:
-        for _ in range(d.int(0, 2)):
+        conns.append((_c_connection(d, conn_id, SharedRing(domid, d.int(1, 1000), tdomid)), domid))
+    domains = [dom for _, dom in conns if dom is not None]
+    watches: dict[int, list] = {}
+    for c, _ in conns:
+        for _ in range(d.int(0, 3)):
             kind = d.int(0, 5)
             if kind == 4:
                 wpath = d.choice([b"@releaseDomain", b"@introduceDomain"])
@@ -797,26 +796,44 @@ def build_c_restorable(d: Draw, *, records=None, connections=None, transactions=
                 wpath = d.bytes(1, 8, NAME)
             else:
                 wpath = b"/" + b"/".join(d.bytes(1, 6, NAME) for _ in range(d.int(0, 3)))
-            recs.append(_c_watch(d, c, wpath))
+            watches.setdefault(c.conn_id, []).append(_c_watch(d, c.conn_id, wpath))
+    tail: list = []
     if pick(d, transactions, lambda: d.int(0, 3) == 3):
-        for c in d.sample([c for c, _ in ring] + sockets, 1, 2):
-            recs.append(TransactionData(c, d.int(1, 0xFFFFFFFF)))
+        for c, _ in d.sample(conns, 1, 2):
+            tail.append(TransactionData(c.conn_id, d.int(1, 0xFFFFFFFF)))
+    # nodes, parents first, each with its owner: placed after the owner's ring
+    queue: list[tuple[NodeData, int]] = []
     rule = None
     if pick(d, specials, lambda: d.int(0, 3) == 3):
         rule = XS.PATH_SPECIAL
         for path in d.sample([b"@releaseDomain", b"@introduceDomain"], 1, 2):
             extra = [Permission("r", DOMID_ANY)] if d.bool() else []
-            recs.append(_c_node(d, path, (Permission("n", DOM0), *extra)))
+            queue.append((_c_node(d, path, (Permission("n", DOM0), *extra)), DOM0))
     known = [b"/"]
     if d.bool():
-        recs.append(_c_node(d, b"/", _c_perms(d, DOM0, domains)))
+        queue.append((_c_node(d, b"/", _c_perms(d, DOM0, domains)), DOM0))
     for _ in range(nnodes):
         parent = d.choice(known)
         path = parent.rstrip(b"/") + b"/" + d.bytes(1, 8, NAME)
         if path in known:
             continue
-        recs.append(_c_node(d, path, _c_perms(d, d.choice(domains), domains)))
+        owner = d.choice(domains)
+        queue.append((_c_node(d, path, _c_perms(d, owner, domains)), owner))
         known.append(path)
+    inline = d.bool()   # each connection's watches right after it, or all after the connections
+    recs: list = [GlobalData(fds[0], fds[1])]
+    connected: set[int] = set()
+    for c, dom in conns:
+        recs.append(c)
+        if dom is not None:
+            connected.add(dom)
+        if inline:
+            recs += watches.pop(c.conn_id, [])
+        while queue and queue[0][1] in connected and d.bool():
+            recs.append(queue.pop(0)[0])
+    for c, _ in conns:
+        recs += watches.pop(c.conn_id, [])
+    recs += tail + [n for n, _ in queue]
     return Stream(1, LE, recs), rule
 
 

@@ -65,7 +65,11 @@ def test_the_variant_has_the_variety_of_the_plain_strategy():
     past one word, the special nodes: each in some draw of a small sample."""
     seen = set()
     for ex in _sample():
-        for r in decode(ex.data).records:
+        recs = decode(ex.data).records
+        last_conn = max(i for i, r in enumerate(recs) if isinstance(r, ConnectionData))
+        if any(isinstance(r, NodeData) for r in recs[:last_conn]):
+            seen.add("node between connections")
+        for r in recs:
             if isinstance(r, ConnectionData):
                 seen.add(type(r.spec).__name__)
                 if isinstance(r.spec, SharedRing) and r.spec.domid:
@@ -100,7 +104,7 @@ def test_the_variant_has_the_variety_of_the_plain_strategy():
                         seen.add("large value")
     assert seen >= {"SharedRing", "Socket", "guest", "device model", "unique-id", "partial response",
                     "pending messages", "pending input", "watch special", "watch absolute",
-                    "watch relative", "transaction", "special node", "root", "node", "acl", "nested",
+                    "watch relative", "transaction", "special node", "node between connections", "root", "node", "acl", "nested",
                     "large value"}, seen
 
 
