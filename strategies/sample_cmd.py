@@ -14,7 +14,7 @@ from pathlib import Path
 
 from xenstream.reference.errors import UsageError
 
-from . import FAMILIES, FORMATS, generate_malformed, generate_valid
+from . import FAMILIES, FORMATS, generate_malformed, generate_valid, variants
 
 
 def add_arguments(parser) -> None:
@@ -43,6 +43,9 @@ def run(args) -> int:
         raise UsageError("--variant goes with --valid")
     if args.variant and args.profile:
         raise UsageError("--variant and --profile do not go together")
+    if args.variant and args.variant not in variants(args.format):
+        raise UsageError(f"format {args.format!r} has no valid variant {args.variant!r}; known: "
+                         f"{', '.join(variants(args.format)) or 'none'}")
     if args.n < 0:
         raise UsageError("-n must not be negative")
     from xenstream.reference.outfile import write_atomic

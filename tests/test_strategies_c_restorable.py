@@ -244,3 +244,20 @@ def test_variants_are_listed_and_unknown_ones_refused():
         S.valid("xenstore", variant="nope")
     with pytest.raises(UsageError, match="known: none"):
         S.generate_valid("libxc", 0, variant="c-restorable")
+
+
+def test_sample_writes_the_variant(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "s"
+    proc = subprocess.run([sys.executable, "-m", "xenstream", "sample", "xenstore", "--valid", "--variant",
+                           "c-restorable", "-n", "4", "--seed", "3", "--out", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    bins = sorted(out.glob("*.bin"))
+    assert len(bins) == 4
+    for b in bins:
+        assert c_restorable_problems(b.read_bytes()) == []
+        assert "C-restorable" in json.loads(b.with_suffix(".json").read_text())["description"]
