@@ -702,6 +702,7 @@ XS_MSG = struct.Struct("<IIII")
 _MSG_HDR = XS_MSG.size
 DOM0 = 0
 DOMID_ANY = 0x7FF5  # what C xenstored puts on @releaseDomain
+ANY_BUT_NUL = bytes(range(1, 256))
 
 
 def _fill(d: Draw, need: int, alphabet: bytes | None = None) -> bytes:
@@ -711,7 +712,7 @@ def _fill(d: Draw, need: int, alphabet: bytes | None = None) -> bytes:
 
 def _message(d: Draw) -> bytes:
     """One whole xenstore wire message (xs_wire.h ``xsd_sockmsg`` and payload), host order."""
-    payload = d.bytes(0, 24, TEXT) + b"\0"
+    payload = d.bytes(0, 24) if d.int(0, 3) == 3 else d.bytes(0, 24, TEXT) + b"\0"
     return XS_MSG.pack(d.choice(_OUT_TYPES), d.int(0, 0xFFFF), 0, len(payload)) + payload
 
 
@@ -737,7 +738,7 @@ def _c_connection(d: Draw, conn_id: int, spec) -> ConnectionData:
 
 
 def _c_watch(d: Draw, conn_id: int, wpath: bytes) -> WatchData:
-    token = d.bytes(1, 12, TEXT)
+    token = d.bytes(1, 12, ANY_BUT_NUL) if d.int(0, 3) == 3 else d.bytes(1, 12, TEXT)
     need = -(XS.WATCH_DATA.size + len(wpath) + 1 + len(token) + 1) % 8
     return WatchData(conn_id, wpath, token + _fill(d, need, TEXT))
 
@@ -750,7 +751,7 @@ def _c_node(d: Draw, path: bytes, perms_: tuple[Permission, ...]) -> NodeData:
 
 def _c_perms(d: Draw, owner: int, domains: list[int]) -> tuple[Permission, ...]:
     out = [Permission(d.choice("nrwb"), owner)]
-    for _ in range(d.int(0, 2)):
+    for _ in range(d.int(0, 4)):
         # another domain with access: connected, or one the stream never names
         domid = d.int(1, 0x7FEF) if d.int(0, 3) == 3 else d.choice(domains)
         out.append(Permission(d.choice("rwbn"), domid, d.choice([0, 0, 0, PERM_STALE])))
@@ -814,7 +815,8 @@ def build_c_restorable(d: Draw, *, records=None, connections=None, transactions=
         queue.append((_c_node(d, b"/", _c_perms(d, DOM0, domains)), DOM0))
     for _ in range(nnodes):
         parent = d.choice(known)
-        path = parent.rstrip(b"/") + b"/" + d.bytes(1, 8, NAME)
+        name = d.bytes(9, 64, NAME) if d.int(0, 7) == 7 else d.bytes(1, 8, NAME)
+        path = parent.rstrip(b"/") + b"/" + name
         if path in known:
             continue
         owner = d.choice(domains)
