@@ -679,6 +679,7 @@ def harness_error_run(case_id: str, exc: BaseException) -> CaseRun:
 
 def target_id(fmt: str, kind: str, family: str | None) -> str:
     """The test id of a Hypothesis property: ``FORMAT/strategies/valid``,
+    ``FORMAT/strategies/valid-VARIANT`` (``family`` names the variant),
     ``FORMAT/strategies/malformed-FAMILY``."""
     return f"{fmt}/strategies/{kind}" + (f"-{family}" if family else "")
 
