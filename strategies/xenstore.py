@@ -769,23 +769,30 @@ def build_c_restorable(d: Draw, *, records=None, connections=None, transactions=
     nconn = pick(d, connections, lambda: d.int(0, 6))
     nnodes = pick(d, records, lambda: d.int(0, 12))
     fds = d.sample(list(range(3, 40)), 2 + nconn, 2 + nconn)   # GLOBAL_DATA's two, one per socket
-    conn_id = d.int(1, 3)
-    conns: list[tuple[ConnectionData, int | None]] = [
-        (_c_connection(d, conn_id, SharedRing(DOM0, d.int(1, 64))), DOM0)]
-    for k in range(nconn):
-        conn_id += d.int(1, 3)
+    # each connection: a socket (None) or a guest's ring (its domid), domain 0's ring first
+    kinds: list[int | None] = [DOM0]
+    for _ in range(nconn):
         if d.bool():
-            conns.append((_c_connection(d, conn_id, Socket(fds[2 + k])), None))
+            kinds.append(None)
             continue
         domid = d.int(1, 0x7FEF) if d.int(0, 3) == 3 else d.int(1, 400)
-        taken = [dom for _, dom in conns if dom is not None]
-        if domid in taken:
-            domid = max(taken) + 1
-        guests = [dom for dom in taken if dom != DOM0]
+        if domid in kinds:
+            domid = max(k for k in kinds if k is not None) + 1
+        kinds.append(domid)
+    guests = [k for k in kinds if k]
+    conn_id = 0
+    conns: list[tuple[ConnectionData, int | None]] = []
+    for k, dom in enumerate(kinds):
+        conn_id += d.int(1, 3)
+        if dom is None:
+            conns.append((_c_connection(d, conn_id, Socket(fds[1 + k])), None))
+            continue
         tdomid = DOMID_INVALID
-        if d.int(0, 2) == 2:   # a device model: its target connected, or not (yet)
-            tdomid = d.choice(guests) if guests and d.bool() else d.int(1, 0x7FEF)
-        conns.append((_c_connection(d, conn_id, SharedRing(domid, d.int(1, 1000), tdomid)), domid))
+        if dom and d.int(0, 2) == 2:   # a device model: its target's ring earlier, later, or none
+            others = [g for g in guests if g != dom]
+            tdomid = d.choice(others) if others and d.bool() else d.int(1, 0x7FEF)
+        conns.append((_c_connection(d, conn_id, SharedRing(dom, d.int(1, 1000 if dom else 64), tdomid)),
+                      dom))
     domains = [dom for _, dom in conns if dom is not None]
     watches: dict[int, list] = {}
     for c, _ in conns:
@@ -812,7 +819,8 @@ def build_c_restorable(d: Draw, *, records=None, connections=None, transactions=
             queue.append((_c_node(d, path, (Permission("n", DOM0), *extra)), DOM0))
     known = [b"/"]
     if d.bool():
-        queue.append((_c_node(d, b"/", _c_perms(d, DOM0, domains)), DOM0))
+        root_owner = d.choice(domains) if d.int(0, 3) == 3 else DOM0
+        queue.append((_c_node(d, b"/", _c_perms(d, root_owner, domains)), root_owner))
     for _ in range(nnodes):
         parent = d.choice(known)
         name = d.bytes(9, 64, NAME) if d.int(0, 7) == 7 else d.bytes(1, 8, NAME)

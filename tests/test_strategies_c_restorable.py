@@ -8,6 +8,8 @@ spec, constraint by constraint."""
 
 from __future__ import annotations
 
+from random import Random
+
 import pytest
 from hypothesis import HealthCheck, find, given, settings
 
@@ -225,14 +227,15 @@ def test_the_plain_valid_strategy_leaves_the_variant():
 
 
 def test_it_shrinks_to_global_data_and_dom0s_ring():
-    least = find(VARIANT, lambda ex: True, settings=settings(database=None))
+    least = find(VARIANT, lambda ex: True, settings=settings(database=None), random=Random(0))
     recs = decode(least.data).records
     assert [type(r) for r in recs] == [GlobalData, ConnectionData] and _is_dom0_ring(recs[1])
     # a stream with a guest's node shrinks to the least that holds one: the
-    # guest's ring, then the node, with nothing else
+    # guest's ring, then the node, with nothing else (seeded: a search may end
+    # in a local minimum, one node more)
     least = find(VARIANT, lambda ex: any(isinstance(r, NodeData) and r.perms and r.perms[0].domid
                                          for r in decode(ex.data).records),
-                 settings=settings(database=None, max_examples=2000))
+                 settings=settings(database=None, max_examples=2000), random=Random(0))
     kinds = [type(r).__name__ for r in decode(least.data).records]
     assert kinds == ["GlobalData", "ConnectionData", "ConnectionData", "NodeData"], kinds
 
