@@ -11,6 +11,14 @@
     (committed nodes), ``live_update``, ``transactions``; legacy ``width``
     (32|64), ``guest``, ``pages``, ``physmap``, ``qemu``, ``xl``.
 
+    ``variant=NAME`` narrows the valid streams to what one kind of reader
+    restores (:func:`variants`): xenstore ``c-restorable``, valid streams that
+    stay inside what C xenstored 4.17 and 4.20 restore by the departures
+    docs/findings.md documents (version 1, little-endian, live update, domain
+    0's ring first, every body whole 8-octet words, node owners connected,
+    whole pending output messages, no quota records or pending nodes).  A
+    stream with the special nodes is labelled with their ``either`` rule.
+
     ``profile=NAME`` instead builds the stream as one of Xen's own writers
     shapes it (:mod:`xenstream.reference.profiles`): ``xen-4.17-hvm``,
     ``xen-4.6-pv-remus``, ``xen-4.20-pv32-migrate``, ... for ``libxc``,
@@ -39,9 +47,10 @@ import random
 
 from xenstream.reference.errors import UsageError
 from xenstream.reference.formats import submodules
+from xenstream.reference.rules import get_rule
 
 from ._draw import Draw, HypothesisDraw, RandomDraw
-from ._registry import ACCEPT, FAMILIES, FORMATS, MUTATIONS, VALID, Labelled, Mutation
+from ._registry import ACCEPT, FAMILIES, FORMATS, MUTATIONS, VALID, VARIANTS, Labelled, Mutation
 
 #: One module of builders and mutations per format (the format registry's).
 _FORMAT_MODULES = submodules("xenstream.strategies")
@@ -73,6 +82,18 @@ def mutations(fmt: str | None = None, family: str | None = None) -> list[Mutatio
     if family is not None and family not in FAMILIES:
         raise UsageError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
     return [m for m in MUTATIONS if (fmt is None or m.format == fmt) and (family is None or m.family == family)]
+
+
+def variants(fmt: str) -> list[str]:
+    """The named narrowings of ``fmt``'s valid streams (``valid(fmt, variant=NAME)``)."""
+    _load()
+    return [v for f, v in VARIANTS if f == fmt]
+
+
+def _check_variant(fmt: str, variant: str) -> None:
+    if (fmt, variant) not in VARIANTS:
+        known = ", ".join(variants(fmt)) or "none"
+        raise UsageError(f"format {fmt!r} has no valid variant {variant!r}; known: {known}")
 
 
 def families(fmt: str) -> list[str]:
@@ -114,6 +135,12 @@ def unreachable_rules() -> dict[str, str]:
 
 def build_valid(d: Draw, fmt: str, **opts) -> Labelled:
     _check_format(fmt)
+    variant = opts.pop("variant", None)
+    if variant is not None:
+        _check_variant(fmt, variant)
+        data, description, rule = VARIANTS[(fmt, variant)](d, **opts)
+        expected = ACCEPT if rule is None else get_rule(rule).severity.value
+        return Labelled(fmt, bytes(data), rule, expected, description, None)
     profile = opts.pop("profile", None)
     if profile is not None:
         from . import profiles
@@ -149,10 +176,13 @@ def generate_malformed(fmt: str, rnd: random.Random | int, family: str | None = 
 
 
 def valid(fmt: str, **opts):
-    """Strategy of valid :class:`Labelled` streams of ``fmt``."""
+    """Strategy of valid :class:`Labelled` streams of ``fmt`` (``variant=NAME``: one
+    of :func:`variants`)."""
     from hypothesis import strategies as st
 
     _check_format(fmt)
+    if opts.get("variant") is not None:
+        _check_variant(fmt, opts["variant"])
 
     @st.composite
     def strategy(draw):
@@ -177,5 +207,5 @@ def malformed(fmt: str, family: str | None = None):
 
 
 __all__ = ["ACCEPT", "FAMILIES", "FORMATS", "Labelled", "Mutation", "valid", "malformed", "families",
-           "family_rules", "covered_rules", "unreachable_rules", "mutations", "available_formats", "generate_valid",
+           "family_rules", "variants", "covered_rules", "unreachable_rules", "mutations", "available_formats", "generate_valid",
            "generate_malformed", "build_valid", "build_malformed", "Draw", "HypothesisDraw", "RandomDraw"]

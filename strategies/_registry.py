@@ -53,6 +53,11 @@ class Mutation:
 
 MUTATIONS: list[Mutation] = []
 VALID: dict[str, Callable[..., tuple[bytes, str]]] = {}
+#: (format, variant) -> builder of valid streams narrowed to what one kind of
+#: reader restores (``xenstore``/``c-restorable``).  A variant builder returns
+#: (stream, description, rule): ``rule`` names the one ``either`` rule the
+#: stream leans on (None when it breaks none), so its label stays honest.
+VARIANTS: dict[tuple[str, str], Callable[..., tuple[bytes, str, str | None]]] = {}
 
 
 def mutation(fmt: str, family: str, rule: str | None, name: str | None = None):
@@ -65,8 +70,12 @@ def mutation(fmt: str, family: str, rule: str | None, name: str | None = None):
     return register
 
 
-def valid_builder(fmt: str):
+def valid_builder(fmt: str, variant: str | None = None):
+    """Register ``fmt``'s valid-stream builder, or (``variant``) a narrowed one."""
     def register(fn):
-        VALID[fmt] = fn
+        if variant is None:
+            VALID[fmt] = fn
+        else:
+            VARIANTS[(fmt, variant)] = fn
         return fn
     return register

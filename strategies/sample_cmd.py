@@ -14,7 +14,7 @@ from pathlib import Path
 
 from xenstream.reference.errors import UsageError
 
-from . import FAMILIES, FORMATS, generate_malformed, generate_valid
+from . import FAMILIES, FORMATS, generate_malformed, generate_valid, variants
 
 
 def add_arguments(parser) -> None:
@@ -26,6 +26,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--profile", help="with --valid: streams as one of Xen's writers shapes them "
                                           "(xen-4.17-hvm, xen-4.6-pv-remus, any, c-xenstored, "
                                           "convert-legacy-stream; docs/profiles.md)")
+    parser.add_argument("--variant", help="with --valid: valid streams narrowed to what one reader "
+                                          "restores (xenstore: c-restorable, what C xenstored 4.17 "
+                                          "and 4.20 restore)")
     parser.add_argument("-n", type=int, default=10, help="number of examples (default 10)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", required=True, help="directory to write into (created)")
@@ -36,6 +39,13 @@ def run(args) -> int:
         raise UsageError("--family goes with --malformed")
     if args.profile and not args.valid:
         raise UsageError("--profile goes with --valid")
+    if args.variant and not args.valid:
+        raise UsageError("--variant goes with --valid")
+    if args.variant and args.profile:
+        raise UsageError("--variant and --profile do not go together")
+    if args.variant and args.variant not in variants(args.format):
+        raise UsageError(f"format {args.format!r} has no valid variant {args.variant!r}; known: "
+                         f"{', '.join(variants(args.format)) or 'none'}")
     if args.n < 0:
         raise UsageError("-n must not be negative")
     from xenstream.reference.outfile import write_atomic
@@ -47,7 +57,10 @@ def run(args) -> int:
     rnd = random.Random(args.seed)
     for i in range(args.n):
         if args.valid:
-            ex = generate_valid(args.format, rnd, **({"profile": args.profile} if args.profile else {}))
+            opts = {"profile": args.profile} if args.profile else {}
+            if args.variant:
+                opts["variant"] = args.variant
+            ex = generate_valid(args.format, rnd, **opts)
         else:
             ex = generate_malformed(args.format, rnd, args.family)
         stem = f"{i:04d}-{ex.rule or 'valid'}"

@@ -8,13 +8,14 @@ domains named before, once each."""
 
 from __future__ import annotations
 
+import struct
 from dataclasses import replace
 
 from xenstream.reference import xenstore as XS
 from xenstream.reference.framing import RECORD_HEADER, encode_record, padding_length
 from xenstream.reference.layout import Endian
 from xenstream.reference.xenstore_records import (
-    DOMID_INVALID, ConnectionData, DomainData, GlobalData, GlobalQuotaData, Header, NodeData, Permission,
+    DOMID_INVALID, PERM_STALE, ConnectionData, DomainData, GlobalData, GlobalQuotaData, Header, NodeData, Permission,
     Quota, RecordType, SharedRing, Socket, TransactionData, WatchData, WatchDataExtended, encode_body,
     encode_header,
 )
@@ -687,3 +688,226 @@ def _dom_unknown(d: Draw):
     s = build(d)
     s, _ = insert(d, s, DomainData(d.int(1000, 30000)), len(s.records))
     return s.encode(), "DOMAIN_DATA for a domain no earlier record named"
+
+
+# --------------------------------------------------------------------------
+# valid streams C xenstored restores (variant "c-restorable")
+# --------------------------------------------------------------------------
+
+#: Message types of pending output (xs_wire.h): replies and events a daemon queues.
+_OUT_TYPES = (1, 2, 3, 11, 15, 16)   # DIRECTORY, READ, GET_PERMS, WRITE, WATCH_EVENT, ERROR
+#: A wire message header (type, req-id, tx-id, len), little-endian: the only
+#: host order C xenstored restores.
+XS_MSG = struct.Struct("<IIII")
+_MSG_HDR = XS_MSG.size
+DOM0 = 0
+DOMID_ANY = 0x7FF5  # what C xenstored puts on @releaseDomain
+ANY_BUT_NUL = bytes(range(1, 256))
+
+
+def _fill(d: Draw, need: int, alphabet: bytes | None = None) -> bytes:
+    """``need`` octets drawn (zeros, or the alphabet's first, when shrunk)."""
+    return d.bytes(need, need, alphabet) if need else b""
+
+
+def _message(d: Draw) -> bytes:
+    """One whole xenstore wire message (xs_wire.h ``xsd_sockmsg`` and payload), host order."""
+    payload = d.bytes(0, 24) if d.int(0, 3) == 3 else d.bytes(0, 24, TEXT) + b"\0"
+    return XS_MSG.pack(d.choice(_OUT_TYPES), d.int(0, 0xFFFF), 0, len(payload)) + payload
+
+
+def _c_connection(d: Draw, conn_id: int, spec) -> ConnectionData:
+    """A connection whose body is whole words: a unique-id (rings only) aligns it,
+    otherwise the partial response is as long as alignment asks."""
+    in_data = b""
+    kind = d.int(0, 5)   # shrinks to none
+    if kind == 4:   # a request being read: a header claiming more than came
+        size = d.int(1, 64)
+        in_data = XS_MSG.pack(2, d.int(0, 0xFFFF), 0, size) + d.bytes(0, size - 1, NAME)
+    elif kind == 5:   # part of a request header
+        in_data = XS_MSG.pack(2, d.int(0, 0xFFFF), 0, d.int(0, 64))[:d.int(1, _MSG_HDR - 1)]
+    messages = b"".join(_message(d) for _ in range(d.int(0, 2)))
+    uid = None
+    if isinstance(spec, SharedRing) and d.bool():
+        uid = d.int(0, (1 << 64) - 1)
+    partial = d.int(0, 2) * 8 if d.int(0, 2) == 2 else 0
+    if uid is None:
+        partial += -(XS.CONNECTION_DATA.size + len(in_data) + partial + len(messages)) % 8
+    out = _fill(d, partial) + messages
+    return ConnectionData(conn_id, spec, in_data, out, partial, uid)
+
+
+def _c_watch(d: Draw, conn_id: int, wpath: bytes) -> WatchData:
+    token = d.bytes(1, 12, ANY_BUT_NUL) if d.int(0, 3) == 3 else d.bytes(1, 12, TEXT)
+    need = -(XS.WATCH_DATA.size + len(wpath) + 1 + len(token) + 1) % 8
+    return WatchData(conn_id, wpath, token + _fill(d, need, TEXT))
+
+
+def _c_node(d: Draw, path: bytes, perms_: tuple[Permission, ...]) -> NodeData:
+    value = d.bytes(25, 3000) if d.int(0, 7) == 7 else d.bytes(0, 24)
+    need = -(XS.NODE_DATA.size + XS.NODE_PERMISSION.size * len(perms_) + len(path) + 1 + len(value)) % 8
+    return NodeData(path, value + _fill(d, need), perms_)
+
+
+def _c_perms(d: Draw, owner: int, domains: list[int]) -> tuple[Permission, ...]:
+    out = [Permission(d.choice("nrwb"), owner)]
+    for _ in range(d.int(0, 4)):
+        # another domain with access: connected, or one the stream never names
+        domid = d.int(1, 0x7FEF) if d.int(0, 3) == 3 else d.choice(domains)
+        out.append(Permission(d.choice("rwbn"), domid, d.choice([0, 0, 0, PERM_STALE])))
+    return tuple(out)
+
+
+def build_c_restorable(d: Draw, *, records=None, connections=None, transactions=None,
+                       specials=None) -> tuple[Stream, str | None]:
+    """A valid live-update stream inside what C xenstored 4.17 and 4.20 restore
+    (docs/findings.md, "C xenstored"); :func:`c_restorable_problems` names the
+    constraints.  Built constructively: shrinking drops guests, sockets, watches,
+    nodes and fillers, and moves nodes after every connection, towards
+    GLOBAL_DATA and domain 0's ring alone.  Returns the stream and the
+    ``either`` rule it leans on (the special nodes), or None.
+
+    Left out, each a documented departure: GLOBAL_QUOTA_DATA and DOMAIN_DATA
+    (version 1 allows them, but both releases skip them and lose the quota,
+    which the store read back over the wire cannot show), pending nodes (4.17
+    commits them, 4.20 refuses them), WATCH_DATA_EXTENDED (version 2 only)."""
+    nconn = pick(d, connections, lambda: d.int(0, 6))
+    nnodes = pick(d, records, lambda: d.int(0, 12))
+    fds = d.sample(list(range(3, 40)), 2 + nconn, 2 + nconn)   # GLOBAL_DATA's two, one per socket
+    # each connection: a socket (None) or a guest's ring (its domid), domain 0's ring first
+    kinds: list[int | None] = [DOM0]
+    for _ in range(nconn):
+        if d.bool():
+            kinds.append(None)
+            continue
+        domid = d.int(1, 0x7FEF) if d.int(0, 3) == 3 else d.int(1, 400)
+        if domid in kinds:
+            domid = max(k for k in kinds if k is not None) + 1
+        kinds.append(domid)
+    guests = [k for k in kinds if k]
+    conn_id = 0
+    conns: list[tuple[ConnectionData, int | None]] = []
+    for k, dom in enumerate(kinds):
+        conn_id += d.int(1, 3)
+        if dom is None:
+            conns.append((_c_connection(d, conn_id, Socket(fds[1 + k])), None))
+            continue
+        tdomid = DOMID_INVALID
+        if dom and d.int(0, 2) == 2:   # a device model: its target's ring earlier, later, or none
+            others = [g for g in guests if g != dom]
+            tdomid = d.choice(others) if others and d.bool() else d.int(1, 0x7FEF)
+        conns.append((_c_connection(d, conn_id, SharedRing(dom, d.int(1, 1000 if dom else 64), tdomid)),
+                      dom))
+    domains = [dom for _, dom in conns if dom is not None]
+    watches: dict[int, list] = {}
+    for c, _ in conns:
+        for _ in range(d.int(0, 3)):
+            kind = d.int(0, 5)
+            if kind == 4:
+                wpath = d.choice([b"@releaseDomain", b"@introduceDomain"])
+            elif kind == 5:   # relative to the connection's domain home
+                wpath = d.bytes(1, 8, NAME)
+            else:
+                wpath = b"/" + b"/".join(d.bytes(1, 6, NAME) for _ in range(d.int(0, 3)))
+            watches.setdefault(c.conn_id, []).append(_c_watch(d, c.conn_id, wpath))
+    tail: list = []
+    if pick(d, transactions, lambda: d.int(0, 3) == 3):
+        for c, _ in d.sample(conns, 1, 2):
+            tail.append(TransactionData(c.conn_id, d.int(1, 0xFFFFFFFF)))
+    # nodes, parents first, each with its owner: placed after the owner's ring
+    queue: list[tuple[NodeData, int]] = []
+    rule = None
+    if pick(d, specials, lambda: d.int(0, 3) == 3):
+        rule = XS.PATH_SPECIAL
+        for path in d.sample([b"@releaseDomain", b"@introduceDomain"], 1, 2):
+            extra = [Permission("r", DOMID_ANY)] if d.bool() else []
+            queue.append((_c_node(d, path, (Permission("n", DOM0), *extra)), DOM0))
+    known = [b"/"]
+    if d.bool():
+        root_owner = d.choice(domains) if d.int(0, 3) == 3 else DOM0
+        queue.append((_c_node(d, b"/", _c_perms(d, root_owner, domains)), root_owner))
+    for _ in range(nnodes):
+        parent = d.choice(known)
+        name = d.bytes(9, 64, NAME) if d.int(0, 7) == 7 else d.bytes(1, 8, NAME)
+        path = parent.rstrip(b"/") + b"/" + name
+        if path in known:
+            continue
+        owner = d.choice(domains)
+        queue.append((_c_node(d, path, _c_perms(d, owner, domains)), owner))
+        known.append(path)
+    inline = d.bool()   # each connection's watches right after it, or all after the connections
+    recs: list = [GlobalData(fds[0], fds[1])]
+    connected: set[int] = set()
+    for c, dom in conns:
+        recs.append(c)
+        if dom is not None:
+            connected.add(dom)
+        if inline:
+            recs += watches.pop(c.conn_id, [])
+        while queue and queue[0][1] in connected and d.bool():
+            recs.append(queue.pop(0)[0])
+    for c, _ in conns:
+        recs += watches.pop(c.conn_id, [])
+    recs += tail + [n for n, _ in queue]
+    return Stream(1, LE, recs), rule
+
+
+def c_restorable_problems(data: bytes) -> list[str]:
+    """What in ``data`` lies outside what C xenstored 4.17 and 4.20 restore, by the
+    departures of docs/findings.md ("C xenstored"); [] for a stream
+    :func:`build_c_restorable` could make.  One line per broken constraint."""
+    from xenstream.reference.xenstore_records import XenstoreStream
+    from xenstream.reference.formats import get_codec
+
+    stream: XenstoreStream = get_codec(FORMAT).decode(data)
+    out = []
+    if stream.header.version != 1:
+        out.append(f"version {stream.header.version}: they read version 1 only")
+    if stream.header.endian is not LE:
+        out.append("big-endian: they read their host's byte order only")
+    recs = stream.records
+    if not recs or not isinstance(recs[0], GlobalData):
+        out.append("no GLOBAL_DATA first: not a live-update stream")
+    rings: set[int] = set()
+    dom0_at = None
+    for i, r in enumerate(recs):
+        rtype, body = encode_body(r, stream.header.endian)
+        if len(body) % 8:
+            out.append(f"record {i} ({rtype.name}): body of {len(body)} octets, not whole words "
+                       "(they step by len alone)")
+        if isinstance(r, (GlobalQuotaData, DomainData)):
+            out.append(f"record {i}: {rtype.name}, which they skip (the quota is lost)")
+        elif isinstance(r, WatchDataExtended):
+            out.append(f"record {i}: WATCH_DATA_EXTENDED, which they skip")
+        elif isinstance(r, ConnectionData):
+            if isinstance(r.spec, SharedRing):
+                rings.add(r.spec.domid)
+                if r.spec.domid == DOM0 and dom0_at is None:
+                    dom0_at = i
+            rest = r.out_data[r.out_resp_len:]
+            while len(rest) >= _MSG_HDR:
+                size = XS_MSG.unpack_from(rest)[3]
+                rest = rest[_MSG_HDR + size:] if _MSG_HDR + size <= len(rest) else b"?"
+                if rest == b"?":
+                    break
+            if rest:
+                out.append(f"record {i}: pending output after the partial response is not whole "
+                           "messages (they read a message's len past the record)")
+        if isinstance(r, NodeData):
+            if dom0_at is None:
+                out.append(f"record {i}: a node before domain 0's ring (they have no node database yet)")
+            if r.pending:
+                out.append(f"record {i}: a pending node (they commit it)")
+            elif r.perms and r.perms[0].domid not in rings:
+                out.append(f"record {i}: node owner {r.perms[0].domid} has no ring earlier "
+                           "(they cannot charge the node to it)")
+    if dom0_at is None:
+        out.append("no shared ring of domain 0 (they create the node database only then)")
+    return out
+
+
+@valid_builder(FORMAT, "c-restorable")
+def valid_c_restorable(d: Draw, **opts):
+    s, rule = build_c_restorable(d, **opts)
+    note = ", with the special nodes as NODE_DATA" if rule else ""
+    return s.encode(), "valid C-restorable " + describe(s) + note, rule

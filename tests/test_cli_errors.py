@@ -80,6 +80,9 @@ BAD = [
     ("sample libxc --valid -n -1 --out s", "-n must not be negative"),
     ("sample libxc --valid -n 1 --out good.xc", "--out good.xc: not a folder"),
     ("sample nope --valid --out s", "invalid choice: 'nope'"),
+    ("sample xenstore --malformed --variant c-restorable --out s", "--variant goes with --valid"),
+    ("sample xenstore --valid --variant nope --out s", "no valid variant 'nope'; known: c-restorable"),
+    ("sample xenstore --valid --variant c-restorable --profile c-xenstored --out s", "do not go together"),
     # corpus
     ("corpus", "say build, check, add or stats"),
     ("corpus build --dir good.xc", "--dir good.xc: not a folder"),

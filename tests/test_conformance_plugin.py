@@ -454,3 +454,16 @@ def test_a_signal_to_pytest_cleans_up_everything(suite, sig, workers, tmp_path):
             continue
     assert left == []
     assert [p.name for p in temp.iterdir() if p.name.startswith("xenstream")] == []
+
+
+def test_a_format_s_valid_variants_are_properties_of_their_own(suite):
+    """xenstore's c-restorable variant runs as xenstore/strategies/valid-c-restorable,
+    beside the plain valid target, and is judged like it."""
+    r = suite.runpytest("--sources=strategies", "--formats=xenstore", "--hypothesis-examples=3",
+                        "-p", "no:cacheprovider",
+                        "--report=rep", "-k", "strategies/valid")
+    assert r.ret == 0, r.stdout.str()
+    cases = json.loads((suite.path / "rep" / "results.json").read_text())["cases"]
+    by_id = {c["id"]: c for c in cases}
+    assert set(by_id) == {"xenstore/strategies/valid", "xenstore/strategies/valid-c-restorable"}
+    assert "3 examples" in by_id["xenstore/strategies/valid-c-restorable"]["observed"]
