@@ -136,23 +136,7 @@ class PathSet:
             parent, octets = -1, path
         else:
             octets = path[cut + 1:]
-        hashes = self._hash
-        i = len(hashes)
-        head, b = self._head, h & self._mask
-        self._next.append(head[b])
-        head[b] = i
-        hashes.append(h << 1 | 1)
-        self._parent.append(parent)
-        arena = self._arena
-        arena += octets
-        try:
-            self._off.append(len(arena))
-        except OverflowError:  # 4 GiB of components
-            self._off = array("q", self._off)
-            self._off.append(len(arena))
-        if i >= self._limit:
-            self._checkpoint()
-        return i
+        return self._append(h, parent, octets, 1)
 
     def _ancestors(self, path: bytes) -> int:
         """The index of ``path``'s entry, made (with any missing ancestors, none of them members)
@@ -176,16 +160,18 @@ class PathSet:
                 break
             path = path[:cut]
         for path, h, cut in reversed(missing):
-            i = self._append(path, h, -1, path) if cut <= 0 else self._append(path, h, i, path[cut + 1:])
+            i = self._append(h, -1, path, 0) if cut <= 0 else self._append(h, i, path[cut + 1:], 0)
         self._last, self._last_i = top, i
         return i
 
-    def _append(self, path: bytes, h: int, parent: int, octets: bytes) -> int:
+    def _append(self, h: int, parent: int, octets: bytes, member: int) -> int:
+        """A new entry: ``parent``'s index (-1: ``octets`` is the whole path) and the
+        last component; ``member`` 1 makes it a member, 0 an ancestor only."""
         i = len(self._hash)
         head, b = self._head, h & self._mask
         self._next.append(head[b])
         head[b] = i
-        self._hash.append(h << 1)
+        self._hash.append(h << 1 | member)
         self._parent.append(parent)
         arena = self._arena
         arena += octets
