@@ -128,7 +128,11 @@ def _validate_with_peak(path):
     return ck, peak
 
 
-_BIG_DOC = b'{"a": "' + b"x" * (16 << 20) + b'", "b": [' + b'{"c": [1.5e3, -0, null, "\\u00e9"]}, ' * 10_000 + b'NaN]}'
+def _doc(pad: int) -> bytes:
+    return b'{"a": "' + b"x" * pad + b'", "b": [' + b'{"c": [1.5e3, -0, null, "\\u00e9"]}, ' * 10_000 + b'NaN]}'
+
+
+_BIG_DOC = _doc(16 << 20)
 
 
 def test_large_optional_data_is_not_held(tmp_path):
@@ -143,8 +147,9 @@ def test_large_optional_data_is_not_held(tmp_path):
 @pytest.mark.parametrize("fault", [b"x", b",", b"\xff", b"\x01", b"]"])
 def test_large_config_with_a_syntax_fault_is_found_where_a_small_one_is(tmp_path, fault):
     # the fault lands deep inside the list, past CONFIG_PARSE_MAX
-    at = _BIG_DOC.rindex(b"NaN")
-    doc = _BIG_DOC[:at] + fault + _BIG_DOC[at:]
+    valid = _doc(2 << 20)
+    at = valid.rindex(b"NaN")
+    doc = valid[:at] + fault + valid[at:]
     stream = libxl.encode(build.libxl_stream(DomainType.X86_HVM))
     path = tmp_path / "big.xl"
     path.write_bytes(_big_header(doc + b"\0") + stream)
