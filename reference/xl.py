@@ -19,7 +19,7 @@ from functools import partial
 from dataclasses import dataclass
 from typing import Iterator
 
-from . import libxc, libxl
+from . import jsonscan, libxc, libxl
 from .checker import Checker
 from .formats import Codec, by_magic, get_codec
 from .layout import Bytes, Declared, Endian, Layout, count, octets, u32
@@ -154,7 +154,7 @@ def header_length(data: bytes) -> int | None:
 
 #: Largest optional data read whole and JSON configuration parsed (``json.loads`` of a
 #: megabyte of small values takes some 40 MiB); larger ones are checked as they pass,
-#: all but their JSON syntax (a note says so).  xl writes a few KiB.
+#: their JSON syntax by the streaming :mod:`.jsonscan`.  xl writes a few KiB.
 CONFIG_PARSE_MAX = 1 << 20
 
 
@@ -204,8 +204,10 @@ def read_header(src: Source, checker: Checker, *, whole: bool = True) -> XlHeade
 def _pass_large_optional_data(src: Source, header: XlHeader, optlen: int, base: int,
                               checker: Checker) -> None:
     """:func:`_check_optional_data` for optional data larger than :data:`CONFIG_PARSE_MAX`,
-    checked as it passes: the same findings at the same offsets, except that the JSON
-    configuration's syntax is not checked (noted); Truncated as for one read of all of it."""
+    checked as it passes and not held: the same findings at the same offsets (the JSON
+    configuration's syntax by :class:`.jsonscan.JsonScan`, its message naming the octet
+    within the configuration); Truncated as for one read of all of it."""
+    syntax = None  # the JSON syntax fault found, reported once all of it is read
     try:  # all of it first: a truncation is found before anything inside it, as in one read
         (n,) = CONFIG_LENGTH.unpack(header.endian, src.read_exact(CONFIG_LENGTH.size, "xl optional data"))
         last = None
@@ -213,7 +215,21 @@ def _pass_large_optional_data(src: Source, header: XlHeader, optlen: int, base: 
             src.skip(optlen - 4, "xl optional data")
         else:
             if n:
-                src.skip(n - 1, "xl optional data")
+                if header.mandatory_flags & FLAG_JSON:  # the config's octets, its final NUL excluded
+                    scan = jsonscan.JsonScan()
+                    for piece in src.chunks(n - 1, "xl optional data"):
+                        if syntax is None:
+                            try:
+                                scan.feed(piece)
+                            except jsonscan.JsonSyntaxError as exc:
+                                syntax = exc
+                    if syntax is None:
+                        try:
+                            scan.close()
+                        except jsonscan.JsonSyntaxError as exc:
+                            syntax = exc
+                else:
+                    src.skip(n - 1, "xl optional data")
                 last = src.read_exact(1, "xl optional data")
             if optlen - 4 - n:
                 src.skip(optlen - 4 - n, "xl optional data")
@@ -228,9 +244,8 @@ def _pass_large_optional_data(src: Source, header: XlHeader, optlen: int, base: 
             checker.report(JSON_NO_CONFIG, base, "JSON flag set but the file holds no configuration")
         elif last != b"\0":
             checker.report(JSON_NUL, base + 4 + n - 1, "JSON configuration is not NUL-terminated")
-        else:
-            checker.note(f"JSON configuration of {n} octets: larger than {CONFIG_PARSE_MAX} octets, "
-                         "its JSON syntax not checked")
+        elif syntax is not None:
+            checker.report(JSON_SYNTAX, base + 4, f"JSON configuration does not parse: {syntax}")
 
 
 def _check_optional_data(header: XlHeader, base: int, checker: Checker) -> None:
@@ -257,9 +272,11 @@ def _check_optional_data(header: XlHeader, base: int, checker: Checker) -> None:
                 json.loads(config[:-1].decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as exc:
                 checker.report(JSON_SYNTAX, base + 4, f"JSON configuration does not parse: {exc}")
-            except RecursionError:  # json's parser recurses per level of nesting
-                checker.note("JSON configuration nested deeper than this interpreter's recursion limit: "
-                             "its JSON syntax not checked")
+            except RecursionError:  # json's parser recurses per level of nesting; jsonscan does not
+                try:
+                    jsonscan.check(config[:-1])
+                except jsonscan.JsonSyntaxError as exc:
+                    checker.report(JSON_SYNTAX, base + 4, f"JSON configuration does not parse: {exc}")
 
 
 def _check_legacy_body(src: Source, checker: Checker) -> None:

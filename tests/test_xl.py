@@ -115,11 +115,8 @@ def test_large_optional_data_gives_the_findings_of_reading_it_whole(name, reader
     assert findings(False) == findings(True)
 
 
-def test_large_optional_data_is_not_held(tmp_path):
+def _validate_with_peak(path):
     import tracemalloc
-    path = tmp_path / "big.xl"
-    path.write_bytes(_big_header(b'{"a": "' + b"x" * (16 << 20) + b'"}\0')
-                     + libxl.encode(build.libxl_stream(DomainType.X86_HVM)))
     tracemalloc.start()
     try:
         src = Source.open(str(path))
@@ -128,13 +125,54 @@ def test_large_optional_data_is_not_held(tmp_path):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
+    return ck, peak
+
+
+def _doc(pad: int) -> bytes:
+    return b'{"a": "' + b"x" * pad + b'", "b": [' + b'{"c": [1.5e3, -0, null, "\\u00e9"]}, ' * 10_000 + b'NaN]}'
+
+
+_BIG_DOC = _doc(16 << 20)
+
+
+def test_large_optional_data_is_not_held(tmp_path):
+    path = tmp_path / "big.xl"
+    path.write_bytes(_big_header(_BIG_DOC + b"\0") + libxl.encode(build.libxl_stream(DomainType.X86_HVM)))
+    ck, peak = _validate_with_peak(path)
     assert ck.accepted and peak < 4 << 20
-    assert any("syntax not checked" in n for n in ck.notes)
+    assert not [f for f in ck.findings if f.rule.id == xl.JSON_SYNTAX]
+    assert not any("not checked" in n for n in ck.notes)
 
 
-def test_json_nested_past_the_recursion_limit_is_noted_not_a_crash():
-    config = b"[" * 100_000 + b"]" * 100_000 + b"\0"
-    data = xl.XlHeader.with_config(config).encode() + libxl.encode(build.libxl_stream(DomainType.X86_HVM))
+@pytest.mark.parametrize("fault", [b"x", b",", b"\xff", b"\x01", b"]"])
+def test_large_config_with_a_syntax_fault_is_found_where_a_small_one_is(tmp_path, fault):
+    # the fault lands deep inside the list, past CONFIG_PARSE_MAX
+    valid = _doc(2 << 20)
+    at = valid.rindex(b"NaN")
+    doc = valid[:at] + fault + valid[at:]
+    stream = libxl.encode(build.libxl_stream(DomainType.X86_HVM))
+    path = tmp_path / "big.xl"
+    path.write_bytes(_big_header(doc + b"\0") + stream)
+    ck, peak = _validate_with_peak(path)
+    assert peak < 4 << 20
+    big = [(f.rule.id, f.offset) for f in ck.findings if f.rule.id == xl.JSON_SYNTAX]
+    small = validate(Source.from_bytes(_big_header(b'{"a": ' + fault + b"1}\0") + stream), "xl", Checker())
+    assert big == [(f.rule.id, f.offset) for f in small.findings if f.rule.id == xl.JSON_SYNTAX] \
+        == [(xl.JSON_SYNTAX, xl.OPTIONAL_DATA_OFFSET + 4)]
+    message = next(f.message for f in ck.findings if f.rule.id == xl.JSON_SYNTAX)
+    assert f"at octet {at}" in message  # where in the configuration it failed
+
+
+@pytest.mark.parametrize("config, ok", [
+    (b"[" * 100_000 + b"]" * 100_000, True),
+    (b'{"a": ' * 100_000 + b"1" + b"}" * 100_000, True),
+    (b"[" * 100_000 + b"]" * 99_999, False),
+    (b"[" * 100_000 + b"}" + b"]" * 99_999, False),
+    (b"[" * 100_000 + b"]" * 100_001, False),
+])
+def test_json_nested_past_the_recursion_limit_is_checked_not_a_crash(config, ok):
+    data = xl.XlHeader.with_config(config + b"\0").encode() + libxl.encode(build.libxl_stream(DomainType.X86_HVM))
     ck = validate(Source.from_bytes(data), "xl", Checker(verbose=True))
-    assert ck.accepted
-    assert any("recursion limit" in n for n in ck.notes)
+    syntax = [f.offset for f in ck.findings if f.rule.id == xl.JSON_SYNTAX]
+    assert syntax == ([] if ok else [xl.OPTIONAL_DATA_OFFSET + 4])
+    assert not any("recursion limit" in n or "not checked" in n for n in ck.notes)
