@@ -89,13 +89,19 @@ class PathSet:
         """The index of ``path`` when it is a member, else -1."""
         if path == self._last:
             return self._last_i if self._hash[self._last_i] & 1 else -1
-        h = hash(path) & _MASK32
-        want = h << 1 | 1
+        i = self._entry(path, hash(path) & _MASK32)
+        if i >= 0 and self._hash[i] & 1:
+            self._last, self._last_i = path, i
+            return i
+        return -1
+
+    def _entry(self, path: bytes, h: int) -> int:
+        """The index of ``path``'s entry (a member or not), ``h`` its stored hash; -1 when
+        there is none."""
         hashes, nxt = self._hash, self._next
         i = self._head[h & self._mask]
         while i >= 0:
-            if hashes[i] == want and self._is(i, path):
-                self._last, self._last_i = path, i
+            if hashes[i] >> 1 == h and self._is(i, path):
                 return i
             i = nxt[i]
         return -1
@@ -108,13 +114,10 @@ class PathSet:
         parent's entry is looked up, and made (not a member) when missing.
         """
         h = hash(path) & _MASK32
-        hashes, nxt = self._hash, self._next
-        i = self._head[h & self._mask]
-        while i >= 0:
-            if hashes[i] >> 1 == h and self._is(i, path):
-                hashes[i] |= 1
-                return i
-            i = nxt[i]
+        i = self._entry(path, h)
+        if i >= 0:
+            self._hash[i] |= 1
+            return i
         if cut < 0:
             cut = path.rfind(_SEP)
         if cut > 0 and parent < 0:
@@ -146,12 +149,7 @@ class PathSet:
         top, missing = path, []
         while True:
             h = hash(path) & _MASK32
-            hashes, nxt = self._hash, self._next
-            i = self._head[h & self._mask]
-            while i >= 0:
-                if hashes[i] >> 1 == h and self._is(i, path):
-                    break
-                i = nxt[i]
+            i = self._entry(path, h)
             if i >= 0:
                 break
             cut = path.rfind(_SEP)
@@ -256,13 +254,10 @@ class _Spilled(PathSet):
 
     def add(self, path: bytes, parent: int = -1, cut: int = -1) -> int:
         h = hash(path) & _MASK32
-        hashes, nxt = self._hash, self._next
-        i = self._head[h & self._mask]
-        while i >= 0:
-            if hashes[i] >> 1 == h and self._is(i, path):
-                hashes[i] |= 1
-                return i
-            i = nxt[i]
+        i = self._entry(path, h)
+        if i >= 0:
+            self._hash[i] |= 1
+            return i
         self._disk.add(path)
         return ON_DISK
 
