@@ -22,7 +22,6 @@ from xenstream.reference import xenstore_records as xr
 from xenstream.reference.checker import Checker
 from xenstream.reference.examples import all_examples
 from xenstream.reference.formats import validate
-from xenstream.reference.intset import IntSet
 from xenstream.reference.layout import Endian
 from xenstream.reference.pathset import PathSet
 from xenstream.reference.rules import Role
